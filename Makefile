@@ -1,0 +1,44 @@
+# boltzgen: two commands do all set-up on a fresh machine.
+#   make demo   creates .venv if needed, installs boltzgen, and runs the main job
+#   make test   same set-up, then the test suite
+# Without an NVIDIA GPU the small CPU build of torch is installed first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.boltzgen-installed
+DEMO_DIR ?= runs/demo
+# Threads for the tests: CI machines have 2 cores.
+TEST_THREADS ?= 2
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "GPU found: installing the default (CUDA) torch build"; \
+	else \
+		echo "no GPU: installing the CPU build of torch"; \
+		$(PY) -m pip install -q "torch==2.13.0" || echo "torch 2.13.0 CPU build not found: the package requirement picks a build"; \
+	fi
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+DEMO_TEMPLATE ?= toy-reverse-kl
+
+demo: $(STAMP)
+	$(VENV)/bin/boltzgen init $(DEMO_TEMPLATE) -o $(DEMO_DIR).toml --force
+	$(VENV)/bin/boltzgen train $(DEMO_DIR).toml -o $(DEMO_DIR)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) analysis/bench_flow_step.py
+	$(VENV)/bin/boltzgen bench energy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

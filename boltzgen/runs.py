@@ -1,0 +1,161 @@
+"""Run directories: train a config into one, reload a finished or interrupted one, sample from it.
+
+A run directory holds::
+
+    config.toml            the resolved config (every default filled in)
+    checkpoints/last.pt    model, optimiser, objective state, RNG, counters (atomic, safe to load)
+    metrics.csv            step, stage, loss, diagnostics, energy_evaluations, wall_time_s, lr
+    summary.json           final metrics (ESS, energy evaluations, wall time, device, ...)
+    samples/               samples drawn at the end (see :func:`write_samples`)
+
+The default run directory of ``boltzgen train CONFIG.toml`` is ``runs/<CONFIG stem>``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .config import dump_config, parse_config_text
+from .energy.base import Energy
+from .errors import BoltzgenError
+from .io import atomic_write_text, load_checkpoint, save_samples, write_json
+from .recipes import build_model, build_objective, build_target, resolve_config, select_device, train_settings
+from .trainers.loop import Trainer
+
+__all__ = ["default_run_dir", "train_run", "load_run", "draw_samples", "write_samples", "reverse_ess"]
+
+
+def default_run_dir(config_path: str | Path) -> Path:
+    """``runs/<config file stem>`` in the current directory."""
+    return Path("runs") / Path(config_path).stem
+
+
+def _prepare_run_dir(run_dir: Path, resolved: Mapping[str, Any]) -> None:
+    text = dump_config(resolved)
+    existing = run_dir / "config.toml"
+    if existing.is_file():
+        if parse_config_text(existing.read_text(), str(existing)) != parse_config_text(text):
+            raise BoltzgenError(
+                f"{run_dir} holds a run with a different config; pass -o NEW_DIR, "
+                "or rerun with the same config to resume it"
+            )
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(existing, text)
+
+
+def reverse_ess(log_w: torch.Tensor, clip_fraction: float = 1e-4) -> float:
+    """Reverse ESS fraction (sum w)^2/(N sum w^2) after clipping the largest floor(f N) log-weights.
+
+    Non-finite log-weights (e.g. NaN energies) count as weight 0. Clipping sets the largest
+    floor(f N) log-weights to the k-th largest value, only when floor(f N) > 1 (DESIGN.md section 8).
+    """
+    log_w = log_w.detach().to(torch.float64).flatten()
+    n = log_w.numel()
+    log_w = torch.where(torch.isfinite(log_w), log_w, torch.full_like(log_w, -math.inf))
+    k = int(math.floor(clip_fraction * n))
+    if k > 1:
+        kth = torch.topk(log_w, k).values[-1]
+        log_w = torch.minimum(log_w, kth)
+    return float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / n)
+
+
+@torch.no_grad()
+def draw_samples(model: torch.nn.Module, target: Energy, n: int, temperature: float | None = None, chunk: int = 65536) -> dict[str, torch.Tensor]:
+    """Draw ``n`` model samples in chunks with log q, reduced energies and log-weights.
+
+    Returns:
+        Dict with ``samples`` (n, *event_shape), ``log_q`` (n,), ``reduced_energies`` (n,) at
+        ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log q.
+    """
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {"samples": [], "log_q": [], "reduced_energies": []}
+    for start in range(0, n, chunk):
+        x, log_q = model.sample_and_log_prob(min(chunk, n - start))
+        parts["samples"].append(x.cpu())
+        parts["log_q"].append(log_q.cpu())
+        parts["reduced_energies"].append(target.energy(x, temperature).cpu())
+    out = {k: torch.cat(v) for k, v in parts.items()}
+    out["log_weights"] = -out["reduced_energies"] - out["log_q"]
+    return out
+
+
+def write_samples(path_prefix: Path, target: Energy, drawn: Mapping[str, torch.Tensor], temperature: float | None) -> list[Path]:
+    """Write drawn samples: a trajectory with topology for molecules, ``{prefix}.pt`` otherwise."""
+    molecule = getattr(target, "molecule", None)
+    if molecule is not None:
+        from .trajectories import write_samples as write_trajectory
+
+        paths = write_trajectory(
+            str(path_prefix),
+            drawn["samples"].double().numpy(),
+            molecule.topology,
+            log_weights=drawn["log_weights"].double().numpy(),
+            reduced_energies=drawn["reduced_energies"].double().numpy(),
+            temperature=temperature if temperature is not None else target.temperature,
+        )
+        return [Path(p) for p in paths]
+    path = path_prefix.with_suffix(".pt")
+    save_samples(path, drawn["samples"], log_q=drawn["log_q"], reduced_energies=drawn["reduced_energies"], log_weights=drawn["log_weights"])
+    return [path]
+
+
+def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train a config into ``run_dir`` (resuming a checkpoint there), sample, and write the summary.
+
+    Returns:
+        The summary dict also written to ``summary.json``.
+    """
+    resolved = resolve_config(config)
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, resolved)
+    device = select_device(resolved["device"])
+    target = build_target(resolved)
+    model = build_model(resolved, target)
+    objective = build_objective(resolved, target)
+    trainer = Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
+    last = trainer.fit()
+    temperature = resolved["trainer"].get("temperature")
+    drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)
+    paths = write_samples(run_dir / "samples" / "samples", target, drawn, temperature)
+    summary = {
+        "ess": reverse_ess(drawn["log_weights"]),
+        "kl_minus_log_z": float((drawn["log_q"] + drawn["reduced_energies"]).mean()),
+        "n_samples": int(drawn["samples"].shape[0]),
+        "sample_temperature": temperature if temperature is not None else target.temperature,
+        "energy_evaluations": trainer.energy_evaluations,
+        "training_loss": last.get("loss"),
+        "skipped_steps": int(trainer.skipped),
+        "steps": trainer.step,
+        "wall_time_s": trainer.wall_time_s,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "samples": [str(p) for p in paths],
+    }
+    log_z = getattr(target, "log_z", None)
+    if isinstance(log_z, (int, float)) and temperature in (None, target.temperature):
+        summary["kl"] = summary["kl_minus_log_z"] + float(log_z)
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:
+    """Rebuild the target and the trained model of a run directory from its config and checkpoint."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.toml"
+    if not config_path.is_file():
+        raise BoltzgenError(f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train CONFIG'")
+    resolved = resolve_config(parse_config_text(config_path.read_text(), str(config_path)))
+    target = build_target(resolved)
+    model = build_model(resolved, target)
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=select_device(resolved["device"]))
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as error:
+        raise BoltzgenError(f"the checkpoint of {run_dir} does not match its config: {str(error).splitlines()[0][:160]}") from None
+    model.eval()
+    return resolved, target, model

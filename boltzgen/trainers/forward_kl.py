@@ -1,0 +1,53 @@
+r"""Forward KL divergence (maximum likelihood) on samples of the target.
+
+Minimises -E_{x~data}[log q(x)] = KL(p || q) + H(p); the reported ``loss``/``nll`` is the mean
+negative log-likelihood in nats (the entropy H(p) of the target is the dropped constant, so the
+NLL is not a divergence and is not zero at the optimum). Needs no target energy evaluations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import BoltzgenError
+from .objective import StepOutput
+
+__all__ = ["ForwardKL"]
+
+
+class ForwardKL:
+    """Maximum likelihood on a fixed data set, minibatches drawn uniformly with replacement.
+
+    Arguments:
+        data: Training samples, shape (n, *event_shape); moved to the model's device/dtype on use.
+    """
+
+    name = "forward-kl"
+
+    def __init__(self, data: Tensor) -> None:
+        if data.dim() < 2 or data.shape[0] < 1:
+            raise BoltzgenError(f"forward-kl needs data of shape (n, ...), got {tuple(data.shape)}")
+        self.data = data
+
+    def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
+        """Mean negative log-likelihood of a random minibatch."""
+        parameter = next(model.parameters())
+        if self.data.device != parameter.device or self.data.dtype != parameter.dtype:
+            self.data = self.data.to(parameter.device, parameter.dtype)
+        index = torch.randint(self.data.shape[0], (batch_size,), device=self.data.device)
+        nll = -model.log_prob(self.data[index]).mean()
+        return nll, {"nll": nll.detach()}
+
+    def energy_evaluations(self, batch_size: int) -> int:
+        """Maximum likelihood evaluates no target energy."""
+        return 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stateless (the minibatch stream follows the global RNG, which checkpoints save)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Stateless."""

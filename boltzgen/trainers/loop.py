@@ -1,0 +1,249 @@
+"""The shared training loop: one :class:`Trainer` drives any :class:`Objective`.
+
+Per step: surrogate loss -> backward -> gradient-norm clipping -> a masked Adam update that is
+skipped on the device when the loss or gradient is not finite. Nothing in the step reads the
+device: diagnostics are accumulated as device tensors and read once every ``log_every`` steps
+(for ``metrics.csv`` and the progress bar), the learning-rate schedule and the energy-evaluation
+counter are plain Python numbers derived from the step index.
+
+Checkpoints (``RUN_DIR/checkpoints/last.pt``) hold the model, the optimiser moments, the
+objective's state, the RNG states and the counters; :meth:`Trainer.fit` resumes from one exactly:
+a run killed after a checkpoint and resumed ends with the same parameters as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import BoltzgenError
+from ..io import MetricsLog, load_checkpoint, save_checkpoint
+from .objective import Objective
+from .optim import MaskedAdam, warmup_cosine
+
+__all__ = ["TrainSettings", "Trainer", "TrainingInterrupted"]
+
+
+class TrainingInterrupted(BoltzgenError):
+    """Training was interrupted (Ctrl-C); a checkpoint was written and the run can be resumed."""
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """Optimisation settings shared by all objectives.
+
+    Attributes:
+        steps: Number of optimisation steps.
+        batch_size: Samples (model samples or data) per step.
+        lr: Peak learning rate of Adam.
+        warmup_steps: Linear warm-up steps before the cosine decay.
+        min_lr_factor: Final learning rate as a fraction of ``lr``.
+        weight_decay: Decoupled weight decay.
+        grad_clip: Maximum gradient norm (``inf`` disables clipping).
+        log_every: Read diagnostics from the device, write a ``metrics.csv`` row and refresh
+            the progress bar every this many steps.
+        checkpoint_every: Write ``checkpoints/last.pt`` every this many steps (0: only at the end).
+        progress: Show a progress bar (rate and ETA).
+    """
+
+    steps: int = 1000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    min_lr_factor: float = 0.0
+    weight_decay: float = 0.0
+    grad_clip: float = 100.0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "warmup_steps": self.warmup_steps >= 0,
+            "min_lr_factor": 0 <= self.min_lr_factor <= 1,
+            "weight_decay": self.weight_decay >= 0,
+            "grad_clip": self.grad_clip > 0,
+            "log_every": self.log_every >= 1,
+            "checkpoint_every": self.checkpoint_every >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise BoltzgenError(f"trainer setting {name} = {getattr(self, name)!r} is out of range")
+
+
+class Trainer:
+    """Optimise ``model`` under ``objective`` with checkpoints, progress and exact resume.
+
+    Arguments:
+        model: The model (flow, RBM, ...): an ``nn.Module`` the objective knows how to use.
+        objective: What to minimise (see :class:`~boltzgen.trainers.objective.Objective`).
+        settings: Optimisation settings.
+        run_dir: Where ``metrics.csv`` and ``checkpoints/`` go; ``None`` keeps nothing on disk.
+        stage: A label written in the ``stage`` column of ``metrics.csv`` (for multi-stage
+            protocols) and used to name the checkpoint (``checkpoints/{stage or 'last'}.pt``).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        objective: Objective,
+        settings: TrainSettings,
+        run_dir: str | Path | None = None,
+        stage: str = "",
+    ) -> None:
+        self.model = model
+        self.objective = objective
+        self.settings = settings
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.stage = stage
+        self.optimizer = MaskedAdam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        device = self.optimizer.accepted.device
+        self.step = 0
+        self.energy_evaluations = 0
+        self.wall_time_s = 0.0
+        self.skipped = torch.zeros((), dtype=torch.int64, device=device)
+        self.last_diagnostics: dict[str, float] = {}
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """``RUN_DIR/checkpoints/{stage or 'last'}.pt``, or ``None`` without a run directory."""
+        if self.run_dir is None:
+            return None
+        return self.run_dir / "checkpoints" / f"{self.stage or 'last'}.pt"
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where we are."""
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "stage": self.stage,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "objective": self.objective.state_dict(),
+            "rng": rng,
+            "energy_evaluations": self.energy_evaluations,
+            "wall_time_s": self.wall_time_s,
+            "skipped_steps": self.skipped,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; refuses a checkpoint of another model or stage."""
+        if state.get("stage", "") != self.stage:
+            raise BoltzgenError(f"checkpoint is of stage '{state.get('stage')}', not '{self.stage}'")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise BoltzgenError(
+                f"checkpoint does not match this model/config ({str(error).splitlines()[0][:160]}); "
+                "use a new run directory or the config the run was started with"
+            ) from None
+        self.objective.load_state_dict(state["objective"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
+        self.energy_evaluations = int(state["energy_evaluations"])
+        self.wall_time_s = float(state["wall_time_s"])
+        self.skipped.copy_(state["skipped_steps"])
+
+    def save(self) -> None:
+        """Write the checkpoint (atomically) if there is a run directory."""
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    def resume(self) -> bool:
+        """Load the checkpoint if one exists; returns whether it did."""
+        path = self.checkpoint_path
+        if path is None or not path.is_file():
+            return False
+        device = self.optimizer.accepted.device
+        self.load_state_dict(load_checkpoint(path, map_location=device))
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _train_step(self, accumulated: dict[str, torch.Tensor]) -> None:
+        s = self.settings
+        loss, diagnostics = self.objective.loss(self.model, s.batch_size)
+        self.optimizer.zero_grad()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.optimizer.params, s.grad_clip)
+        ok = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        lr = s.lr * warmup_cosine(self.step, s.steps, s.warmup_steps, s.min_lr_factor)
+        self.optimizer.step(ok, lr=lr)
+        self.skipped += (~ok).to(self.skipped.dtype)
+        for name, value in {"loss": loss.detach(), **diagnostics}.items():
+            value = value.detach().to(torch.float64)
+            accumulated[name] = accumulated.get(name, 0) + torch.where(torch.isfinite(value), value, 0)
+            accumulated[f"_n_{name}"] = accumulated.get(f"_n_{name}", 0) + torch.isfinite(value).to(torch.float64)
+        self.energy_evaluations += self.objective.energy_evaluations(s.batch_size)
+        self.step += 1
+
+    def _flush(self, accumulated: dict[str, torch.Tensor], log: MetricsLog | None, started: float) -> dict[str, float]:
+        names = [n for n in accumulated if not n.startswith("_n_")]
+        if not names:
+            return {}
+        values = torch.stack([accumulated[n] / accumulated[f"_n_{n}"] for n in names] + [self.skipped.to(torch.float64)])
+        numbers = values.cpu().tolist()  # the one device read per log interval
+        row = {"step": self.step, "stage": self.stage}
+        row.update({n: v for n, v in zip(names, numbers)})
+        row["skipped_steps"] = int(numbers[-1])
+        row["energy_evaluations"] = self.energy_evaluations
+        row["wall_time_s"] = self.wall_time_s + (time.perf_counter() - started)
+        row["lr"] = self.settings.lr * warmup_cosine(self.step - 1, self.settings.steps, self.settings.warmup_steps, self.settings.min_lr_factor)
+        if log is not None:
+            log.append(row)
+        accumulated.clear()
+        return {k: v for k, v in row.items() if isinstance(v, (int, float))}
+
+    def fit(self, resume: bool = True) -> dict[str, float]:
+        """Train until ``settings.steps``; returns the last logged diagnostics.
+
+        Raises:
+            TrainingInterrupted: On Ctrl-C, after writing a checkpoint.
+        """
+        if resume:
+            self.resume()
+        log = MetricsLog(self.run_dir / "metrics.csv") if self.run_dir is not None else None
+        if log is not None:
+            log.truncate_after(self.step)  # rows newer than the checkpoint belong to a lost future
+        s = self.settings
+        self.model.train()
+        accumulated: dict[str, torch.Tensor] = {}
+        started = time.perf_counter()
+        bar = tqdm(total=s.steps, initial=self.step, unit="step", desc=self.stage or "train",
+                   disable=not s.progress, dynamic_ncols=True, mininterval=1.0)
+        try:
+            while self.step < s.steps:
+                self._train_step(accumulated)
+                if self.step % s.log_every == 0 or self.step == s.steps:
+                    self.last_diagnostics = self._flush(accumulated, log, started)
+                    bar.update(self.step - bar.n)
+                    bar.set_postfix({k: f"{self.last_diagnostics[k]:.4g}" for k in ("loss", "ess") if k in self.last_diagnostics}, refresh=False)
+                if s.checkpoint_every and self.step % s.checkpoint_every == 0 and self.step < s.steps:
+                    self._checkpoint(started)
+                    started = time.perf_counter()
+        except KeyboardInterrupt:
+            self._checkpoint(started)
+            bar.close()
+            where = f"; resume by running the same command again (checkpoint {self.checkpoint_path})" if self.checkpoint_path else ""
+            raise TrainingInterrupted(f"training interrupted at step {self.step}{where}") from None
+        bar.close()
+        self._checkpoint(started)
+        return self.last_diagnostics
+
+    def _checkpoint(self, started: float) -> None:
+        self.wall_time_s += time.perf_counter() - started
+        self.save()

@@ -1,0 +1,49 @@
+"""The protocol every training objective implements.
+
+An *objective* knows how to produce, for one optimisation step, a scalar surrogate loss whose
+autograd gradient is the objective's gradient estimator (pathwise for flows, score-function for
+discrete models), plus named diagnostics. The shared training loop
+(:class:`boltzgen.trainers.Trainer`) owns everything else: optimiser, schedule, gradient clipping,
+skipping non-finite steps, checkpoints, progress, energy-evaluation counting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = ["Objective", "StepOutput"]
+
+#: What :meth:`Objective.loss` returns: the scalar surrogate loss to minimise, and a dict of
+#: detached 0-d device tensors (named diagnostics such as ``"kl"`` or ``"ess"``) that the loop
+#: reads only every few steps, so that the step itself never synchronises with the device.
+StepOutput = tuple[Tensor, dict[str, Tensor]]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A training objective.
+
+    Attributes:
+        name: Short identifier, e.g. ``"reverse-kl"``.
+    """
+
+    name: str
+
+    def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
+        """Surrogate loss of one step on a batch of ``batch_size`` (model samples or data)."""
+        ...
+
+    def energy_evaluations(self, batch_size: int) -> int:
+        """How many target-energy evaluations one call of :meth:`loss` makes."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and numbers the objective carries between steps (e.g. persistent chains)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        ...

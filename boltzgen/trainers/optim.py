@@ -1,0 +1,96 @@
+"""Sync-free optimisation: Adam(W) whose update is masked on the device, and its schedule.
+
+A non-finite loss or gradient must not corrupt the parameters, and on a GPU we may not branch on
+it in Python (that would synchronise every step). :class:`MaskedAdam` therefore takes a 0-d bool
+tensor ``ok`` and applies ``where(ok, updated, old)`` to parameters and moments, counting its own
+accepted steps on the device (for bias correction).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+__all__ = ["MaskedAdam", "warmup_cosine"]
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to ``min_factor``.
+
+    Computed from the Python step counter, so it never reads the device.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class MaskedAdam:
+    """Adam with decoupled weight decay (AdamW) and a device-side "accept this step" mask.
+
+    Arguments:
+        params: The parameters to optimise.
+        lr: Base learning rate; :meth:`step` takes the scheduled value.
+        betas: Adam's moment decay rates.
+        eps: Adam's epsilon.
+        weight_decay: Decoupled weight decay (multiplies lr).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("MaskedAdam got no trainable parameters")
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.accepted = torch.zeros((), dtype=torch.float64, device=self.params[0].device)
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (set to ``None``)."""
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, ok: Tensor, lr: float | None = None) -> None:
+        """One update, applied only where the 0-d bool tensor ``ok`` is true (no host sync)."""
+        lr = self.lr if lr is None else lr
+        beta1, beta2 = self.betas
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        grads = [torch.where(ok, g, torch.zeros_like(g)) for g in grads]
+        self.accepted += ok.to(self.accepted.dtype)
+        count = self.accepted.clamp(min=1)
+        bias1 = 1 - beta1**count
+        bias2 = 1 - beta2**count
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            m_new = torch.lerp(m, g, 1 - beta1)
+            v_new = v * beta2 + (1 - beta2) * g * g
+            denom = (v_new / bias2.to(p.dtype)).sqrt().add_(self.eps)
+            update = (m_new / bias1.to(p.dtype)) / denom + self.weight_decay * p
+            m.copy_(torch.where(ok, m_new, m))
+            v.copy_(torch.where(ok, v_new, v))
+            p.sub_(torch.where(ok, lr * update, torch.zeros_like(update)))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Moments and the accepted-step count (tensors only: safe to load with weights_only)."""
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "accepted": self.accepted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`, checking that shapes match the parameters."""
+        for name in ("exp_avg", "exp_avg_sq"):
+            saved = state[name]
+            if len(saved) != len(self.params) or any(s.shape != p.shape for s, p in zip(saved, self.params)):
+                raise ValueError(f"optimizer state '{name}' does not match the model's parameters")
+            for mine, theirs in zip(getattr(self, name), saved):
+                mine.copy_(theirs)
+        self.accepted.copy_(state["accepted"])
