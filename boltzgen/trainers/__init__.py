@@ -1,0 +1,10 @@
+"""Training objectives behind one protocol, and the shared training loop."""
+
+from __future__ import annotations
+
+from .forward_kl import ForwardKL
+from .loop import Trainer, TrainingInterrupted, TrainSettings
+from .objective import Objective
+from .reverse_kl import ReverseKL
+
+__all__ = ["Objective", "Trainer", "TrainSettings", "TrainingInterrupted", "ReverseKL", "ForwardKL"]
