@@ -24,6 +24,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "init",
     "train",
     "sample",
+    "exact",
+    "systems",
+    "build",
+    "evaluate",
+    "plot",
+    "report",
+    "energy",
+    "bench",
 )
 
 

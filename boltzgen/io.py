@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "save_samples",
     "MetricsLog",
     "write_json",
+    "read_metrics_columns",
 ]
 
 CHECKPOINT_FORMAT = "boltzgen-checkpoint-v1"
@@ -167,12 +168,12 @@ class MetricsLog:
         with open(self.path, "a", newline="") as handle:
             csv.writer(handle).writerow([_format(row.get(c, "")) for c in self.columns])
 
-    def truncate_after(self, step: int) -> None:
-        """Drop every row whose ``step`` is larger than ``step``."""
+    def truncate_after(self, step: int, stage: str = "") -> None:
+        """Drop the rows of ``stage`` whose ``step`` is larger than ``step`` (other stages are kept)."""
         if self.columns is None:
             return
         rows = self.read()
-        kept = [r for r in rows if int(float(r["step"])) <= step]
+        kept = [r for r in rows if r.get("stage", "") != stage or int(float(r["step"])) <= step]
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(self.columns)
@@ -194,6 +195,7 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def read_metrics_columns(rows: Sequence[Mapping[str, str]], column: str) -> np.ndarray:
+
+def read_metrics_columns(rows: list[Mapping[str, str]], column: str) -> np.ndarray:
     """One numeric column of :meth:`MetricsLog.read` rows (empty strings become NaN)."""
     return np.array([float(r[column]) if r.get(column, "") != "" else np.nan for r in rows])

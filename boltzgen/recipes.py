@@ -14,10 +14,11 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .config import SECTIONS, TOP_LEVEL_DEFAULTS
+from .config import TOP_LEVEL_DEFAULTS
 from .energy.base import Energy
 from .energy.toy import DoubleWell, GaussianMixture2D, ManyWell
 from .errors import BoltzgenError
+from .trainers.annealing import AnnealingSettings
 from .trainers.forward_kl import ForwardKL
 from .trainers.loop import TrainSettings
 from .trainers.reverse_kl import ReverseKL
@@ -33,6 +34,8 @@ __all__ = [
     "build_objective",
     "train_settings",
     "select_device",
+    "PROTOCOLS",
+    "training_temperature",
 ]
 
 #: name -> factory(**params) -> Energy
@@ -41,6 +44,9 @@ TARGETS: dict[str, Callable[..., Energy]] = {}
 MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
 #: name -> factory(target, **params) -> Objective
 OBJECTIVES: dict[str, Callable[..., Any]] = {}
+#: Multi-stage training protocols: ``[trainer] name`` -> settings dataclass (whose fields are the
+#: table's keys); they run their own stages instead of one :class:`Trainer`.
+PROTOCOLS: dict[str, type] = {"tabg": AnnealingSettings}
 _REGISTRIES = {"target": TARGETS, "model": MODELS, "trainer": OBJECTIVES}
 #: Positional context arguments of model/objective factories (not config keys).
 _CONTEXT = {"target"}
@@ -86,12 +92,15 @@ def _check_value(section: str, key: str, value: Any, annotation: str) -> Any:
 
 
 def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
-    registry = _REGISTRIES[section]
+    registry = {**OBJECTIVES, **PROTOCOLS} if section == "trainer" else _REGISTRIES[section]
     name = table["name"]
     if name not in registry:
         raise BoltzgenError(f"[{section}] name = {name!r} is unknown; choose one of: {', '.join(sorted(registry))}")
-    schema = _parameters(registry[name])
-    if section == "trainer":
+    if section == "trainer" and name in PROTOCOLS:
+        schema = {f.name: (f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty, str(f.type)) for f in dataclasses.fields(PROTOCOLS[name])}
+    else:
+        schema = _parameters(registry[name])
+    if section == "trainer" and name not in PROTOCOLS:
         schema = {**_SETTINGS_SCHEMA, **schema}
     unknown = sorted(set(table) - set(schema) - {"name"})
     if unknown:
@@ -119,8 +128,17 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     resolved["sample"] = {"n": _check_value("sample", "n", sample.get("n", 10000), "int")}
     if resolved["sample"]["n"] < 1:
         raise BoltzgenError("[sample] n must be at least 1")
-    TrainSettings(**{k: resolved["trainer"][k] for k in _SETTINGS_DEFAULTS})  # range checks
+    if resolved["trainer"]["name"] in PROTOCOLS:
+        PROTOCOLS[resolved["trainer"]["name"]].from_params(resolved["trainer"])  # range checks
+    else:
+        TrainSettings(**{k: resolved["trainer"][k] for k in _SETTINGS_DEFAULTS})  # range checks
     return resolved
+
+
+def training_temperature(resolved: Mapping[str, Any]) -> float | None:
+    """The temperature the trained model targets (``None``: the target's own)."""
+    trainer = resolved["trainer"]
+    return trainer.get("t_low") if trainer["name"] in PROTOCOLS else trainer.get("temperature")
 
 
 def _call(factory: Callable, params: Mapping[str, Any], *context: Any) -> Any:
@@ -222,3 +240,56 @@ def _forward_kl(target: Energy, data: str = "exact", n_data: int = 100_000, data
     else:
         samples = load_samples(data, key=data_key)
     return ForwardKL(samples)
+
+
+# -- molecules ------------------------------------------------------------------------------
+@register("target", "molecule")
+def _molecule(
+    system: str = "",
+    pdb: str = "",
+    sequence: str = "",
+    forcefield: list | None = None,
+    solvent: str | None = None,
+    constraints: str | None = None,
+    temperature: float | None = None,
+    energy: str = "torch",
+) -> Energy:
+    """A molecule (exactly one of ``system`` = catalog name, ``pdb`` = path, ``sequence``) and its energy.
+
+    ``energy``: ``"torch"`` (the compiled torch force field; falls back to OpenMM with a warning
+    for unsupported forces) or ``"openmm"`` (the OpenMM bridge). The energy's own temperature is
+    the molecule's (K); ``[trainer] temperature`` is in K too.
+    """
+    from .commands.molecule_args import molecule_from_spec
+    from .energy.forcefield import energy_for_molecule
+
+    sources = {"name": system, "pdb": pdb, "sequence": sequence}
+    spec = {key: value for key, value in sources.items() if value}
+    options = {"forcefield": forcefield, "solvent": solvent, "constraints": constraints, "temperature": temperature}
+    spec.update({key: value for key, value in options.items() if value is not None})
+    if energy not in ("torch", "openmm"):
+        raise BoltzgenError(f"[target] energy must be 'torch' or 'openmm', got {energy!r}")
+    molecule = molecule_from_spec(spec)
+    target = energy_for_molecule(molecule, prefer=energy)
+    target.molecule = molecule
+    return target
+
+
+@register("model", "molecular-flow")
+def _molecular_flow(
+    target: Energy,
+    n_layers: int = 16,
+    hidden: int = 256,
+    depth: int = 5,
+    bins: int = 8,
+    mask: str = "random",
+    chirality: str = "constrain",
+    seed: int = 0,
+) -> torch.nn.Module:
+    """TA-BG's internal-coordinate spline flow around the molecule's minimised structure."""
+    from .molecular_flow import MolecularFlow
+
+    molecule = getattr(target, "molecule", None)
+    if molecule is None:
+        raise BoltzgenError("[model] molecular-flow needs a molecule target ([target] name = \"molecule\")")
+    return MolecularFlow(molecule, n_layers=n_layers, hidden=hidden, depth=depth, bins=bins, mask=mask, chirality=chirality, seed=seed)

@@ -13,7 +13,6 @@ The default run directory of ``boltzgen train CONFIG.toml`` is ``runs/<CONFIG st
 
 from __future__ import annotations
 
-import math
 import platform
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,10 +23,12 @@ from .config import dump_config, parse_config_text
 from .energy.base import Energy
 from .errors import BoltzgenError
 from .io import atomic_write_text, load_checkpoint, save_samples, write_json
-from .recipes import build_model, build_objective, build_target, resolve_config, select_device, train_settings
+from .diagnostics.metrics import reverse_ess
+from .recipes import PROTOCOLS, build_model, build_objective, build_target, resolve_config, select_device, train_settings, training_temperature
+from .trainers.annealing import tabg_from_config
 from .trainers.loop import Trainer
 
-__all__ = ["default_run_dir", "train_run", "load_run", "draw_samples", "write_samples", "reverse_ess"]
+__all__ = ["default_run_dir", "train_run", "load_run", "draw_samples", "write_samples", "device_description"]
 
 
 def default_run_dir(config_path: str | Path) -> Path:
@@ -49,20 +50,11 @@ def _prepare_run_dir(run_dir: Path, resolved: Mapping[str, Any]) -> None:
     atomic_write_text(existing, text)
 
 
-def reverse_ess(log_w: torch.Tensor, clip_fraction: float = 1e-4) -> float:
-    """Reverse ESS fraction (sum w)^2/(N sum w^2) after clipping the largest floor(f N) log-weights.
-
-    Non-finite log-weights (e.g. NaN energies) count as weight 0. Clipping sets the largest
-    floor(f N) log-weights to the k-th largest value, only when floor(f N) > 1 (DESIGN.md section 8).
-    """
-    log_w = log_w.detach().to(torch.float64).flatten()
-    n = log_w.numel()
-    log_w = torch.where(torch.isfinite(log_w), log_w, torch.full_like(log_w, -math.inf))
-    k = int(math.floor(clip_fraction * n))
-    if k > 1:
-        kth = torch.topk(log_w, k).values[-1]
-        log_w = torch.minimum(log_w, kth)
-    return float(torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / n)
+def device_description(device: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU and its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 @torch.no_grad()
@@ -117,14 +109,16 @@ def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = T
     device = select_device(resolved["device"])
     target = build_target(resolved)
     model = build_model(resolved, target)
-    objective = build_objective(resolved, target)
-    trainer = Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
+    if resolved["trainer"]["name"] in PROTOCOLS:
+        trainer = tabg_from_config(target, model, resolved["trainer"], run_dir, progress)
+    else:
+        trainer = Trainer(model, build_objective(resolved, target), train_settings(resolved, progress), run_dir=run_dir)
     last = trainer.fit()
-    temperature = resolved["trainer"].get("temperature")
+    temperature = training_temperature(resolved)
     drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)
     paths = write_samples(run_dir / "samples" / "samples", target, drawn, temperature)
     summary = {
-        "ess": reverse_ess(drawn["log_weights"]),
+        "ess": float(reverse_ess(drawn["log_weights"])),
         "kl_minus_log_z": float((drawn["log_q"] + drawn["reduced_energies"]).mean()),
         "n_samples": int(drawn["samples"].shape[0]),
         "sample_temperature": temperature if temperature is not None else target.temperature,
@@ -133,7 +127,7 @@ def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = T
         "skipped_steps": int(trainer.skipped),
         "steps": trainer.step,
         "wall_time_s": trainer.wall_time_s,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_description(device),
         "samples": [str(p) for p in paths],
     }
     log_z = getattr(target, "log_z", None)

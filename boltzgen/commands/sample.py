@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 
 from ..errors import BoltzgenError
-from ..runs import draw_samples, load_run, reverse_ess, write_samples
+from ..diagnostics.metrics import reverse_ess
+from ..recipes import training_temperature
+from ..runs import draw_samples, load_run, write_samples
 
 __all__ = ["add_parser"]
 
@@ -19,12 +21,12 @@ def run(args: argparse.Namespace) -> int:
         raise BoltzgenError("-n must be at least 1")
     resolved, target, model = load_run(args.run_dir)
     torch.manual_seed(args.seed)
-    temperature = args.temperature if args.temperature is not None else resolved["trainer"].get("temperature")
+    temperature = args.temperature if args.temperature is not None else training_temperature(resolved)
     drawn = draw_samples(model, target, args.n, temperature)
     out = Path(args.output)
     prefix = out.with_suffix("") if out.suffix in (".pt", ".pdb", ".dcd", ".h5", ".xtc") else out
     paths = write_samples(prefix, target, drawn, temperature)
-    result = {"files": [str(p) for p in paths], "n_samples": args.n, "ess": reverse_ess(drawn["log_weights"]),
+    result = {"files": [str(p) for p in paths], "n_samples": args.n, "ess": float(reverse_ess(drawn["log_weights"])),
               "temperature": temperature if temperature is not None else target.temperature}
     if args.json:
         print(json.dumps(result))

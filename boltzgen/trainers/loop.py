@@ -13,8 +13,10 @@ a run killed after a checkpoint and resumed ends with the same parameters as an 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -151,9 +153,9 @@ class Trainer:
                 "use a new run directory or the config the run was started with"
             ) from None
         self.objective.load_state_dict(state["objective"])
-        torch.set_rng_state(state["rng"]["torch"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.step = int(state["step"])
         self.energy_evaluations = int(state["energy_evaluations"])
         self.wall_time_s = float(state["wall_time_s"])
@@ -218,7 +220,7 @@ class Trainer:
             self.resume()
         log = MetricsLog(self.run_dir / "metrics.csv") if self.run_dir is not None else None
         if log is not None:
-            log.truncate_after(self.step)  # rows newer than the checkpoint belong to a lost future
+            log.truncate_after(self.step, self.stage)  # rows newer than the checkpoint belong to a lost future
         s = self.settings
         self.model.train()
         accumulated: dict[str, torch.Tensor] = {}
@@ -226,24 +228,59 @@ class Trainer:
         bar = tqdm(total=s.steps, initial=self.step, unit="step", desc=self.stage or "train",
                    disable=not s.progress, dynamic_ncols=True, mininterval=1.0)
         try:
-            while self.step < s.steps:
-                self._train_step(accumulated)
-                if self.step % s.log_every == 0 or self.step == s.steps:
-                    self.last_diagnostics = self._flush(accumulated, log, started)
-                    bar.update(self.step - bar.n)
-                    bar.set_postfix({k: f"{self.last_diagnostics[k]:.4g}" for k in ("loss", "ess") if k in self.last_diagnostics}, refresh=False)
-                if s.checkpoint_every and self.step % s.checkpoint_every == 0 and self.step < s.steps:
-                    self._checkpoint(started)
-                    started = time.perf_counter()
-        except KeyboardInterrupt:
+            with _interrupts_at_step_boundaries() as interrupted:
+                while self.step < s.steps:
+                    if interrupted():
+                        raise _StopAtBoundary
+                    self._train_step(accumulated)
+                    if self.step % s.log_every == 0 or self.step == s.steps:
+                        self.last_diagnostics = self._flush(accumulated, log, started)
+                        bar.update(self.step - bar.n)
+                        bar.set_postfix({k: f"{self.last_diagnostics[k]:.4g}" for k in ("loss", "ess") if k in self.last_diagnostics}, refresh=False)
+                    if s.checkpoint_every and self.step % s.checkpoint_every == 0 and self.step < s.steps:
+                        self._checkpoint(started)
+                        started = time.perf_counter()
+        except _StopAtBoundary:
             self._checkpoint(started)
             bar.close()
             where = f"; resume by running the same command again (checkpoint {self.checkpoint_path})" if self.checkpoint_path else ""
             raise TrainingInterrupted(f"training interrupted at step {self.step}{where}") from None
+        except KeyboardInterrupt:  # a second Ctrl-C inside a step: the last checkpoint stands
+            bar.close()
+            raise TrainingInterrupted(f"training stopped inside step {self.step + 1}; the last checkpoint is kept") from None
         bar.close()
         self._checkpoint(started)
         return self.last_diagnostics
 
     def _checkpoint(self, started: float) -> None:
+        """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
+
+
+class _StopAtBoundary(Exception):
+    """Internal: Ctrl-C was pressed and the current step has finished."""
+
+
+@contextlib.contextmanager
+def _interrupts_at_step_boundaries():
+    """Defer Ctrl-C to the next step boundary, so that a checkpoint never holds half a step.
+
+    Yields a function that tells whether Ctrl-C was pressed. A second Ctrl-C interrupts at once.
+    Outside the main thread (where signal handlers cannot be set) interrupts are not deferred.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed = []
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)

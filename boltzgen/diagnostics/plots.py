@@ -1,0 +1,419 @@
+"""Matplotlib figures of a Boltzmann generator's samples and training run.
+
+Every function builds on explicit :class:`matplotlib.figure.Figure` objects (never ``pyplot``
+state), so it is safe under any backend, in threads and in scripts without a display. Each
+returns ``(figure_or_axes, data)`` where ``data`` holds the numbers behind the figure as NumPy
+arrays; :func:`save_figure` writes the image and those numbers as an ``.npz`` beside it.
+
+Angles are taken in radians and shown in degrees on [-180, 180]; free energies in kT; energies
+in kT or, given a temperature, kJ/mol.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+from ..errors import BoltzgenError
+from .free_energy import free_energy_profile_1d, free_energy_surface_2d
+from .metrics import angle_pairs, clip_log_weights, reverse_ess, self_normalized_weights
+
+__all__ = [
+    "save_figure",
+    "plot_ramachandran",
+    "plot_ramachandran_comparison",
+    "plot_free_energy_profile",
+    "plot_energy_histogram",
+    "plot_log_weights",
+    "plot_training_curves",
+    "BOLTZMANN_CONSTANT",
+    "FigureData",
+]
+
+#: Molar Boltzmann constant k_B in kJ/(mol K) (CODATA 2018, as OpenMM uses).
+BOLTZMANN_CONSTANT = 0.00831446261815324
+
+#: Data behind a figure: named NumPy arrays, written by :func:`save_figure` as ``.npz``.
+FigureData = dict[str, np.ndarray]
+
+_ANGLE_TICKS = np.arange(-180, 181, 90)
+_DIFFERENCE_LIMIT_KT = 3.0
+#: Approximate centres (phi, psi) in degrees of the conformational basins of alanine peptides.
+_BASINS = {r"C$_5$": (-155.0, 160.0), r"C$_{7\mathrm{eq}}$": (-80.0, 75.0), r"$\alpha_\mathrm{R}$": (-75.0, -40.0), r"$\alpha_\mathrm{L}$": (60.0, 40.0)}
+
+
+def save_figure(figure: Figure, path: str | Path, data: Mapping[str, ArrayLike], dpi: int = 150) -> Path:
+    """Write a figure (format from the suffix: .png, .svg, .pdf) and its numbers as ``.npz``.
+
+    Arguments:
+        figure: The figure to save; its pixel size is ``figure.get_size_inches() * dpi``.
+        path: Image file; the numbers go to the same path with suffix ``.npz``.
+        data: Named arrays behind the figure (from the plot function).
+        dpi: Resolution of raster formats.
+
+    Returns:
+        The path of the ``.npz`` file.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in {".png", ".svg", ".pdf"}:
+        raise BoltzgenError(f"cannot save a figure as '{path.name}': use a .png, .svg or .pdf file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    numbers = path.with_suffix(".npz")
+    np.savez(numbers, **{key: np.asarray(value) for key, value in data.items()})
+    return numbers
+
+
+def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    return Figure(figsize=size, layout="constrained").add_subplot() if ax is None else ax
+
+
+def _angle_axis(ax: Axes, axis: str, label: str) -> None:
+    """Degrees from -180 to 180 with ticks every 90 degrees on the x or y axis."""
+    limits, ticks, set_label = (
+        (ax.set_xlim, ax.set_xticks, ax.set_xlabel) if axis == "x" else (ax.set_ylim, ax.set_yticks, ax.set_ylabel)
+    )
+    limits(-180, 180)
+    ticks(_ANGLE_TICKS)
+    set_label(f"{label} [deg]")
+
+
+def _weights_or_none(log_w: ArrayLike | None, clip_fraction: float) -> np.ndarray | None:
+    """Clipped, self-normalized importance weights, or ``None`` without log-weights."""
+    return None if log_w is None else self_normalized_weights(np.asarray(log_w, dtype=np.float64), clip_fraction)
+
+
+def plot_ramachandran(
+    phi: ArrayLike,
+    psi: ArrayLike,
+    weights: ArrayLike | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    kT_cap: float = 8.0,
+    basin_labels: bool = True,
+    bins: int = 72,
+) -> tuple[Axes, FigureData]:
+    """Ramachandran plot: the free-energy surface F(phi, psi) in kT, zero at the minimum.
+
+    Bins above ``kT_cap`` and bins without samples stay blank (white). Contour lines every
+    2 kT (every 4 kT for caps above 12 kT).
+
+    Arguments:
+        phi: Backbone dihedral phi in radians, shape ``(n,)``.
+        psi: Backbone dihedral psi in radians, shape ``(n,)``.
+        weights: Non-negative sample weights, shape ``(n,)`` (``None``: equal weights).
+        ax: Axes to draw into; ``None``: a new figure of 4.8 x 4 inches.
+        title: Axes title.
+        kT_cap: Highest free energy on the colour scale, in kT.
+        basin_labels: Mark the C5, C7eq, alpha_R and alpha_L basins.
+        bins: Bins per axis on [-180, 180) degrees.
+
+    Returns:
+        ``(ax, {"free_energy": (bins, bins) [phi_bin, psi_bin] in kT (inf: empty),
+        "phi_edges_deg", "psi_edges_deg"})``.
+    """
+    ax = _new_axes(ax, (4.8, 4.0))
+    free_energy, (phi_edges, psi_edges) = free_energy_surface_2d(phi, psi, weights, bins=bins)
+    phi_deg, psi_deg = np.degrees(phi_edges), np.degrees(psi_edges)
+    shown = np.ma.masked_where(~(free_energy <= kT_cap), free_energy).T
+    mesh = ax.pcolormesh(phi_deg, psi_deg, shown, cmap="viridis", vmin=0.0, vmax=kT_cap, shading="flat", rasterized=True)
+    step = 2.0 if kT_cap <= 12 else 4.0
+    centres_phi, centres_psi = 0.5 * (phi_deg[1:] + phi_deg[:-1]), 0.5 * (psi_deg[1:] + psi_deg[:-1])
+    ax.contour(centres_phi, centres_psi, shown, levels=np.arange(step, kT_cap, step), colors="white", linewidths=0.5, alpha=0.7)
+    ax.figure.colorbar(mesh, ax=ax, label="free energy [kT]")
+    _angle_axis(ax, "x", r"$\phi$")
+    _angle_axis(ax, "y", r"$\psi$")
+    ax.set_aspect("equal")
+    if basin_labels:
+        for label, (x, y) in _BASINS.items():
+            ax.annotate(label, (x, y), fontsize=10, ha="center", va="center", color="black",
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.6, "linewidth": 0})
+    if title:
+        ax.set_title(title, fontsize=11)
+    return ax, {"free_energy": free_energy, "phi_edges_deg": phi_deg, "psi_edges_deg": psi_deg}
+
+
+def plot_ramachandran_comparison(
+    flow_angles: Sequence[ArrayLike],
+    reference_angles: Sequence[ArrayLike] | None = None,
+    flow_log_weights: ArrayLike | None = None,
+    kT_cap: float = 8.0,
+    clip_fraction: float = 1e-4,
+    bins: int = 72,
+) -> tuple[Figure, FigureData]:
+    """Ramachandran plots side by side: flow, flow reweighted, MD, and their difference.
+
+    One row per (phi_i, psi_i) pair. Panels without input (no weights, no reference) are left
+    out; the difference panel shows F_flow - F_MD in kT (reweighted flow when weights are given)
+    on bins below ``kT_cap`` in both, clipped to +-3 kT.
+
+    Arguments:
+        flow_angles: ``(phi, psi)`` of the flow samples in radians, each ``(n_flow, k)``.
+        reference_angles: ``(phi, psi)`` of MD frames in radians, each ``(n_md, k)``.
+        flow_log_weights: Log importance weights of the flow samples, ``(n_flow,)``, clipped
+            at ``clip_fraction`` (see :func:`~boltzgen.diagnostics.metrics.clip_log_weights`).
+        kT_cap: Highest free energy on the colour scale, in kT.
+        clip_fraction: Fraction of largest log-weights clipped before reweighting.
+        bins: Bins per axis.
+
+    Returns:
+        ``(figure, data)`` with ``data[f"{panel}_{i}"]`` the free energies in kT of panel
+        ``flow``, ``reweighted``, ``md`` or ``difference`` (nan: not shown) for pair i, and the
+        edges in degrees.
+    """
+    flow_phi, flow_psi = angle_pairs(flow_angles, "flow_angles")
+    weights = _weights_or_none(flow_log_weights, clip_fraction)
+    panels: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray | None]] = [
+        ("flow", f"flow (n = {flow_phi.shape[0]:,})", flow_phi, flow_psi, None)
+    ]
+    if weights is not None:
+        if weights.shape[0] != flow_phi.shape[0]:
+            raise BoltzgenError(f"got {weights.shape[0]} log-weights for {flow_phi.shape[0]} flow samples")
+        ess = float(reverse_ess(np.asarray(flow_log_weights, dtype=np.float64), clip_fraction))
+        panels.append(("reweighted", f"flow reweighted (ESS {100 * ess:.1f}%)", flow_phi, flow_psi, weights))
+    if reference_angles is not None:
+        md_phi, md_psi = angle_pairs(reference_angles, "reference_angles")
+        if md_phi.shape[1] != flow_phi.shape[1]:
+            raise BoltzgenError(f"reference has {md_phi.shape[1]} (phi, psi) pairs, the flow samples {flow_phi.shape[1]}")
+        panels.append(("md", f"MD (n = {md_phi.shape[0]:,})", md_phi, md_psi, None))
+    n_pairs, n_columns = flow_phi.shape[1], len(panels) + (reference_angles is not None)
+    figure = Figure(figsize=(4.3 * n_columns, 3.7 * n_pairs), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(n_pairs, n_columns, squeeze=False))
+    data: FigureData = {}
+    for i in range(n_pairs):
+        surfaces = {}
+        for column, (key, title, phi, psi, w) in enumerate(panels):
+            _, panel = plot_ramachandran(phi[:, i], psi[:, i], w, axes[i, column], title, kT_cap, bins=bins)
+            surfaces[key] = panel["free_energy"]
+            data[f"{key}_{i}"] = panel["free_energy"]
+            data["phi_edges_deg"], data["psi_edges_deg"] = panel["phi_edges_deg"], panel["psi_edges_deg"]
+        if "md" in surfaces:
+            flow_key = "reweighted" if "reweighted" in surfaces else "flow"
+            both_shown = (surfaces[flow_key] <= kT_cap) & (surfaces["md"] <= kT_cap)
+            difference = np.where(both_shown, surfaces[flow_key], np.nan) - np.where(both_shown, surfaces["md"], np.nan)
+            data[f"difference_{i}"] = difference
+            _plot_difference(axes[i, -1], difference, data["phi_edges_deg"], data["psi_edges_deg"],
+                             f"{'reweighted ' if flow_key == 'reweighted' else ''}flow − MD")
+        if n_pairs > 1:
+            axes[i, 0].set_ylabel(f"residue {i + 1}\n" + axes[i, 0].get_ylabel(), fontsize=11)
+    return figure, data
+
+
+def _plot_difference(ax: Axes, difference: np.ndarray, phi_deg: np.ndarray, psi_deg: np.ndarray, title: str) -> None:
+    """Panel of F_flow - F_MD in kT on a diverging scale; bins empty in either stay blank."""
+    shown = np.ma.masked_invalid(np.clip(difference, -_DIFFERENCE_LIMIT_KT, _DIFFERENCE_LIMIT_KT)).T
+    mesh = ax.pcolormesh(phi_deg, psi_deg, shown, cmap="RdBu_r", vmin=-_DIFFERENCE_LIMIT_KT,
+                         vmax=_DIFFERENCE_LIMIT_KT, shading="flat", rasterized=True)
+    ax.figure.colorbar(mesh, ax=ax, label=r"$\Delta F$ [kT]")
+    _angle_axis(ax, "x", r"$\phi$")
+    _angle_axis(ax, "y", r"$\psi$")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=11)
+
+
+def plot_free_energy_profile(
+    x: ArrayLike,
+    weights: ArrayLike | None = None,
+    label: str | None = None,
+    ax: Axes | None = None,
+    periodic: bool = True,
+    xlabel: str = r"$\phi$",
+    bins: int = 72,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+) -> tuple[Axes, FigureData]:
+    """One free-energy profile F(x) in kT with a bootstrap band (+-1 standard deviation).
+
+    Call repeatedly with the same ``ax`` to compare curves (flow, reweighted, MD).
+
+    Arguments:
+        x: Coordinate of each sample, shape ``(n,)``: an angle in radians when ``periodic``
+            (shown in degrees on [-180, 180]), otherwise in its own units.
+        weights: Non-negative sample weights, shape ``(n,)`` (``None``: equal weights).
+        label: Legend entry of the curve.
+        ax: Axes to draw into; ``None``: a new figure of 5.5 x 3.5 inches.
+        periodic: Whether x is an angle in radians.
+        xlabel: Name of the coordinate (``" [deg]"`` is appended for angles).
+        bins: Number of bins.
+        n_bootstrap: Bootstrap replicates for the band (0: no band).
+        seed: Seed of the bootstrap.
+
+    Returns:
+        ``(ax, {"centres": bin centres (degrees for angles), "free_energy": F in kT,
+        "free_energy_error": its bootstrap standard deviation in kT})``.
+    """
+    ax = _new_axes(ax, (5.5, 3.5))
+    centres, free_energy, error = free_energy_profile_1d(x, weights, bins, periodic, n_bootstrap=n_bootstrap, seed=seed)
+    shown_x = np.degrees(centres) if periodic else centres
+    finite = np.where(np.isfinite(free_energy), free_energy, np.nan)
+    (line,) = ax.plot(shown_x, finite, label=label, linewidth=1.5)
+    band = np.nan_to_num(error, nan=0.0)
+    ax.fill_between(shown_x, finite - band, finite + band, color=line.get_color(), alpha=0.25, linewidth=0)
+    if periodic:
+        _angle_axis(ax, "x", xlabel)
+    else:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel("free energy [kT]")
+    if label:
+        ax.legend(fontsize=10)
+    return ax, {"centres": shown_x, "free_energy": free_energy, "free_energy_error": error}
+
+
+def plot_energy_histogram(
+    energies_flow: ArrayLike,
+    log_w: ArrayLike | None = None,
+    energies_md: ArrayLike | None = None,
+    ax: Axes | None = None,
+    temperature: float | None = None,
+    clip_fraction: float = 1e-4,
+    bins: int | None = None,
+) -> tuple[Axes, FigureData]:
+    """Histograms of the target energy of flow samples, reweighted flow samples and MD frames.
+
+    The energy range covers the bulk of the distributions (0.1 to 99.5 percentiles of MD, or of
+    the flow without MD); the share of flow samples beyond it (clashes) is written in the legend.
+
+    Arguments:
+        energies_flow: Reduced energies u (kT) of the flow samples, shape ``(n_flow,)``.
+        log_w: Log importance weights of the flow samples, ``(n_flow,)`` (clipped at
+            ``clip_fraction``); ``None``: no reweighted curve.
+        energies_md: Reduced energies u (kT) of MD frames, shape ``(n_md,)``.
+        ax: Axes to draw into; ``None``: a new figure of 5.5 x 3.5 inches.
+        temperature: Temperature in K: show U = u k_B T in kJ/mol; ``None``: show u in kT.
+        clip_fraction: Fraction of largest log-weights clipped before reweighting.
+        bins: Number of bins; ``None``: Rice's rule 2 n^(1/3) for the flow samples, within 20-100.
+
+    Returns:
+        ``(ax, {"edges": bin edges (shown unit), "flow", "reweighted", "md": densities})``.
+    """
+    ax = _new_axes(ax, (5.5, 3.5))
+    scale, unit = (1.0, "kT") if temperature is None else (BOLTZMANN_CONSTANT * temperature, "kJ/mol")
+    flow = np.asarray(energies_flow, dtype=np.float64).ravel() * scale
+    md = None if energies_md is None else np.asarray(energies_md, dtype=np.float64).ravel() * scale
+    bulk = (md if md is not None else flow)
+    bulk = bulk[np.isfinite(bulk)]
+    if bulk.size == 0:
+        raise BoltzgenError("no finite energy to histogram")
+    low, high = np.percentile(bulk, [0.1, 99.5])
+    margin = 0.1 * (high - low) + 1e-12
+    bins = int(np.clip(2 * np.cbrt(flow.size), 20, 100)) if bins is None else bins
+    edges = np.linspace(low - margin, high + margin, bins + 1)
+    outside = float(np.mean(~((flow >= edges[0]) & (flow <= edges[-1]))))
+    curves = [("flow", f"flow ({100 * outside:.1f}% beyond range)", flow, None)]
+    weights = _weights_or_none(log_w, clip_fraction)
+    if weights is not None:
+        curves.append(("reweighted", "flow reweighted", flow, weights))
+    if md is not None:
+        curves.append(("md", "MD", md, None))
+    data: FigureData = {"edges": edges}
+    for key, label, values, w in curves:
+        finite = np.isfinite(values)
+        density, _ = np.histogram(values[finite], edges, weights=None if w is None else w[finite], density=True)
+        ax.stairs(density, edges, label=label, linewidth=1.5)
+        data[key] = density
+    ax.set_xlabel(f"energy [{unit}]")
+    ax.set_ylabel(f"density [1/{unit}]")
+    ax.legend(fontsize=10)
+    return ax, data
+
+
+def plot_log_weights(
+    log_w: ArrayLike, ax: Axes | None = None, clip_fraction: float = 1e-4, bins: int = 80
+) -> tuple[Axes, FigureData]:
+    """Histogram of log importance weights relative to the largest one, reverse ESS annotated.
+
+    Arguments:
+        log_w: Unnormalized log-weights ``-u - log q`` of flow samples, shape ``(n,)``.
+        ax: Axes to draw into; ``None``: a new figure of 5.5 x 3.5 inches.
+        clip_fraction: Clipping used for the ESS (the clipping threshold is drawn when active).
+        bins: Number of bins.
+
+    Returns:
+        ``(ax, {"edges": bin edges of log w - max, "counts": samples per bin, "ess": [ESS]})``.
+    """
+    ax = _new_axes(ax, (5.5, 3.5))
+    values = np.asarray(log_w, dtype=np.float64).ravel()
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise BoltzgenError("no finite log-weight to histogram")
+    relative = finite - finite.max()
+    low = max(float(relative.min()), float(np.percentile(relative, 0.1)) - 5.0)
+    counts, edges = np.histogram(relative, np.linspace(low, 0.0, bins + 1))
+    ax.stairs(counts, edges, fill=True, alpha=0.6)
+    ax.set_yscale("log")
+    ess = float(reverse_ess(values, clip_fraction))
+    threshold = float(clip_log_weights(values, clip_fraction).max().item()) - finite.max()
+    if threshold < 0.0:
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"clip (top {clip_fraction:g})")
+        ax.legend(fontsize=10, loc="upper left")
+    dropped = values.size - finite.size
+    note = f"reverse ESS = {100 * ess:.2f}%\nN = {values.size:,}" + (f"\nnon-finite: {dropped:,}" if dropped else "")
+    ax.text(0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=10,
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    ax.set_xlabel(r"$\log w - \max \log w$ [nats]")
+    ax.set_ylabel("samples per bin")
+    return ax, {"edges": edges, "counts": counts, "ess": np.array([ess])}
+
+
+def _continuous_steps(steps: np.ndarray) -> np.ndarray:
+    """Steps made monotonic: where the counter restarts (a new stage), continue from the last."""
+    shifted = steps.copy()
+    for start in np.flatnonzero(np.diff(steps) < 0) + 1:
+        shifted[start:] += shifted[start - 1] + 1 - shifted[start]
+    return shifted
+
+
+def plot_training_curves(metrics_table: Mapping[str, Sequence]) -> tuple[Figure, FigureData]:
+    """Loss, reverse ESS and energy evaluations against the training step, coloured by stage.
+
+    Arguments:
+        metrics_table: Columns of ``metrics.csv`` by name: ``step`` (required), ``loss``,
+            ``ess`` (fraction), ``energy_evaluations`` (any missing ones are skipped) and
+            optionally ``stage`` (one colour and legend entry per stage, in order of first
+            appearance; steps that restart per stage are laid end to end). NaN entries (a metric
+            not logged at that step) are skipped.
+
+    Returns:
+        ``(figure, {"step": steps as plotted, column: values})``.
+    """
+    if "step" not in metrics_table:
+        raise BoltzgenError("the metrics table has no 'step' column")
+    steps = _continuous_steps(np.asarray(metrics_table["step"], dtype=np.float64))
+    panels = [(key, label) for key, label in (("loss", "loss [nats]"), ("ess", "reverse ESS [%]"),
+              ("energy_evaluations", "energy evaluations")) if key in metrics_table]
+    if not panels:
+        raise BoltzgenError("the metrics table has none of the columns loss, ess, energy_evaluations")
+    stages = np.asarray(metrics_table.get("stage", [""] * steps.size), dtype=str)
+    figure = Figure(figsize=(5.0 * len(panels), 3.6), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    data: FigureData = {"step": steps}
+    colors = [f"C{i % 10}" for i in range(len(dict.fromkeys(stages)))]
+    for ax, (key, label) in zip(axes, panels):
+        values = np.asarray(metrics_table[key], dtype=np.float64) * (100.0 if key == "ess" else 1.0)
+        data[key] = values
+        for color, stage in zip(colors, dict.fromkeys(stages)):
+            rows = (stages == stage) & np.isfinite(values)
+            ax.plot(steps[rows], values[rows], color=color, linewidth=1.2, label=stage or None)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        if key == "loss":
+            _robust_limits(ax, values)
+        if key == "ess":
+            ax.set_ylim(0, 100)
+    if any(stages):
+        axes[0].legend(title="stage", fontsize=10)
+    return figure, data
+
+
+def _robust_limits(ax: Axes, values: np.ndarray) -> None:
+    """y-limits that ignore the first steps' spikes: 1st to 99th percentile plus a margin."""
+    finite = values[np.isfinite(values)]
+    if finite.size > 10:
+        low, high = np.percentile(finite, [1, 99])
+        margin = 0.1 * (high - low) + 1e-12
+        ax.set_ylim(low - margin, high + margin)

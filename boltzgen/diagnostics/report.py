@@ -1,0 +1,387 @@
+"""Figures and a self-contained HTML report of a run directory.
+
+Reads a run directory (layout in ``docs/diagnostics.md``): ``config.toml``, ``metrics.csv``,
+``summary.json`` and, for molecules, ``samples/samples.{pdb,h5,dcd}`` with
+``samples.weights.npz``; optionally a reference MD dataset. Missing pieces (no samples for a toy
+target, no reference) are recorded as notes; only a missing run directory is an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import mdtraj
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..errors import BoltzgenError
+from ..io import MetricsLog, read_metrics_columns
+from ..trajectories import read_samples
+from .free_energy import backbone_dihedrals
+from .metrics import ramachandran_metrics, reverse_ess, self_normalized_weights
+from .plots import (
+    FigureData,
+    plot_energy_histogram,
+    plot_free_energy_profile,
+    plot_log_weights,
+    plot_ramachandran_comparison,
+    plot_training_curves,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["RunData", "Reference", "load_run_data", "load_reference", "run_figure", "write_report", "FIGURE_KINDS"]
+
+#: Figures of a run, in report order: kind -> caption.
+FIGURE_KINDS: dict[str, str] = {
+    "ramachandran": "Ramachandran free-energy surfaces: flow, reweighted flow, MD and their difference",
+    "fes1d": "Free-energy profiles of phi and psi with bootstrap bands (+-1 s.d.)",
+    "energy": "Distribution of the target energy",
+    "weights": "Log importance weights of the flow samples",
+    "training": "Training curves",
+}
+
+
+@dataclass
+class RunData:
+    """What a run directory holds; absent pieces are ``None`` with a note saying why.
+
+    Attributes:
+        run_dir: The run directory.
+        config: Parsed ``config.toml`` (empty when missing).
+        metrics: Columns of ``metrics.csv`` (``stage`` as strings, the rest float, empty -> NaN).
+        summary: Parsed ``summary.json``.
+        samples: Flow samples as an mdtraj trajectory (positions in nm).
+        log_weights: Log importance weights of the samples, ``(n,)``.
+        reduced_energies: Reduced energies u of the samples in kT, ``(n,)``.
+        temperature: Temperature in K of the reduced energies.
+        notes: Human-readable notes on missing or unreadable pieces.
+    """
+
+    run_dir: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, np.ndarray] | None = None
+    summary: dict[str, Any] | None = None
+    samples: mdtraj.Trajectory | None = None
+    log_weights: np.ndarray | None = None
+    reduced_energies: np.ndarray | None = None
+    temperature: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reference:
+    """A reference MD dataset: backbone dihedrals and, when stored, reduced energies.
+
+    Attributes:
+        path: Where it was read from.
+        angles: ``(phi, psi)`` in radians, each ``(n, k)``.
+        reduced_energies: Reduced energies u in kT, ``(n,)``, or ``None``.
+    """
+
+    path: Path
+    angles: tuple[np.ndarray, np.ndarray]
+    reduced_energies: np.ndarray | None = None
+
+
+def load_run_data(run_dir: str | Path) -> RunData:
+    """Read every piece of a run directory that exists.
+
+    Arguments:
+        run_dir: The run directory.
+
+    Returns:
+        The :class:`RunData`; missing or unreadable pieces become notes.
+
+    Raises:
+        BoltzgenError: When ``run_dir`` is not a directory.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BoltzgenError(f"run directory '{run_dir}' does not exist: pass the folder written by 'boltzgen train'")
+    run = RunData(run_dir)
+    config_path = run_dir / "config.toml"
+    if config_path.is_file():
+        try:
+            run.config = tomllib.loads(config_path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            run.notes.append(f"config.toml is not valid TOML ({error}); settings not shown.")
+    else:
+        run.notes.append("No config.toml: settings not shown.")
+    rows = MetricsLog(run_dir / "metrics.csv").read()
+    if rows:
+        run.metrics = {
+            column: np.array([row.get(column, "") or "" for row in rows], dtype=str) if column == "stage"
+            else read_metrics_columns(rows, column)
+            for column in rows[0]
+        }
+    else:
+        run.notes.append("No metrics.csv (or it has no rows): training curves skipped.")
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        try:
+            run.summary = json.loads(summary_path.read_text())
+        except json.JSONDecodeError as error:
+            run.notes.append(f"summary.json is not valid JSON ({error}).")
+    else:
+        run.notes.append("No summary.json: final metrics not shown.")
+    _load_samples(run)
+    return run
+
+
+def _load_samples(run: RunData) -> None:
+    """Fill the samples and their weights into ``run``, or add a note."""
+    prefix = run.run_dir / "samples" / "samples"
+    if not (prefix.parent / "samples.pdb").is_file():
+        run.notes.append("No molecular samples (samples/samples.pdb): sample figures skipped (expected for toy and lattice targets).")
+        return
+    try:
+        run.samples, sidecar = read_samples(prefix)
+    except (BoltzgenError, ImportError, OSError, ValueError) as error:
+        run.notes.append(f"Samples could not be read ({str(error).splitlines()[0][:160]}): sample figures skipped.")
+        return
+    run.log_weights = sidecar.get("log_weights")
+    run.reduced_energies = sidecar.get("reduced_energies")
+    run.temperature = float(sidecar["temperature"]) if "temperature" in sidecar else None
+    if run.log_weights is None:
+        run.notes.append("No log_weights in samples/samples.weights.npz: reweighted curves and weight figures skipped.")
+
+
+def load_reference(path: str | Path, topology: str | Path | None = None) -> Reference:
+    """Read a reference MD dataset.
+
+    Arguments:
+        path: A ``.npz`` with ``phi`` and ``psi`` arrays (radians, ``(n, k)``; optional
+            ``reduced_energies`` in kT, ``(n,)``), or any trajectory ``mdtraj.load`` reads.
+        topology: Topology file for trajectory formats without one (e.g. the run's
+            ``samples/samples.pdb``).
+
+    Returns:
+        The :class:`Reference`.
+
+    Raises:
+        BoltzgenError: When the file is missing or cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BoltzgenError(f"reference dataset '{path}' does not exist")
+    if path.suffix == ".npz":
+        with np.load(path) as archive:
+            if "phi" not in archive or "psi" not in archive:
+                raise BoltzgenError(f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, k))")
+            energies = archive["reduced_energies"] if "reduced_energies" in archive else None
+            return Reference(path, backbone_dihedrals((archive["phi"], archive["psi"])), energies)
+    needs_topology = path.suffix not in {".pdb", ".h5", ".gz"}
+    if needs_topology and (topology is None or not Path(topology).is_file()):
+        raise BoltzgenError(f"reference '{path}' needs a topology: the run has no samples/samples.pdb to use")
+    try:
+        trajectory = mdtraj.load(str(path), top=str(topology)) if needs_topology else mdtraj.load(str(path))
+    except Exception as error:  # mdtraj raises many types for foreign files
+        raise BoltzgenError(f"cannot read reference '{path}': {str(error).splitlines()[0][:160]}") from None
+    return Reference(path, backbone_dihedrals(trajectory))
+
+
+def run_figure(run: RunData, kind: str, reference: Reference | None = None) -> tuple[Figure, FigureData]:
+    """One figure of a run.
+
+    Arguments:
+        run: The run's data.
+        kind: One of :data:`FIGURE_KINDS`.
+        reference: Reference MD data, drawn where the figure has an MD curve or panel.
+
+    Returns:
+        ``(figure, data)`` as from the functions of :mod:`boltzgen.diagnostics.plots`.
+
+    Raises:
+        BoltzgenError: For an unknown kind or when the run lacks what the figure needs.
+    """
+    if kind not in FIGURE_KINDS:
+        raise BoltzgenError(f"unknown figure kind '{kind}': choose from {', '.join(FIGURE_KINDS)}")
+    if kind == "training":
+        if run.metrics is None:
+            raise BoltzgenError(f"'{run.run_dir}' has no metrics.csv rows to plot training curves from")
+        return plot_training_curves(run.metrics)
+    if run.samples is None:
+        raise BoltzgenError(f"'{run.run_dir}' has no readable molecular samples (samples/samples.pdb + trajectory) for a {kind} figure")
+    if kind == "ramachandran":
+        return plot_ramachandran_comparison(backbone_dihedrals(run.samples), reference and reference.angles, run.log_weights)
+    if kind == "fes1d":
+        return _profiles_figure(run, reference)
+    if kind == "energy":
+        if run.reduced_energies is None:
+            raise BoltzgenError(f"'{run.run_dir}' has no reduced_energies in samples/samples.weights.npz for an energy figure")
+        ax, data = plot_energy_histogram(run.reduced_energies, run.log_weights, reference and reference.reduced_energies,
+                                         temperature=run.temperature)
+        return ax.figure, data
+    if run.log_weights is None:
+        raise BoltzgenError(f"'{run.run_dir}' has no log_weights in samples/samples.weights.npz for a weights figure")
+    ax, data = plot_log_weights(run.log_weights)
+    return ax.figure, data
+
+
+def _profiles_figure(run: RunData, reference: Reference | None) -> tuple[Figure, FigureData]:
+    """phi and psi profiles (columns) of every residue (rows): flow, reweighted, MD."""
+    flow_angles = backbone_dihedrals(run.samples)
+    n_pairs = flow_angles[0].shape[1]
+    figure = Figure(figsize=(11.0, 3.6 * n_pairs), layout="constrained")
+    axes = figure.subplots(n_pairs, 2, squeeze=False)
+    weights = None if run.log_weights is None else self_normalized_weights(run.log_weights)
+    curves = [("flow", flow_angles, None), ("flow reweighted", flow_angles, weights)]
+    if reference is not None:
+        curves.append(("MD", reference.angles, None))
+    data: FigureData = {}
+    for i in range(n_pairs):
+        for column, name in enumerate(("phi", "psi")):
+            for label, angles, w in curves:
+                if label == "flow reweighted" and w is None:
+                    continue
+                ax, curve = plot_free_energy_profile(angles[column][:, i], w, label, axes[i, column], xlabel=rf"$\{name}$")
+                key = f"{name}_{i}_{label.replace(' ', '_')}"
+                data.update({f"{key}_{field_}": values for field_, values in curve.items()})
+            if n_pairs > 1:
+                axes[i, column].set_title(f"residue {i + 1}", fontsize=11)
+    return figure, data
+
+
+def _png_base64(figure: Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested TOML tables as ``(dotted.key, value)`` rows."""
+    rows: list[tuple[str, Any]] = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            rows.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) and value != 0 else str(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _table(rows: list[tuple[str, Any]], header: tuple[str, ...]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_format(cell))}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _title(run: RunData) -> str:
+    target = run.config.get("target", {})
+    molecule = target.get("molecule", {}) if isinstance(target, Mapping) else {}
+    name = target.get("name", "unknown target") if isinstance(target, Mapping) else "unknown target"
+    details = ", ".join(f"{key} {_format(value)}" for key, value in molecule.items() if not isinstance(value, Mapping))
+    return f"{name}" + (f" ({details})" if details else "")
+
+
+def _sample_metrics(run: RunData) -> list[tuple[str, Any]]:
+    """Metrics computed here from the flow samples."""
+    rows: list[tuple[str, Any]] = []
+    if run.samples is not None:
+        rows.append(("flow samples", run.samples.n_frames))
+    if run.log_weights is not None:
+        rows.append(("reverse ESS (largest 1e-4 log-weights clipped), fraction", float(reverse_ess(run.log_weights))))
+    return rows
+
+
+def _ramachandran_section(run: RunData, reference: Reference) -> str:
+    """Per-residue Ramachandran KL(MD || flow) and TV beside the MD split-half floor."""
+    result = ramachandran_metrics(reference.angles, backbone_dihedrals(run.samples), run.log_weights)
+    columns = [key for key in ("tv", "tv_reweighted", "kl", "kl_reweighted") if key in result]
+    floor = result["split_half"]
+    rows = [
+        (i + 1, *(result[key][i] for key in columns), floor["tv"][i], floor["kl"][i])
+        for i in range(len(result["tv"]))
+    ]
+    header = ("residue", *(key.replace("_", " ").replace("tv", "TV").replace("kl", "KL") for key in columns),
+              "TV floor (MD split-half)", "KL floor (MD split-half)")
+    n_md, n_flow = result["n_reference"], result["n_flow"]
+    return (f"<h2>Ramachandran metrics</h2><p>{result['bins']} x {result['bins']} histograms on [0, 2&pi;)^2; "
+            f"{n_flow:,} flow samples, {n_md:,} MD frames; the floor compares the two halves of the MD frames "
+            f"({n_md // 2:,} per side) and is meaningful only for decorrelated frames.</p>" + _table(rows, header))
+
+
+_STYLE = """
+body { font-family: sans-serif; font-size: 15px; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: left; font-size: 14px; }
+th { background: #eee; }
+figure { margin: 1em 0 2em; }
+img { max-width: 100%; }
+.note { color: #8a4b00; }
+"""
+
+
+def write_report(run_dir: str | Path, output: str | Path, reference_path: str | Path | None = None) -> Path:
+    """Write one self-contained HTML page about a run: target, settings, metrics and figures.
+
+    Figures are embedded as base64 PNG. Pieces the run lacks are skipped with a note.
+
+    Arguments:
+        run_dir: The run directory.
+        output: The HTML file to write.
+        reference_path: Optional reference MD dataset (see :func:`load_reference`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        BoltzgenError: When ``run_dir`` does not exist or the reference cannot be read.
+    """
+    run = load_run_data(run_dir)
+    reference = None
+    if reference_path is not None:
+        reference = load_reference(reference_path, run.run_dir / "samples" / "samples.pdb")
+    else:
+        run.notes.append("No reference MD dataset (--reference): MD curves and Ramachandran KL/TV skipped.")
+    parts = [f"<h1>boltzgen run report: {html.escape(_title(run))}</h1>",
+             f"<p>Run directory: <code>{html.escape(str(run.run_dir.resolve()))}</code></p>"]
+    if run.summary is not None:
+        parts += ["<h2>Final metrics (summary.json)</h2>", _table(_flatten(run.summary), ("metric", "value"))]
+    computed = _sample_metrics(run)
+    if computed:
+        parts += ["<h2>Sample metrics (computed from the samples)</h2>", _table(computed, ("metric", "value"))]
+    if run.samples is not None and reference is not None:
+        parts.append(_ramachandran_section(run, reference))
+    parts.append("<h2>Figures</h2>")
+    for kind, caption in FIGURE_KINDS.items():
+        try:
+            figure, _ = run_figure(run, kind, reference)
+        except BoltzgenError as error:
+            parts.append(f"<p class='note'>{html.escape(caption)}: skipped ({html.escape(str(error))}).</p>")
+            continue
+        parts.append(f"<figure><img alt='{kind}' src='data:image/png;base64,{_png_base64(figure)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if run.config:
+        parts += ["<h2>Settings (config.toml)</h2>", _table(_flatten(run.config), ("setting", "value"))]
+    if run.notes:
+        parts += ["<h2>Notes</h2><ul>", *(f"<li class='note'>{html.escape(n)}</li>" for n in run.notes), "</ul>"]
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>boltzgen report</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    return output

@@ -1,0 +1,243 @@
+"""Discrete spin targets: 2-D Ising, Curie-Weiss, Sherrington-Kirkpatrick, Edwards-Anderson.
+
+Every target here is a pairwise spin model on spins s in {-1, +1}^N (float tensors, batch first,
+``event_shape = (N,)``; lattice sites are numbered row-major, site = row * L + column):
+
+    E(s) = -( sum_{i<j} J_ij s_i s_j + sum_i h_i s_i ) + offset,      u(s) = beta E(s).
+
+The energy's own temperature is 1.0 and the inverse temperature ``beta`` is a parameter of the
+model, so that ``energy(s)`` returns the reduced energy beta E(s) (dimensionless, in kT) and
+p(s) = exp(-u(s)) / Z. Couplings are stored as a padded neighbour table (``neighbors``: (N, K)
+site indices, ``couplings``: (N, K) values, padding points at the site itself with coupling 0),
+which is all that the energy, the local fields and the Monte Carlo moves of :mod:`boltzgen.mcmc`
+need.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import BoltzgenError
+from .base import Energy
+from .exact import ExactDistribution, check_enumerable, curie_weiss_log_z, ising_log_z_kaufman
+
+__all__ = [
+    "PairwiseSpinEnergy",
+    "IsingModel2D",
+    "CurieWeiss",
+    "SherringtonKirkpatrick",
+    "EdwardsAnderson2D",
+    "ISING_CRITICAL_BETA",
+]
+
+#: beta_c J = ln(1 + sqrt 2) / 2 of the square-lattice Ising model.
+ISING_CRITICAL_BETA = 0.5 * math.log(1 + math.sqrt(2))
+
+
+def _neighbor_table(coupling_matrix: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Padded neighbour table (N, K) of the non-zero off-diagonal entries of a symmetric matrix."""
+    n = coupling_matrix.shape[0]
+    off = coupling_matrix.copy()
+    np.fill_diagonal(off, 0.0)
+    rows = [np.flatnonzero(off[i]) for i in range(n)]
+    width = max(1, max(len(r) for r in rows))
+    neighbors = np.tile(np.arange(n)[:, None], (1, width))
+    couplings = np.zeros((n, width))
+    for i, r in enumerate(rows):
+        neighbors[i, : len(r)] = r
+        couplings[i, : len(r)] = off[i, r]
+    return torch.from_numpy(neighbors), torch.from_numpy(couplings)
+
+
+class PairwiseSpinEnergy(Energy):
+    r"""Reduced energy u(s) = beta [-(sum_{i<j} J_ij s_i s_j + h . s) + offset] of N Ising spins.
+
+    Arguments:
+        coupling_matrix: Symmetric couplings J, shape (N, N) (diagonal ignored), float64.
+        beta: Inverse temperature (dimensionless, in units of 1/J).
+        field: External field h, a number or shape (N,) (default 0).
+        offset: Constant added to E (e.g. the diagonal of the Curie-Weiss coupling).
+    """
+
+    def __init__(self, coupling_matrix: np.ndarray, beta: float, field: float | np.ndarray = 0.0,
+                 offset: float = 0.0) -> None:
+        coupling_matrix = np.asarray(coupling_matrix, dtype=np.float64)
+        n = coupling_matrix.shape[0]
+        if coupling_matrix.shape != (n, n) or not np.allclose(coupling_matrix, coupling_matrix.T):
+            raise BoltzgenError("the coupling matrix of a spin model must be square and symmetric")
+        if not (math.isfinite(beta) and beta >= 0):
+            raise BoltzgenError(f"beta must be a finite number >= 0, got {beta!r}")
+        super().__init__(event_shape=(n,), temperature=1.0, discrete=True)
+        self.beta = float(beta)
+        self.offset = float(offset)
+        neighbors, couplings = _neighbor_table(coupling_matrix)
+        self.register_buffer("neighbors", neighbors)
+        self.register_buffer("couplings", couplings)
+        self.register_buffer("field", torch.as_tensor(np.broadcast_to(field, (n,)).copy(), dtype=torch.float64))
+
+    @property
+    def n_spins(self) -> int:
+        """Number of spins N."""
+        return self.event_shape[0]
+
+    @property
+    def has_field(self) -> bool:
+        """Whether any external field is non-zero."""
+        return bool(self.field.abs().max() > 0)
+
+    def local_fields(self, s: Tensor) -> Tensor:
+        """h_i + sum_j J_ij s_j of each spin, shape (batch, N); flipping s_i changes E by 2 s_i times it."""
+        neighbor_spins = s[:, self.neighbors]  # (B, N, K)
+        return (neighbor_spins * self.couplings.to(s.dtype)).sum(-1) + self.field.to(s.dtype)
+
+    def coupling_energy(self, s: Tensor) -> Tensor:
+        """E(s) (not multiplied by beta), shape (batch,)."""
+        pair = (s[:, :, None] * s[:, self.neighbors] * self.couplings.to(s.dtype)).sum((1, 2))
+        return -(0.5 * pair + s @ self.field.to(s.dtype)) + self.offset
+
+    def _energy(self, x: Tensor) -> Tensor:
+        return self.beta * self.coupling_energy(x)
+
+    def magnetization(self, s: Tensor) -> Tensor:
+        """Mean spin m = sum_i s_i / N, shape (batch,)."""
+        return s.mean(-1)
+
+    def exact(self, device: torch.device | str | None = None) -> ExactDistribution:
+        """The exact distribution by enumeration of all 2**N states (N <= 24), float64."""
+        check_enumerable(self.n_spins, f"exact enumeration of {type(self).__name__}")
+        return ExactDistribution.from_energy(self.to(device).energy, self.n_spins, spin=True, device=device)
+
+    def log_z_by_enumeration(self) -> float:
+        """Exact log Z by enumeration of all 2**N states (N <= 24), float64."""
+        return float(self.exact().log_z)
+
+    def log_z(self) -> float:
+        """Exact log Z; here by enumeration (N <= 24). Subclasses use closed forms where they exist."""
+        return self.log_z_by_enumeration()
+
+    def log_z_method(self) -> str:
+        """Name of the method :meth:`log_z` uses for this instance."""
+        return "enumeration"
+
+    def extra_repr(self) -> str:
+        return f"n_spins={self.n_spins}, beta={self.beta:g}"
+
+
+def _torus_couplings(bonds_right: np.ndarray, bonds_down: np.ndarray) -> np.ndarray:
+    """Coupling matrix of an L x L torus with the given right/down bond values (L, L)."""
+    L = bonds_right.shape[0]
+    n = L * L
+    site = np.arange(n).reshape(L, L)
+    matrix = np.zeros((n, n))
+    for bonds, neighbor in ((bonds_right, np.roll(site, -1, axis=1)), (bonds_down, np.roll(site, -1, axis=0))):
+        np.add.at(matrix, (site.ravel(), neighbor.ravel()), bonds.ravel())
+        np.add.at(matrix, (neighbor.ravel(), site.ravel()), bonds.ravel())
+    return matrix
+
+
+class IsingModel2D(PairwiseSpinEnergy):
+    r"""Ising model on a periodic L x L square lattice: E = -J sum_<ij> s_i s_j - h sum_i s_i.
+
+    The sum runs over the 2 L^2 bonds (every site's right and down neighbour; for L = 2 the two
+    bonds between a pair of sites both count). beta_c J = ln(1 + sqrt 2)/2 = 0.4406868.
+
+    Arguments:
+        L: Linear size (>= 2); N = L^2 spins, site = row * L + column.
+        beta: Inverse temperature.
+        J: Coupling (default 1, ferromagnetic).
+        h: Uniform external field (default 0).
+    """
+
+    def __init__(self, L: int, beta: float, J: float = 1.0, h: float = 0.0) -> None:
+        if L < 2:
+            raise BoltzgenError(f"the 2-D Ising model needs L >= 2, got L={L}")
+        bonds = np.full((L, L), float(J))
+        super().__init__(_torus_couplings(bonds, bonds), beta, field=h)
+        self.L, self.J, self.h = int(L), float(J), float(h)
+
+    def log_z(self) -> float:
+        """Exact log Z: Kaufman's formula at zero field (any L), enumeration with a field (L <= 4)."""
+        if self.h == 0:
+            return ising_log_z_kaufman(self.L, self.beta * self.J)
+        if self.n_spins > 24:
+            raise BoltzgenError(
+                f"no exact log Z for the 2-D Ising model in a field h={self.h:g} with L={self.L}: "
+                "Kaufman's formula holds at h = 0 only and enumeration needs L <= 4"
+            )
+        return self.log_z_by_enumeration()
+
+    def log_z_method(self) -> str:
+        return "kaufman" if self.h == 0 else "enumeration"
+
+
+class CurieWeiss(PairwiseSpinEnergy):
+    r"""Curie-Weiss (mean-field) model: E = -(sum_i s_i)^2 / (2N) - h sum_i s_i.
+
+    All pairs couple with J_ij = 1/N; the diagonal's constant -1/2 is kept as ``offset`` so that
+    E equals the formula above exactly. beta_c = 1.
+
+    Arguments:
+        n: Number of spins N.
+        beta: Inverse temperature.
+        h: Uniform external field (default 0).
+    """
+
+    def __init__(self, n: int, beta: float, h: float = 0.0) -> None:
+        if n < 1:
+            raise BoltzgenError(f"curie-weiss needs n >= 1 spins, got {n}")
+        super().__init__(np.full((n, n), 1.0 / n), beta, field=h, offset=-0.5)
+        self.h = float(h)
+
+    def coupling_energy(self, s: Tensor) -> Tensor:
+        total = s.sum(-1)
+        return -(total**2) / (2 * self.n_spins) - self.h * total
+
+    def log_z(self) -> float:
+        """Exact log Z by the sum over magnetisations (any N)."""
+        return curie_weiss_log_z(self.n_spins, self.beta, self.h)
+
+    def log_z_method(self) -> str:
+        return "magnetization-sum"
+
+
+class SherringtonKirkpatrick(PairwiseSpinEnergy):
+    r"""Sherrington-Kirkpatrick spin glass: E = -1/2 s^T J s, J_ij = J_ji ~ N(0, 1/N), J_ii = 0.
+
+    Arguments:
+        n: Number of spins N.
+        beta: Inverse temperature (beta_c = 1 for N -> infinity).
+        seed: Seed of the couplings (``numpy.random.default_rng(seed)``; the upper triangle is
+            drawn row by row), so an instance is reproducible on any device.
+    """
+
+    def __init__(self, n: int, beta: float, seed: int = 0) -> None:
+        if n < 2:
+            raise BoltzgenError(f"sk needs n >= 2 spins, got {n}")
+        rng = np.random.default_rng(seed)
+        upper = np.triu(rng.standard_normal((n, n)) / math.sqrt(n), k=1)
+        super().__init__(upper + upper.T, beta)
+        self.seed = int(seed)
+
+
+class EdwardsAnderson2D(PairwiseSpinEnergy):
+    r"""2-D Edwards-Anderson +-J spin glass on a periodic L x L torus: E = -sum_<ij> J_ij s_i s_j.
+
+    Arguments:
+        L: Linear size (>= 3, so that the 2 L^2 bonds join distinct pairs).
+        beta: Inverse temperature.
+        seed: Seed of the bonds (``numpy.random.default_rng(seed)``: right bonds (L, L), then down
+            bonds (L, L), each +1 or -1 with probability 1/2).
+    """
+
+    def __init__(self, L: int, beta: float, seed: int = 0) -> None:
+        if L < 3:
+            raise BoltzgenError(f"the Edwards-Anderson model needs L >= 3, got L={L}")
+        rng = np.random.default_rng(seed)
+        right = rng.choice([-1.0, 1.0], size=(L, L))
+        down = rng.choice([-1.0, 1.0], size=(L, L))
+        super().__init__(_torus_couplings(right, down), beta)
+        self.L, self.seed = int(L), int(seed)

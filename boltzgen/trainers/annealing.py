@@ -1,0 +1,395 @@
+r"""The temperature-annealed Boltzmann generator (TA-BG, Schopmans & Friederich 2025).
+
+Reverse KL at the target temperature is mode-seeking: a flow that starts in one metastable state
+stays there. TA-BG trains where the landscape is flat and walks the flow down to the target:
+
+1. **Pretraining** (stage ``"pretrain"``): reverse KL (:class:`~boltzgen.trainers.ReverseKL`)
+   at a high temperature T_0 = T_high, where the barriers are low and no mode is lost.
+2. **Annealing** down the geometric ladder T_k = T_high (T_low / T_high)^(k / n_rungs),
+   k = 1 .. n_rungs, then ``extra_final_rungs`` further steps at T_low. Rung k draws N samples
+   from the current flow (which models T_{k-1}), weights them by
+   log w = -u_{T_k}(x) - log q(x), drops NaN weights, clips the largest fraction of log-weights
+   to the k-th largest, resamples a buffer of M samples with replacement
+   (:mod:`boltzgen.trainers.reweighting`), and trains by maximum likelihood on the buffer
+   (:class:`~boltzgen.trainers.ForwardKL`) with a fresh Adam and a cosine schedule restarted
+   for the rung (stage ``"anneal-{k}-T{T_k}"``).
+
+Every stage runs in the shared :class:`~boltzgen.trainers.Trainer`, so each has its checkpoint
+``RUN_DIR/checkpoints/{stage}.pt`` and its rows in ``metrics.csv``. A rung's buffer is saved
+(``checkpoints/buffer-{stage}.pt``, with the RNG state after drawing it) before its training
+starts and deleted when the rung is done; ``RUN_DIR/ladder.json`` records the finished stages
+with the buffer statistics (ESS of the importance weights, dropped and clipped counts) and the
+cumulative counters. A run killed anywhere resumes from there and ends with the same parameters
+as an uninterrupted run (same device, same settings). The final model is also written to
+``checkpoints/last.pt`` (what :func:`boltzgen.runs.load_run` reads).
+
+Energy evaluations counted: one per pretraining sample (as for plain reverse KL) plus N per rung
+(every buffer sample, including those whose weight is dropped). Maximum likelihood on a buffer
+evaluates no energy. Evaluations of a buffer draw that was interrupted and redone are not counted
+twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor
+
+from ..energy.base import Energy
+from ..errors import BoltzgenError
+from ..io import MetricsLog, load_checkpoint, save_checkpoint, write_json
+from .forward_kl import ForwardKL
+from .loop import Trainer, TrainingInterrupted, TrainSettings
+from .reverse_kl import ReverseKL
+from .reweighting import BufferStatistics, draw_weighted_samples, resample_buffer
+
+__all__ = ["AnnealingSettings", "TemperatureAnnealing", "temperature_ladder", "rung_stage", "tabg_from_config"]
+
+PRETRAIN_STAGE = "pretrain"
+#: Settings that may change when a run is resumed (they do not change the result).
+_COSMETIC = ("progress", "log_every", "checkpoint_every")
+
+
+def temperature_ladder(t_high: float, t_low: float, n_rungs: int, extra_final_rungs: int = 0) -> list[float]:
+    """The annealing ladder [T_0, ..., T_n, T_low, ...].
+
+    T_k = T_high (T_low / T_high)^(k / n_rungs) for k = 0 .. n_rungs (T_0 = T_high, T_n = T_low
+    exactly), followed by ``extra_final_rungs`` copies of T_low. Rung k anneals from T_{k-1} to T_k.
+
+    Arguments:
+        t_high: Pretraining temperature (target units, e.g. K).
+        t_low: Final temperature, at most ``t_high``.
+        n_rungs: Geometric steps from T_high to T_low (9 in TA-BG).
+        extra_final_rungs: Further T_low -> T_low steps (1 in TA-BG).
+
+    Returns:
+        ``n_rungs + 1 + extra_final_rungs`` temperatures.
+    """
+    if not (0 < t_low <= t_high and math.isfinite(t_high)):
+        raise BoltzgenError(f"TA-BG anneals down: need 0 < t_low <= t_high, got t_high={t_high}, t_low={t_low}")
+    if n_rungs < 1 or extra_final_rungs < 0:
+        raise BoltzgenError(f"need n_rungs >= 1 and extra_final_rungs >= 0, got {n_rungs} and {extra_final_rungs}")
+    ratio = t_low / t_high
+    ladder = [t_high * ratio ** (k / n_rungs) for k in range(n_rungs)] + [float(t_low)]
+    return ladder + [float(t_low)] * extra_final_rungs
+
+
+def rung_stage(k: int, temperature: float) -> str:
+    """Stage name of rung ``k`` (1-based) that anneals to ``temperature``: ``anneal-{k}-T{T}``."""
+    return f"anneal-{k}-T{temperature:.6g}"
+
+
+@dataclasses.dataclass
+class AnnealingSettings:
+    """Settings of the TA-BG protocol; the defaults are the published alanine-dipeptide ones.
+
+    Attributes:
+        t_high: Pretraining temperature (target units: K for molecules, 1 = own T for toys).
+        t_low: Final temperature; ``None``: the target's own temperature.
+        n_rungs: Geometric steps from ``t_high`` down to ``t_low``.
+        extra_final_rungs: Further steps at ``t_low``.
+        pretrain_steps: Reverse-KL steps at ``t_high``.
+        pretrain_batch_size: Model samples per pretraining step (each one energy evaluation).
+        pretrain_lr: Peak learning rate of pretraining (cosine decay to ``min_lr_factor``).
+        pretrain_warmup_steps: Linear warm-up steps of pretraining.
+        energy_cap: Smooth logarithmic energy cap of the pretraining loss (kT), ``None``: off.
+        drop_top_k: Highest energies of each pretraining batch left out of the loss.
+        buffer_samples: N, model samples drawn per rung (each one energy evaluation).
+        resample_size: M, size of the buffer resampled with replacement.
+        clip_fraction: Fraction of the largest log-weights clipped to the k-th largest.
+        chunk_size: Samples per model/energy call when drawing the N samples.
+        rung_steps: Maximum-likelihood steps per rung (the cosine period).
+        rung_batch_size: Buffer samples per step.
+        rung_lr: Peak learning rate of each rung.
+        rung_warmup_steps: Linear warm-up steps of each rung.
+        min_lr_factor: Final learning rate of every cosine schedule, as a fraction of its peak.
+        weight_decay: Decoupled weight decay (all stages).
+        grad_clip: Maximum gradient norm (all stages).
+        log_every: Steps between ``metrics.csv`` rows.
+        checkpoint_every: Steps between checkpoints within a stage (0: only at its end).
+        progress: Show progress bars.
+    """
+
+    t_high: float
+    t_low: float | None = None
+    n_rungs: int = 9
+    extra_final_rungs: int = 1
+    pretrain_steps: int = 100_000
+    pretrain_batch_size: int = 256
+    pretrain_lr: float = 1e-4
+    pretrain_warmup_steps: int = 1000
+    energy_cap: float | None = None
+    drop_top_k: int = 10
+    buffer_samples: int = 5_000_000
+    resample_size: int = 2_000_000
+    clip_fraction: float = 1e-4
+    chunk_size: int = 65_536
+    rung_steps: int = 30_000
+    rung_batch_size: int = 2048
+    rung_lr: float = 5e-6
+    rung_warmup_steps: int = 0
+    min_lr_factor: float = 0.0
+    weight_decay: float = 1e-5
+    grad_clip: float = 100.0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "buffer_samples": self.buffer_samples >= 1,
+            "resample_size": self.resample_size >= 1,
+            "clip_fraction": 0 <= self.clip_fraction < 1,
+            "chunk_size": self.chunk_size >= 1,
+            "drop_top_k": 0 <= self.drop_top_k < self.pretrain_batch_size,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise BoltzgenError(f"TA-BG setting {name} = {getattr(self, name)!r} is out of range")
+        self.pretrain_settings()  # range checks of the shared loop settings
+        self.rung_settings()
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AnnealingSettings:
+        """Settings from a ``[trainer]`` table (its ``name`` ignored); unknown keys are refused."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - fields - {"name"})
+        if unknown:
+            raise BoltzgenError(f"[trainer] unknown key(s) for 'tabg': {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
+        if "t_high" not in params:
+            raise BoltzgenError("[trainer] 'tabg' needs the key 't_high' (the pretraining temperature)")
+        return cls(**{k: v for k, v in params.items() if k in fields})
+
+    def _shared(self) -> dict[str, Any]:
+        return {"min_lr_factor": self.min_lr_factor, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                "log_every": self.log_every, "checkpoint_every": self.checkpoint_every, "progress": self.progress}
+
+    def pretrain_settings(self) -> TrainSettings:
+        """Loop settings of the reverse-KL pretraining."""
+        return TrainSettings(steps=self.pretrain_steps, batch_size=self.pretrain_batch_size, lr=self.pretrain_lr,
+                             warmup_steps=self.pretrain_warmup_steps, **self._shared())
+
+    def rung_settings(self) -> TrainSettings:
+        """Loop settings of one annealing rung (maximum likelihood on its buffer)."""
+        return TrainSettings(steps=self.rung_steps, batch_size=self.rung_batch_size, lr=self.rung_lr,
+                             warmup_steps=self.rung_warmup_steps, **self._shared())
+
+
+def _rng_state() -> dict[str, Tensor | list[Tensor]]:
+    """The global torch (and CUDA) RNG states."""
+    state: dict[str, Tensor | list[Tensor]] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore :func:`_rng_state` (RNG states must be CPU tensors, whatever ``map_location`` did)."""
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class TemperatureAnnealing:
+    """Run the TA-BG protocol on a model: reverse-KL pretraining, then the annealing ladder.
+
+    Arguments:
+        model: A flow with ``sample_and_log_prob(n)`` (reparameterised) and ``log_prob(x)``.
+        target: The target energy (continuous).
+        settings: The protocol's settings.
+        run_dir: Where checkpoints, ``metrics.csv`` and ``ladder.json`` go (``None``: nothing
+            on disk, no resume).
+        on_rung: Called with each finished rung's record (a dict, as in ``ladder.json``).
+
+    After :meth:`fit`, like a :class:`~boltzgen.trainers.Trainer`: ``energy_evaluations``,
+    ``wall_time_s``, ``step`` (optimisation steps of all stages) and ``skipped`` (skipped
+    steps) are the cumulative counters; ``temperature`` is the final temperature T_low;
+    ``record`` is the content of ``ladder.json``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        target: Energy,
+        settings: AnnealingSettings,
+        run_dir: str | Path | None = None,
+        on_rung: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.target = target
+        self.settings = settings
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.on_rung = on_rung
+        self.temperature = float(settings.t_low if settings.t_low is not None else target.temperature)
+        self.temperatures = temperature_ladder(settings.t_high, self.temperature, settings.n_rungs, settings.extra_final_rungs)
+        self.energy_evaluations = 0
+        self.wall_time_s = 0.0
+        self.step = 0
+        self.skipped = 0
+        self.record: dict[str, Any] = {
+            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC},
+            "temperatures": self.temperatures,
+            "pretrain": None,
+            "rungs": [],
+            "complete": False,
+        }
+
+    @property
+    def stages(self) -> list[str]:
+        """Stage names in order: ``"pretrain"``, then one per rung."""
+        return [PRETRAIN_STAGE] + [rung_stage(k, t) for k, t in enumerate(self.temperatures[1:], start=1)]
+
+    def _path(self, name: str) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / name
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _load_record(self) -> None:
+        path = self._path("ladder.json")
+        if path is None or not path.is_file():
+            return
+        saved = json.loads(path.read_text())
+        if saved.get("settings") != self.record["settings"] or saved.get("temperatures") != self.temperatures:
+            raise BoltzgenError(
+                f"{path} records a TA-BG run with other settings; use a new run directory "
+                "or the settings the run was started with"
+            )
+        self.record = saved
+
+    def _write_record(self) -> None:
+        path = self._path("ladder.json")
+        if path is not None:
+            write_json(path, self.record)
+
+    def _counters(self) -> dict[str, Any]:
+        return {"energy_evaluations": self.energy_evaluations, "wall_time_s": self.wall_time_s,
+                "steps": self.step, "skipped_steps": self.skipped}
+
+    def _take_counters(self, trainer: Trainer, steps_before: int, skipped_before: int) -> None:
+        self.energy_evaluations = trainer.energy_evaluations
+        self.wall_time_s = trainer.wall_time_s
+        self.step = steps_before + trainer.step
+        self.skipped = skipped_before + int(trainer.skipped)
+
+    def _restore_completed(self) -> None:
+        """Load the model, RNG and counters at the end of the last finished stage."""
+        done = ([self.record["pretrain"]] if self.record["pretrain"] else []) + self.record["rungs"]
+        if not done or self.run_dir is None:  # without a run directory the model is already there
+            return
+        last = done[-1]
+        state = load_checkpoint(self.run_dir / "checkpoints" / f"{last['stage']}.pt", map_location=self._device)
+        self.model.load_state_dict(state["model"])
+        _set_rng_state(state["rng"])
+        self.energy_evaluations = int(last["energy_evaluations"])
+        self.wall_time_s = float(last["wall_time_s"])
+        self.step = int(last["steps"])
+        self.skipped = int(last["skipped_steps"])
+
+    # -- stages --------------------------------------------------------------------------------
+    def _pretrain(self) -> None:
+        s = self.settings
+        objective = ReverseKL(self.target, temperature=self.temperatures[0], energy_cap=s.energy_cap, drop_top_k=s.drop_top_k)
+        trainer = Trainer(self.model, objective, s.pretrain_settings(), self.run_dir, PRETRAIN_STAGE)
+        last = trainer.fit()
+        self._take_counters(trainer, 0, 0)
+        self.record["pretrain"] = {"stage": PRETRAIN_STAGE, "temperature": self.temperatures[0],
+                                   "loss": last.get("loss"), "ess": last.get("ess"), **self._counters()}
+        self._write_record()
+
+    def _buffer(self, stage: str, temperature: float) -> tuple[Tensor, BufferStatistics]:
+        """The rung's buffer: loaded if saved by an interrupted run, else drawn, resampled and saved."""
+        path = self._path(f"checkpoints/buffer-{stage}.pt")
+        if path is not None and path.is_file():
+            state = load_checkpoint(path, map_location=self._device)
+            _set_rng_state(state["rng"])
+            self.energy_evaluations = int(state["energy_evaluations"])
+            self.wall_time_s = float(state["wall_time_s"])
+            return state["samples"], BufferStatistics(**state["statistics"])
+        s = self.settings
+        started = time.perf_counter()
+        drawn = draw_weighted_samples(self.model, self.target, s.buffer_samples, temperature, s.chunk_size)
+        buffer, stats = resample_buffer(drawn, s.resample_size, s.clip_fraction)
+        del drawn
+        self.energy_evaluations += s.buffer_samples
+        self.wall_time_s += time.perf_counter() - started
+        if path is not None:
+            save_checkpoint(path, {"stage": stage, "samples": buffer, "statistics": dataclasses.asdict(stats),
+                                   "rng": _rng_state(), "energy_evaluations": self.energy_evaluations,
+                                   "wall_time_s": self.wall_time_s})
+            MetricsLog(self.run_dir / "metrics.csv").append(
+                {"step": 0, "stage": stage, "ess": stats.ess, "energy_evaluations": self.energy_evaluations,
+                 "wall_time_s": self.wall_time_s})
+        return buffer, stats
+
+    def _rung(self, k: int) -> None:
+        stage = rung_stage(k, self.temperatures[k])
+        buffer, stats = self._buffer(stage, self.temperatures[k])
+        trainer = Trainer(self.model, ForwardKL(buffer), self.settings.rung_settings(), self.run_dir, stage)
+        trainer.energy_evaluations = self.energy_evaluations  # cumulative counters in metrics.csv
+        trainer.wall_time_s = self.wall_time_s
+        steps_before, skipped_before = self.step, self.skipped
+        last = trainer.fit()
+        self._take_counters(trainer, steps_before, skipped_before)
+        entry = {"rung": k, "stage": stage, "sample_temperature": self.temperatures[k - 1],
+                 "temperature": self.temperatures[k], **dataclasses.asdict(stats),
+                 "nll": last.get("loss"), **self._counters()}
+        self.record["rungs"].append(entry)
+        self._write_record()
+        path = self._path(f"checkpoints/buffer-{stage}.pt")
+        if path is not None:
+            path.unlink(missing_ok=True)
+        if self.on_rung is not None:
+            self.on_rung(entry)
+
+    def _save_final(self) -> None:
+        self.record["complete"] = True
+        self._write_record()
+        path = self._path("checkpoints/last.pt")
+        if path is not None:
+            save_checkpoint(path, {"stage": "", "protocol": "tabg", "model": self.model.state_dict(),
+                                   "rng": _rng_state(), **self._counters()})
+
+    def fit(self) -> dict[str, float]:
+        """Run (or resume) the whole protocol; returns the last rung's NLL and buffer ESS and the counters.
+
+        Raises:
+            TrainingInterrupted: On Ctrl-C (within a stage or between stages); rerun to resume.
+        """
+        self._load_record()
+        try:
+            self._restore_completed()
+            if self.record["pretrain"] is None:
+                self._pretrain()
+            for k in range(len(self.record["rungs"]) + 1, len(self.temperatures)):
+                self._rung(k)
+        except KeyboardInterrupt:
+            where = f"; resume by running the same command again ({self.run_dir})" if self.run_dir else ""
+            raise TrainingInterrupted(f"TA-BG interrupted after {len(self.record['rungs'])} rung(s){where}") from None
+        self._save_final()
+        last = self.record["rungs"][-1]
+        return {"loss": last["nll"], "ess": last["ess"], "temperature": self.temperature, **self._counters()}
+
+
+def tabg_from_config(target: Energy, model: torch.nn.Module, params: Mapping[str, Any], run_dir: str | Path | None,
+                     progress: bool = True) -> TemperatureAnnealing:
+    """The TA-BG protocol of a ``[trainer] name = "tabg"`` table (keys: the fields of :class:`AnnealingSettings`).
+
+    Arguments:
+        target: The target energy.
+        model: The flow to train.
+        params: The ``[trainer]`` table.
+        run_dir: The run directory.
+        progress: ``False`` turns the progress bars off whatever the table says.
+    """
+    settings = AnnealingSettings.from_params(params)
+    settings = dataclasses.replace(settings, progress=settings.progress and progress)
+    return TemperatureAnnealing(model, target, settings, run_dir)
