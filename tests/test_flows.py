@@ -334,3 +334,16 @@ def test_flow_configuration_errors() -> None:
         CouplingFlow([interval(0, 1), real()], prior="uniform")
     with pytest.raises(BoltzgenError):
         CouplingFlow(4, activation="tanh")
+
+
+def test_constants_keep_full_precision_through_dtype_changes(device) -> None:
+    """A flow built in float32 and moved to float64 carries exact bounds and periods (2 pi,
+    not its float32 rounding), and f(low) == f(high) on the circle to float64 precision."""
+    flow = CouplingFlow([circular(), interval(0.1, 0.3)], n_layers=2, hidden=8)
+    flow = flow.to(device=device, dtype=torch.float64)
+    assert flow.period[0].item() == 2 * math.pi and flow.clamp_low[1].item() == 0.1
+    assert flow.prior.high[0].item() == 2 * math.pi and flow.prior.loc.dtype == torch.float64
+    x = torch.tensor([[0.0, 0.2], [2 * math.pi, 0.2]], dtype=torch.float64, device=device)
+    y = flow.transform(x)[0]
+    assert torch.equal(y[0], y[1])
+    assert flow.to(torch.float32).period.dtype == torch.float32

@@ -1,9 +1,9 @@
 """``boltzgen bench energy``: energy+force throughput of OpenMM and of the torch force field.
 
 Measures, in one run, OpenMM's CPU platform (one thread, one configuration per call), the OpenMM
-bridge with 1 and N worker processes (when installed), and the torch force field on CPU at the
-given batch sizes in float32 and float64 (and on the GPU at batch 1e3..1e6 when CUDA is
-available), optionally through ``torch.compile``; prints a table or one JSON object, and can write the JSON to a file.
+bridge with 1 and N worker processes, and the torch force field on CPU at the given batch sizes
+in float32 and float64 (and on the GPU at batch 1e3..1e6 when CUDA is available), optionally
+through ``torch.compile``; prints a table or one JSON object, and can write the JSON to a file.
 """
 
 from __future__ import annotations
@@ -55,9 +55,21 @@ def run_energy_benchmark(args: argparse.Namespace) -> int:
     for name in args.molecules or DEFAULT_MOLECULES:
         molecule = Molecule.from_catalog(name)
         rows += benchmark_molecule(
-            molecule.name, molecule.system, np.asarray(molecule.positions), molecule.temperature, tuple(args.batches), workers, seconds=args.seconds, compiled=args.compile
+            molecule.name,
+            molecule.system,
+            np.asarray(molecule.positions),
+            molecule.temperature,
+            tuple(args.batches),
+            workers,
+            seconds=args.seconds,
+            compiled=args.compile,
         )
-    result = {"torch_threads": args.threads, "cpu_count": os.cpu_count(), "torch": torch.__version__, "measurements": [row.to_dict() for row in rows]}
+    result = {
+        "torch_threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "measurements": [row.to_dict() for row in rows],
+    }
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result) if args.json else format_table(rows))

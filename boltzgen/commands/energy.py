@@ -37,8 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--perturbation", type=float, default=0.02, help="noise added to each frame, nm (default 0.02)")
     check.add_argument("--seed", type=int, default=0, help="seed of the MD and the noise (default 0)")
     check.add_argument("--dtype", choices=tuple(_DTYPES), default="float64", help="torch dtype (default float64)")
-    check.add_argument("--energy-tolerance", type=float, help="relative energy error allowed per force (default 1e-6 float64, 1e-3 float32)")
-    check.add_argument("--force-tolerance", type=float, help="relative force error allowed per force (default 1e-5 float64, 1e-3 float32)")
+    check.add_argument(
+        "--energy-tolerance", type=float, help="relative energy error allowed per force (default 1e-6 float64, 1e-3 float32)"
+    )
+    check.add_argument(
+        "--force-tolerance", type=float, help="relative force error allowed per force (default 1e-5 float64, 1e-3 float32)"
+    )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=run_check)
 

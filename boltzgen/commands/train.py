@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  checkpoint:  {run_dir / 'checkpoints' / 'last.pt'}")
     for path in summary["samples"]:
         print(f"  samples:     {path}")
+    if "ramachandran_plot" in summary:
+        print(f"  Ramachandran plot: {summary['ramachandran_plot']}")
+        basins = ", ".join(f"{name} {fraction:.1%}" for name, fraction in summary["basin_populations"].items())
+        print(f"  basin populations: {basins}")
     return 0
 
 

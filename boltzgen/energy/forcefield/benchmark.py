@@ -42,7 +42,9 @@ class Measurement:
         return asdict(self)
 
 
-def _rate(step: Callable[[], None], per_step: int, seconds: float, synchronize: Callable[[], None] = lambda: None) -> tuple[float, float]:
+def _rate(
+    step: Callable[[], None], per_step: int, seconds: float, synchronize: Callable[[], None] = lambda: None
+) -> tuple[float, float]:
     """Evaluations per second of ``step`` (``per_step`` evaluations each) after one warm-up call,
     and the duration of that first call (s; includes any compilation)."""
     start = time.perf_counter()
@@ -88,7 +90,9 @@ def time_torch(
     return _rate(step, batch, seconds, synchronize)
 
 
-def _time_bridge(system: openmm.System, temperature: float, positions: np.ndarray, workers: int, seconds: float) -> tuple[float, float]:
+def _time_bridge(
+    system: openmm.System, temperature: float, positions: np.ndarray, workers: int, seconds: float
+) -> tuple[float, float]:
     with OpenMMEnergy(system, temperature, platform="CPU", n_workers=workers) as bridge:
         return time_torch(bridge, positions, 256, torch.float64, torch.device("cpu"), seconds)
 
@@ -121,7 +125,8 @@ def benchmark_molecule(
     cpu = torch.device("cpu")
     rows = [Measurement(name, "openmm", "cpu", "float64", 1, 1, *time_openmm(system, positions, seconds))]
     for count in workers:
-        rows.append(Measurement(name, "openmm-bridge", "cpu", "float64", 256, count, *_time_bridge(system, temperature, positions, count, seconds)))
+        rate = _time_bridge(system, temperature, positions, count, seconds)
+        rows.append(Measurement(name, "openmm-bridge", "cpu", "float64", 256, count, *rate))
     runs = [("torch", cpu, batch) for batch in batches]
     if compiled:
         runs.append(("torch-compile", cpu, batches[0]))
@@ -141,7 +146,10 @@ def benchmark_molecule(
 def format_table(rows: list[Measurement]) -> str:
     """A plain-text table; the last column is the speed-up over OpenMM CPU of the same molecule."""
     reference = {row.molecule: row.evaluations_per_second for row in rows if row.backend == "openmm"}
-    lines = [f"{'molecule':<26} {'backend':<14} {'device':<6} {'dtype':<8} {'batch':>8} {'workers':>7} {'evals/s':>11} {'x OpenMM':>9} {'1st call s':>10}"]
+    lines = [
+        f"{'molecule':<26} {'backend':<14} {'device':<6} {'dtype':<8} {'batch':>8} {'workers':>7} "
+        f"{'evals/s':>11} {'x OpenMM':>9} {'1st call s':>10}"
+    ]
     for row in rows:
         speedup = row.evaluations_per_second / reference[row.molecule] if row.molecule in reference else float("nan")
         lines.append(

@@ -53,7 +53,9 @@ def compile_system(
     """
     n_atoms = system.getNumParticles()
     if any(system.isVirtualSite(a) for a in range(n_atoms)):
-        raise UnsupportedForceError("the System has virtual sites; the torch force field does not support them (use the OpenMM bridge)")
+        raise UnsupportedForceError(
+            "the System has virtual sites; the torch force field does not support them (use the OpenMM bridge)"
+        )
     pairs = PairList(n_atoms)
     terms = []
     for force in system.getForces():
@@ -66,7 +68,10 @@ def compile_system(
                 f"(supported: {', '.join(SUPPORTED_FORCES)}); use the OpenMM bridge"
             )
         if force.usesPeriodicBoundaryConditions():
-            raise UnsupportedForceError(f"{name} uses periodic boundary conditions; the torch force field does not support them (use the OpenMM bridge)")
+            raise UnsupportedForceError(
+                f"{name} uses periodic boundary conditions; the torch force field does not support them "
+                "(use the OpenMM bridge)"
+            )
         terms.append(_BUILDERS[name](force, pairs))
     uses_pairs = any(term.uses_pairs for term in terms)
     return TorchForceField(terms, n_atoms, temperature, pairs if uses_pairs else None, max_batch)

@@ -37,7 +37,10 @@ _HCT_RADIUS = "1/(1/or-I)"
 _TANH_RADIUS = "1/(1/or-tanh({polynomial})/radius);psi=I*or;radius=or+offset;offset={offset}"
 _SETTINGS = ";solventDielectric={solvent};soluteDielectric={solute};kappa={kappa};offset={offset}"
 #: Solvent screening of the self (distance B) and pair (distance f) terms: unscreened or Debye.
-_SCREENING = {"self": ("1/solventDielectric", "exp(-kappa*B)/solventDielectric"), "pair": ("1/solventDielectric", "exp(-kappa*f)/solventDielectric")}
+_SCREENING = {
+    "self": ("1/solventDielectric", "exp(-kappa*B)/solventDielectric"),
+    "pair": ("1/solventDielectric", "exp(-kappa*f)/solventDielectric"),
+}
 _SELF_TERM = "-0.5*{coulomb}*(1/soluteDielectric-{screening})*charge^2/B" + _SETTINGS
 _PAIR_TERM = "-{coulomb}*(1/soluteDielectric-{screening})*charge1*charge2/f;f=sqrt(r^2+B1*B2*exp(-r^2/(4*B1*B2)))" + _SETTINGS
 _SURFACE_TERM = "{surface}*(radius+{probe})^2*(radius/B)^6;radius=or+offset" + _SETTINGS

@@ -102,7 +102,10 @@ class TorchForceField(Energy):
 
     def _validated(self, x: Tensor) -> Tensor:
         if x.dim() != 3 or x.shape[1:] != self.event_shape or not x.is_floating_point():
-            raise BoltzgenError(f"expected float positions of shape (batch, {self.event_shape[0]}, 3) in nm, got {tuple(x.shape)} {x.dtype}")
+            raise BoltzgenError(
+                f"expected float positions of shape (batch, {self.event_shape[0]}, 3) in nm, "
+                f"got {tuple(x.shape)} {x.dtype}"
+            )
         return x
 
     def _total_energy(self, x: Tensor) -> Tensor:

@@ -249,8 +249,10 @@ class GeneralizedBornTerm(ForceTerm):
         f = torch.sqrt(r2 + product * torch.exp(-0.25 * r2 / product))
         inverse_f = f.reciprocal()
         if self.kappa > 0:
-            self_part = (self.parameter("self_solute", like) + self.parameter("self_solvent", like) * torch.exp(-self.kappa * born)) * inverse_born
-            pair_part = (self.parameter("pair_solute", like) + self.parameter("pair_solvent", like) * torch.exp(-self.kappa * f)) * inverse_f
+            self_screened = self.parameter("self_solvent", like) * torch.exp(-self.kappa * born)
+            pair_screened = self.parameter("pair_solvent", like) * torch.exp(-self.kappa * f)
+            self_part = (self.parameter("self_solute", like) + self_screened) * inverse_born
+            pair_part = (self.parameter("pair_solute", like) + pair_screened) * inverse_f
         else:
             self_part = self.parameter("self_polar", like) * inverse_born
             pair_part = self.parameter("pair_polar", like) * inverse_f
