@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import runpy
 import weakref
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -92,8 +92,21 @@ class _WorkerPool:
         busy = [rank for rank, chunk in enumerate(chunks) if len(chunk)]
         for rank in busy:
             self._send(rank, (chunks[rank], forces))
-        results = [self._receive(rank)[1] for rank in busy]
-        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+        results = self._gather(busy)
+        return np.concatenate([results[r][0] for r in busy]), np.concatenate([results[r][1] for r in busy])
+
+    def _gather(self, ranks: list[int]) -> dict[int, Any]:
+        """Answers of all ``ranks``, waiting on them together so that any dead worker is noticed at once."""
+        pending = {self._connections[rank]: rank for rank in ranks}
+        results: dict[int, Any] = {}
+        while pending:
+            for connection in wait(list(pending), timeout=_POLL_SECONDS):
+                rank = pending.pop(connection)
+                results[rank] = self._receive(rank)[1]
+            for rank in pending.values():
+                if not self._processes[rank].is_alive():
+                    self._fail(rank)
+        return results
 
     def _send(self, rank: int, request: Any) -> None:
         try:
