@@ -22,11 +22,11 @@ from boltzgen.trainers import ForwardKL, ReverseKL, Trainer, TrainSettings
 from boltzgen.trainers.optim import MaskedAdam
 
 
-def small_flow(dim: int, scale: float = 1.0, n_layers: int = 6, hidden: int = 64, seed: int = 0) -> CouplingFlow:
+def small_flow(dim: int, scale: float = 1.0, n_layers: int = 6, hidden: int = 64, seed: int = 0, dtype: torch.dtype = torch.float32) -> CouplingFlow:
     torch.manual_seed(seed)
     domains = [real()] * dim
     prior = make_prior(domains, kind="normal", loc=0.0, scale=scale)
-    return CouplingFlow(domains, n_layers=n_layers, hidden=hidden, depth=2, bins=8, prior=prior).double()
+    return CouplingFlow(domains, n_layers=n_layers, hidden=hidden, depth=2, bins=8, prior=prior).to(dtype)
 
 
 def fit(model, objective, steps: int, batch: int = 256, lr: float = 3e-3) -> None:
@@ -42,16 +42,16 @@ def mode_masses(target: GaussianMixture2D, model, n: int = 20_000) -> torch.Tens
 def test_forward_kl_covers_all_modes() -> None:
     """Maximum likelihood on 20k exact samples: every one of the 8 modes gets >= 5% of 2e4 samples."""
     torch.manual_seed(0)
-    target = GaussianMixture2D().double()
+    target = GaussianMixture2D()
     model = small_flow(2, scale=3.0)
-    fit(model, ForwardKL(target.sample(20_000)), steps=600)
+    fit(model, ForwardKL(target.sample(20_000).float()), steps=600)
     masses = mode_masses(target, model)
     assert torch.all(masses >= 0.05), masses
 
 
 def test_reverse_kl_mode_seeking_vs_high_temperature() -> None:
     """From a narrow start, reverse KL at T = 1 drops modes; at T = 4 it keeps all 8 (>= 5% each)."""
-    target = GaussianMixture2D().double()
+    target = GaussianMixture2D()
     torch.manual_seed(1)
     cold = small_flow(2, scale=0.5, seed=1)
     fit(cold, ReverseKL(target), steps=500)
@@ -70,10 +70,10 @@ def test_reverse_kl_fits_correlated_gaussian() -> None:
     gauss = torch.distributions.MultivariateNormal(torch.tensor([0.5, -1.0, 0.0, 1.0], dtype=torch.float64), cov)
     target = LogProbEnergy(gauss.log_prob, (4,))
     model = small_flow(4, n_layers=4, hidden=64, seed=2)
-    fit(model, ReverseKL(target), steps=1500, batch=512, lr=3e-3)
+    fit(model, ReverseKL(target), steps=1500, batch=256, lr=3e-3)
     with torch.no_grad():
         x, log_q = model.sample_and_log_prob(100_000)
-        diff = log_q - gauss.log_prob(x)
+        diff = log_q.double() - gauss.log_prob(x.double())
     kl, se = float(diff.mean()), float(diff.std() / math.sqrt(diff.numel()))
     assert kl + 4 * se < 0.02, (kl, se)
 
@@ -81,12 +81,12 @@ def test_reverse_kl_fits_correlated_gaussian() -> None:
 def test_forward_kl_on_many_well_recovers_log_z() -> None:
     """ManyWell-32: ML on 5e4 exact samples; importance-sampling log Z from 5e4 flow samples is exact within 4 s.e."""
     torch.manual_seed(3)
-    target = ManyWell().double()
+    target = ManyWell()
     model = small_flow(32, scale=2.0, n_layers=4, hidden=64, seed=3)
-    fit(model, ForwardKL(target.sample(50_000, seed=3)), steps=700, batch=512, lr=3e-3)
+    fit(model, ForwardKL(target.sample(50_000, seed=3).float()), steps=600, batch=256, lr=3e-3)
     with torch.no_grad():
         x, log_q = model.sample_and_log_prob(50_000)
-        log_w = -target.energy(x) - log_q
+        log_w = (-target.energy(x.double()) - log_q.double())
     n = log_w.numel()
     log_z_hat = float(torch.logsumexp(log_w, 0) - math.log(n))
     w = torch.exp(log_w - log_w.max())
@@ -125,12 +125,12 @@ def test_masked_adam_matches_torch_adamw() -> None:
 def test_energy_cap_and_top_k_shape_the_loss_only() -> None:
     """The cap and top-k change the loss, never the reported KL or ESS diagnostics."""
     target = GaussianMixture2D().double()
-    model = small_flow(2, scale=4.0)
+    model = small_flow(2, scale=4.0, dtype=torch.float64)
     torch.manual_seed(5)
     plain_loss, plain = ReverseKL(target).loss(model, 1000)
     torch.manual_seed(5)
     capped_loss, capped = ReverseKL(target, energy_cap=2.0, drop_top_k=10).loss(model, 1000)
-    assert float(capped_loss) < float(plain_loss)
+    assert float(capped_loss.detach()) < float(plain_loss.detach())
     for key in ("kl", "ess", "energy"):
         assert float(capped[key]) == float(plain[key])
 
@@ -192,3 +192,33 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
         assert torch.equal(tensor, final_resumed["model"][name]), name
     steps_logged = [int(line.split(",")[0]) for line in (killed_dir / "metrics.csv").read_text().splitlines()[1:]]
     assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == 400
+
+
+def test_training_step_is_sync_free(device: torch.device) -> None:
+    """Steps of reverse KL and forward KL through the shared loop, on the --device.
+
+    On CUDA they run under ``torch.cuda.set_sync_debug_mode("error")`` (with ``log_every`` past
+    the last step, so the only device read is the final one outside the guarded steps): any
+    host-device synchronisation inside sampling, log_prob, the energy or the optimiser step fails
+    the test. On the CPU the same steps must change the parameters and keep them finite.
+    """
+    torch.manual_seed(0)
+    target = GaussianMixture2D().to(device)
+    model = small_flow(2, n_layers=4, hidden=32).to(device)
+    before = [p.detach().clone() for p in model.parameters()]
+    objectives = [ReverseKL(target, temperature=2.0, energy_cap=5.0, drop_top_k=3), ForwardKL(target.sample(1000).float().to(device))]
+    for objective in objectives:
+        trainer = Trainer(model, objective, TrainSettings(steps=5, batch_size=64, log_every=1000, checkpoint_every=0, progress=False))
+        accumulated: dict[str, torch.Tensor] = {}
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(5):
+                trainer._train_step(accumulated)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+        assert int(trainer.skipped) == 0
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a.detach(), b) for a, b in zip(after, before))
