@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "energy",
     "bench",
+    "md",
+    "reference",
 )
 
 

@@ -293,3 +293,6 @@ def _molecular_flow(
     if molecule is None:
         raise BoltzgenError("[model] molecular-flow needs a molecule target ([target] name = \"molecule\")")
     return MolecularFlow(molecule, n_layers=n_layers, hidden=hidden, depth=depth, bins=bins, mask=mask, chirality=chirality, seed=seed)
+
+
+from . import recipes_discrete  # noqa: E402, F401  (registers the discrete targets, model and objectives)

@@ -13,9 +13,10 @@ The default run directory of ``boltzgen train CONFIG.toml`` is ``runs/<CONFIG st
 
 from __future__ import annotations
 
+import copy
 import platform
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -23,12 +24,28 @@ from .config import dump_config, parse_config_text
 from .energy.base import Energy
 from .errors import BoltzgenError
 from .io import atomic_write_text, load_checkpoint, save_samples, write_json
+from .diagnostics.discrete import exact_forward_kl, exact_ratio_divergence, exact_reverse_kl
 from .diagnostics.metrics import reverse_ess
+from .energy.exact import MAX_ENUMERATION_UNITS
 from .recipes import PROTOCOLS, build_model, build_objective, build_target, resolve_config, select_device, train_settings, training_temperature
+from .recipes_discrete import exact_distribution
 from .trainers.annealing import tabg_from_config
 from .trainers.loop import Trainer
 
-__all__ = ["default_run_dir", "train_run", "load_run", "draw_samples", "write_samples", "device_description"]
+__all__ = [
+    "default_run_dir",
+    "train_run",
+    "load_run",
+    "draw_samples",
+    "free_energy_sampler",
+    "discrete_outputs",
+    "write_samples",
+    "device_description",
+]
+
+#: Block-Gibbs sweeps from uniform states behind the end-of-run samples of an RBM whose visible
+#: layer is too large to enumerate.
+GIBBS_SWEEPS = 1000
 
 
 def default_run_dir(config_path: str | Path) -> Path:
@@ -61,20 +78,64 @@ def device_description(device: torch.device) -> str:
 def draw_samples(model: torch.nn.Module, target: Energy, n: int, temperature: float | None = None, chunk: int = 65536) -> dict[str, torch.Tensor]:
     """Draw ``n`` model samples in chunks with log q, reduced energies and log-weights.
 
+    A model without ``sample_and_log_prob`` (an unnormalised RBM) is sampled by
+    :func:`free_energy_sampler`.
+
     Returns:
         Dict with ``samples`` (n, *event_shape), ``log_q`` (n,), ``reduced_energies`` (n,) at
         ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log q.
     """
     model.eval()
+    sample_and_log_prob = getattr(model, "sample_and_log_prob", None) or free_energy_sampler(model)
     parts: dict[str, list[torch.Tensor]] = {"samples": [], "log_q": [], "reduced_energies": []}
     for start in range(0, n, chunk):
-        x, log_q = model.sample_and_log_prob(min(chunk, n - start))
+        x, log_q = sample_and_log_prob(min(chunk, n - start))
         parts["samples"].append(x.cpu())
         parts["log_q"].append(log_q.cpu())
         parts["reduced_energies"].append(target.energy(x, temperature).cpu())
     out = {k: torch.cat(v) for k, v in parts.items()}
     out["log_weights"] = -out["reduced_energies"] - out["log_q"]
     return out
+
+
+def free_energy_sampler(model: torch.nn.Module) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """``sample_and_log_prob`` of an unnormalised RBM, with the exact normalised log q.
+
+    Samples are exact (the visible layer enumerated) when it has <= 24 units, otherwise the
+    states after :data:`GIBBS_SWEEPS` block-Gibbs sweeps from uniform states (approximate).
+    log q(v) = -F(v) - log Z_theta in float64, log Z_theta exact by enumerating the smaller layer
+    (a :class:`~boltzgen.errors.BoltzgenError` when both layers have more than 24 units).
+
+    Returns:
+        ``n -> (samples (n, V) in the model's dtype, log_q (n,) float64)``.
+    """
+    exact_model = copy.deepcopy(model).double()
+    log_z = exact_model.log_z_exact()
+    if model.n_visible <= MAX_ENUMERATION_UNITS:
+        distribution = exact_model.exact()
+        draw = lambda n: distribution.sample(n).to(model.weight.dtype)  # noqa: E731
+    else:
+        draw = lambda n: model.sample(n, GIBBS_SWEEPS)  # noqa: E731
+
+    def sample_and_log_prob(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = draw(n)
+        return x, -exact_model.free_energy(x) - log_z
+
+    return sample_and_log_prob
+
+
+def discrete_outputs(target: Energy, model: torch.nn.Module) -> dict[str, Any]:
+    """Exact log Z, log Z_theta, KL(p||q), KL(q||p) and ratio divergence (nats) by enumeration (N <= 24)."""
+    log_p = exact_distribution(target).log_prob
+    model_distribution = model.exact()
+    log_q = model_distribution.log_prob
+    return {
+        "log_z": float(target.log_z()),
+        "log_z_model": float(model_distribution.log_z),
+        "exact_forward_kl": float(exact_forward_kl(log_p, log_q)),
+        "exact_reverse_kl": float(exact_reverse_kl(log_p, log_q)),
+        "exact_ratio_divergence": float(exact_ratio_divergence(log_p, log_q)),
+    }
 
 
 def write_samples(path_prefix: Path, target: Energy, drawn: Mapping[str, torch.Tensor], temperature: float | None) -> list[Path]:
@@ -133,6 +194,8 @@ def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = T
     log_z = getattr(target, "log_z", None)
     if isinstance(log_z, (int, float)) and temperature in (None, target.temperature):
         summary["kl"] = summary["kl_minus_log_z"] + float(log_z)
+    if target.is_discrete and hasattr(model, "free_energy") and target.dim <= MAX_ENUMERATION_UNITS:
+        summary.update(discrete_outputs(target, model))
     molecule = getattr(target, "molecule", None)
     if molecule is not None:
         summary.update(ramachandran_outputs(run_dir / "samples", drawn["samples"], molecule, summary["sample_temperature"]))
