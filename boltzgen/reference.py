@@ -3,7 +3,8 @@
 A dataset is a folder::
 
     DIR/metadata.json   molecule description, temperature, MD settings, seed, frame counts,
-                        decorrelation times, effective frames, basin populations
+                        decorrelation times (energy, basin indicators of the first residue),
+                        effective frames, basin populations
     DIR/topology.pdb    topology and first frame
     DIR/train.npz       positions (n, N, 3) float32 nm; phi, psi (n, k) float64 radians in
     DIR/val.npz         [-pi, pi] (backbone dihedrals, column i = residue i with both);
@@ -61,21 +62,24 @@ def basin_populations(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
     return {name: float(mask.mean()) for name, mask in _basin_labels(np.asarray(phi), np.asarray(psi)).items()}
 
 
-def decorrelation(reduced_energies: np.ndarray, phi: np.ndarray | None, frame_time_ps: float) -> dict[str, float]:
-    """Integrated autocorrelation times of the energy and of the indicator phi > 0.
+def decorrelation(
+    reduced_energies: np.ndarray, basins: Mapping[str, np.ndarray] | None, frame_time_ps: float
+) -> dict[str, float]:
+    """Integrated autocorrelation times of the energy and of basin indicators.
 
     Arguments:
         reduced_energies: ``(n_reports, n_chains)`` time series at the target temperature.
-        phi: ``(n_reports, n_chains)`` radians of the first residue, or ``None``.
+        basins: Indicator series ``(n_reports, n_chains)`` by basin name (see
+            :func:`basin_populations`), or ``None`` for a molecule without a phi/psi pair.
         frame_time_ps: Time between frames.
 
     Returns:
-        ``tau_energy_frames``, ``tau_phi_frames`` (when ``phi`` is given), ``tau_frames`` (the
-        larger), ``tau_ps`` and ``effective_frames`` = all frames / tau.
+        ``tau_energy_frames``, ``tau_<basin>_frames`` per basin, ``tau_frames`` (the largest),
+        ``tau_ps`` and ``effective_frames`` = all frames / ``tau_frames``.
     """
     taus = {"tau_energy_frames": integrated_autocorrelation_time(reduced_energies)}
-    if phi is not None:
-        taus["tau_phi_frames"] = integrated_autocorrelation_time((phi > 0).astype(np.float64))
+    for name, indicator in (basins or {}).items():
+        taus[f"tau_{name}_frames"] = integrated_autocorrelation_time(indicator.astype(np.float64))
     tau = max(taus.values())
     return taus | {"tau_frames": tau, "tau_ps": tau * frame_time_ps, "effective_frames": reduced_energies.size / tau}
 
@@ -125,9 +129,12 @@ def write_reference(
             np.savez(handle, **arrays)
         counts[name] = int((stop - start) * n_chains)
 
-    phi_series = phi[:, 0].reshape(n_reports, n_chains) if phi.shape[1] else None
+    basins = None
+    if phi.shape[1]:
+        labels = _basin_labels(phi[:, 0], psi[:, 0])
+        basins = {name.replace("/", "_"): mask.reshape(n_reports, n_chains) for name, mask in labels.items()}
     result = dict(metadata) | {"frames": counts, "frame_time_ps": frame_time_ps}
-    result |= decorrelation(reduced_energies, phi_series, frame_time_ps)
+    result |= decorrelation(reduced_energies, basins, frame_time_ps)
     if phi.shape[1]:
         result["basin_populations"] = basin_populations(phi[:, 0], psi[:, 0])
         result["basins"] = "alphaL: 0 < phi < 120 deg; alphaR: otherwise -150 <= psi < 50 deg; C7eq/C5: the rest"

@@ -8,11 +8,12 @@ F = -dU/dx in kJ/mol/nm, masses m in amu (g/mol), friction gamma in 1/ps:
 3. v <- a v + sqrt((1 - a^2) k_B T / m) xi, a = exp(-gamma dt), xi ~ N(0, 1)   ("O")
 4. x' <- x' + (dt/2) v                                  (half drift, "R")
 
-With constraints, v is projected onto the constraint surface (RATTLE) after steps 1 and 3, the
-new positions are projected by SHAKE (the position correction is added to v as a velocity over
-the last half drift) and v is projected once more at the new positions. The stored velocities
-are those after the O step (OpenMM reports the same half-step velocities); with the full kick
-this is BAOAB with its two half kicks merged, so one force evaluation per step.
+With constraints, the new positions are projected by SHAKE along the previous bond vectors, the
+position correction is added to v as a velocity over the last half drift, and v is projected
+onto the tangent space at the new positions (RATTLE): the velocity components along constrained
+bonds that the kick and the noise create are removed there. The stored velocities are those
+after the O step (half-step velocities, as in OpenMM's LangevinMiddle); the positions follow
+BAOAB with its two half kicks merged into one full kick, so one force evaluation per step.
 
 Everything runs on the device and dtype of the positions; a step never synchronises with the
 device. Temperatures are per replica, so one batch can hold a whole replica-exchange ladder.
@@ -158,11 +159,11 @@ class LangevinMiddleIntegrator:
         masses = self._masses(x)
         half = 0.5 * self.timestep
         a = math.exp(-self.friction * self.timestep)
-        v = self._project_velocities(state.velocities + self.timestep * forces / masses, x)
+        v = state.velocities + self.timestep * forces / masses
         moved = x + half * v
         sigma = torch.sqrt((1.0 - a * a) * self.boltzmann_constant * self._per_replica(self.temperatures, x) / masses)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        v = self._project_velocities(a * v + sigma * noise, x)
+        v = a * v + sigma * noise
         moved = moved + half * v
         if self.constraints is not None:
             constrained = self.constraints.positions(moved, x)

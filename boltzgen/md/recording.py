@@ -1,0 +1,132 @@
+"""A run folder for long MD: settings, atomic checkpoints, frame chunks, resume.
+
+Layout of a folder ``DIR``:
+
+- ``settings.json``: what the run is (molecule, ladder, MD settings, seed); a rerun with other
+  settings is refused, a rerun with the same settings resumes.
+- ``checkpoint.pt``: positions, velocities, forces, energies, step, RNG state and exchange
+  counters (:func:`boltzgen.io.save_checkpoint`, written atomically).
+- ``chunks/frames-STEP.npz``: the observations reported up to step STEP since the previous chunk
+  (``step`` ``(n,)``, ``positions`` ``(n, C, N, 3)`` float32 nm of the target-temperature chains,
+  ``reduced_energies`` ``(n, C)``, ``potential_energies`` and ``kinetic_temperatures``
+  ``(n, R)``), each written atomically before the checkpoint that covers it; chunks newer than
+  the checkpoint are deleted on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import BoltzgenError
+from ..io import atomic_write, load_checkpoint, save_checkpoint, write_json
+from .simulation import ReplicaExchangeMD
+
+__all__ = ["MDRun"]
+
+_OBSERVABLES = ("positions", "reduced_energies", "potential_energies", "kinetic_temperatures")
+
+
+class MDRun:
+    """Drive a :class:`ReplicaExchangeMD` in a folder with checkpoints and resume.
+
+    Arguments:
+        directory: The run folder (created if needed).
+        settings: JSON-able description of the run; must equal the folder's ``settings.json``
+            when there is one.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], settings: Mapping[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.settings = json.loads(json.dumps(dict(settings)))
+        self.checkpoint_path = self.directory / "checkpoint.pt"
+        self.chunk_dir = self.directory / "chunks"
+        settings_path = self.directory / "settings.json"
+        if settings_path.is_file():
+            existing = json.loads(settings_path.read_text())
+            if existing != self.settings:
+                changed = sorted(k for k in set(existing) | set(self.settings) if existing.get(k) != self.settings.get(k))
+                raise BoltzgenError(
+                    f"{self.directory} holds a run with different settings ({', '.join(changed)}): "
+                    "use another output folder or the same settings to resume"
+                )
+        else:
+            write_json(settings_path, self.settings)
+        self.wall_time = 0.0
+
+    def resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
+        """Load the checkpoint into ``simulation`` if there is one (returns ``True``), else start it
+        from ``positions`` ``(N, 3)`` nm. Chunks newer than the checkpoint are deleted."""
+        if not self.checkpoint_path.is_file():
+            simulation.start(positions)
+            for chunk in self._chunks():
+                chunk.unlink()
+            return False
+        saved = load_checkpoint(self.checkpoint_path)
+        simulation.load_state_dict(saved["simulation"])
+        self.wall_time = float(saved.get("wall_time", 0.0))
+        for chunk in self._chunks():
+            if _chunk_step(chunk) > simulation.step:
+                chunk.unlink()
+        return True
+
+    def run(
+        self, simulation: ReplicaExchangeMD, total_steps: int, report_every: int, checkpoint_every: int,
+        progress: bool = True,
+    ) -> None:
+        """Advance to ``total_steps``, observing every ``report_every`` steps and writing a chunk
+        plus checkpoint every ``checkpoint_every`` steps (rounded up to whole reports) and at the end.
+
+        Shows a tqdm progress bar (steps, rate, ETA) on stderr when ``progress``.
+        """
+        if report_every < 1 or checkpoint_every < 1:
+            raise BoltzgenError("report and checkpoint intervals must be at least 1 step")
+        if total_steps % report_every:
+            raise BoltzgenError(f"the number of steps ({total_steps}) must be a multiple of the report interval ({report_every})")
+        reports_per_chunk = max(1, -(-checkpoint_every // report_every))
+        buffer: list[dict[str, np.ndarray]] = []
+        bar = tqdm(total=total_steps, initial=simulation.step, unit="step", disable=not progress, dynamic_ncols=True)
+        try:
+            while simulation.step < total_steps:
+                started = time.perf_counter()
+                simulation.advance(report_every)
+                observation = simulation.observe()  # synchronises with the device
+                self.wall_time += time.perf_counter() - started
+                buffer.append({"step": np.asarray(simulation.step), **observation})
+                bar.update(report_every)
+                if len(buffer) == reports_per_chunk or simulation.step >= total_steps:
+                    self._write_chunk(buffer, simulation)
+                    buffer = []
+        finally:
+            bar.close()
+
+    def _write_chunk(self, buffer: list[dict[str, np.ndarray]], simulation: ReplicaExchangeMD) -> None:
+        arrays = {key: np.stack([entry[key] for entry in buffer]) for key in ("step", *_OBSERVABLES)}
+        self.chunk_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.chunk_dir / f"frames-{simulation.step:012d}.npz") as handle:
+            np.savez(handle, **arrays)
+        save_checkpoint(self.checkpoint_path, {"simulation": simulation.state_dict(), "wall_time": self.wall_time})
+
+    def frames(self) -> dict[str, np.ndarray]:
+        """All recorded observations in step order (see the module docstring for the arrays)."""
+        chunks = self._chunks()
+        if not chunks:
+            raise BoltzgenError(f"{self.directory} has no recorded frames yet: run some steps first")
+        parts = []
+        for chunk in chunks:
+            with np.load(chunk) as archive:
+                parts.append({key: archive[key] for key in archive.files})
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def _chunks(self) -> list[Path]:
+        return sorted(self.chunk_dir.glob("frames-*.npz"), key=_chunk_step) if self.chunk_dir.is_dir() else []
+
+
+def _chunk_step(path: Path) -> int:
+    return int(path.stem.split("-")[1])
