@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from boltzgen.cli import main
-from boltzgen.energy.exact import ExactDistribution, curie_weiss_log_z, ising_log_z_kaufman
+from boltzgen.energy.exact import curie_weiss_log_z, ising_log_z_kaufman
 from boltzgen.energy.lattice import (
     ISING_CRITICAL_BETA, CurieWeiss, EdwardsAnderson2D, IsingModel2D, SherringtonKirkpatrick,
 )
