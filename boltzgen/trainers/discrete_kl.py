@@ -30,6 +30,7 @@ from ..errors import BoltzgenError
 __all__ = [
     "FreeEnergyModel",
     "PersistentChains",
+    "PersistentChainObjective",
     "forward_kl_surrogate",
     "reverse_kl_surrogate",
     "ForwardKLPCD",
@@ -129,7 +130,34 @@ def reverse_kl_surrogate(model: FreeEnergyModel, target: Energy, model_samples: 
     return loss, {"reverse_kl_shifted": -log_ratio.mean()}
 
 
-class ForwardKLPCD:
+class PersistentChainObjective:
+    """Base of the objectives that carry persistent Gibbs chains; the chains are checkpointed.
+
+    Arguments:
+        k_steps: Gibbs sweeps of the persistent chains per step.
+        generator: Random generator of the chains.
+    """
+
+    #: Target-energy evaluations per batch element of one step.
+    energy_calls_per_sample = 0
+
+    def __init__(self, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+        self.chains = PersistentChains(k_steps, generator)
+
+    def energy_evaluations(self, batch_size: int) -> int:
+        """``energy_calls_per_sample * batch_size``."""
+        return self.energy_calls_per_sample * batch_size
+
+    def state_dict(self) -> dict[str, Any]:
+        """The persistent chains."""
+        return {"chains": self.chains.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the persistent chains."""
+        self.chains.load_state_dict(state["chains"])
+
+
+class ForwardKLPCD(PersistentChainObjective):
     """Forward KL / maximum likelihood on data with a PCD-k negative phase.
 
     Arguments:
@@ -144,25 +172,17 @@ class ForwardKLPCD:
     name = "forward-kl"
 
     def __init__(self, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+        super().__init__(k_steps, generator)
         self.data = data
         self.generator = generator
-        self.chains = PersistentChains(k_steps, generator)
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         x = sample_rows(self.data, batch_size, self.generator)
         return forward_kl_surrogate(model, x, self.chains.sample(model, batch_size))
 
-    def energy_evaluations(self, batch_size: int) -> int:
-        return 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"chains": self.chains.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.chains.load_state_dict(state["chains"])
 
 
-class ReverseKLScore:
+class ReverseKLScore(PersistentChainObjective):
     """Reverse KL with the score-function gradient on PCD-k model samples (no data needed).
 
     Arguments:
@@ -172,22 +192,15 @@ class ReverseKLScore:
     """
 
     name = "reverse-kl"
+    energy_calls_per_sample = 1
 
     def __init__(self, target: Energy, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+        super().__init__(k_steps, generator)
         self.target = target
-        self.chains = PersistentChains(k_steps, generator)
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         return reverse_kl_surrogate(model, self.target, self.chains.sample(model, batch_size))
 
-    def energy_evaluations(self, batch_size: int) -> int:
-        return batch_size
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"chains": self.chains.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.chains.load_state_dict(state["chains"])
 
 
 class ForwardReverseKL(ForwardKLPCD):
@@ -200,6 +213,7 @@ class ForwardReverseKL(ForwardKLPCD):
     """
 
     name = "forward+reverse-kl"
+    energy_calls_per_sample = 1
 
     def __init__(self, target: Energy, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
         super().__init__(data, k_steps, generator)
@@ -212,5 +226,3 @@ class ForwardReverseKL(ForwardKLPCD):
         reverse, reverse_diagnostics = reverse_kl_surrogate(model, self.target, y)
         return forward + reverse, {**forward_diagnostics, **reverse_diagnostics}
 
-    def energy_evaluations(self, batch_size: int) -> int:
-        return batch_size

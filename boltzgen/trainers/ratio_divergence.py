@@ -23,13 +23,12 @@ computed once, when the objective is built.
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..energy.base import Energy
-from .discrete_kl import FreeEnergyModel, PersistentChains
+from .discrete_kl import FreeEnergyModel, PersistentChainObjective
 
 __all__ = ["ratio_divergence_surrogate", "RatioDivergence"]
 
@@ -67,7 +66,7 @@ def ratio_divergence_surrogate(model: FreeEnergyModel, data: Tensor, data_log_p:
     }
 
 
-class RatioDivergence:
+class RatioDivergence(PersistentChainObjective):
     """Ratio-divergence objective: target data plus the tractable target energy.
 
     Arguments:
@@ -82,25 +81,17 @@ class RatioDivergence:
     """
 
     name = "ratio-divergence"
+    energy_calls_per_sample = 1
 
     def __init__(self, target: Energy, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+        super().__init__(k_steps, generator)
         self.target = target
         self.data = data
         with torch.no_grad():
             self.data_log_p = -target.energy(data)
         self.generator = generator
-        self.chains = PersistentChains(k_steps, generator)
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         index = torch.randint(self.data.shape[0], (batch_size,), generator=self.generator, device=self.data.device)
         y = self.chains.sample(model, batch_size)
         return ratio_divergence_surrogate(model, self.data[index], self.data_log_p[index], self.target, y)
-
-    def energy_evaluations(self, batch_size: int) -> int:
-        return batch_size
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"chains": self.chains.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.chains.load_state_dict(state["chains"])
