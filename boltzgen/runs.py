@@ -166,14 +166,16 @@ def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = T
     """
     resolved = resolve_config(config)
     run_dir = Path(run_dir)
-    _prepare_run_dir(run_dir, resolved)
     device = select_device(resolved["device"])
-    target = build_target(resolved)
+    target = build_target(resolved)  # bad values fail here, before the run directory exists
     model = build_model(resolved, target)
-    if resolved["trainer"]["name"] in PROTOCOLS:
+    protocol = resolved["trainer"]["name"] in PROTOCOLS
+    objective = None if protocol else build_objective(resolved, target)
+    _prepare_run_dir(run_dir, resolved)
+    if protocol:
         trainer = tabg_from_config(target, model, resolved["trainer"], run_dir, progress)
     else:
-        trainer = Trainer(model, build_objective(resolved, target), train_settings(resolved, progress), run_dir=run_dir)
+        trainer = Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
     last = trainer.fit()
     temperature = training_temperature(resolved)
     drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)

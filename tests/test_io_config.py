@@ -141,3 +141,14 @@ def test_init_writes_templates_that_resolve(tmp_path: Path) -> None:
         out = tmp_path / f"{name}.toml"
         assert main(["init", name, "-o", str(out)]) == 0
         resolve_config(load_config(out))
+
+
+def test_bad_target_value_leaves_no_run_directory(tmp_path: Path) -> None:
+    """A value that only the target's constructor can judge fails before anything is written."""
+    from boltzgen.config import parse_config_text
+    from boltzgen.runs import train_run
+
+    config = apply_overrides(parse_config_text(MINIMAL), ["target.sigma=-1.0"])
+    with pytest.raises(BoltzgenError, match="sigma > 0"):
+        train_run(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
