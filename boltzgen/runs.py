@@ -31,6 +31,7 @@ from .recipes import PROTOCOLS, build_model, build_objective, build_target, reso
 from .recipes_discrete import exact_distribution
 from .trainers.annealing import tabg_from_config
 from .trainers.loop import Trainer
+from .trainers.reweighting import draw_weighted_samples
 
 __all__ = [
     "default_run_dir",
@@ -85,17 +86,10 @@ def draw_samples(model: torch.nn.Module, target: Energy, n: int, temperature: fl
         Dict with ``samples`` (n, *event_shape), ``log_q`` (n,), ``reduced_energies`` (n,) at
         ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log q.
     """
-    model.eval()
-    sample_and_log_prob = getattr(model, "sample_and_log_prob", None) or free_energy_sampler(model)
-    parts: dict[str, list[torch.Tensor]] = {"samples": [], "log_q": [], "reduced_energies": []}
-    for start in range(0, n, chunk):
-        x, log_q = sample_and_log_prob(min(chunk, n - start))
-        parts["samples"].append(x.cpu())
-        parts["log_q"].append(log_q.cpu())
-        parts["reduced_energies"].append(target.energy(x, temperature).cpu())
-    out = {k: torch.cat(v) for k, v in parts.items()}
-    out["log_weights"] = -out["reduced_energies"] - out["log_q"]
-    return out
+    sampler = getattr(model, "sample_and_log_prob", None) or free_energy_sampler(model)
+    drawn = draw_weighted_samples(model, target, n, temperature, chunk_size=chunk, storage="cpu", sampler=sampler)
+    return {"samples": drawn.samples, "log_q": drawn.log_q, "reduced_energies": drawn.reduced_energies,
+            "log_weights": drawn.log_weights}
 
 
 def free_energy_sampler(model: torch.nn.Module) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:

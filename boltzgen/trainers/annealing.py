@@ -45,7 +45,7 @@ from ..energy.base import Energy
 from ..errors import BoltzgenError
 from ..io import MetricsLog, load_checkpoint, save_checkpoint, write_json
 from .forward_kl import ForwardKL
-from .loop import Trainer, TrainingInterrupted, TrainSettings
+from .loop import Trainer, TrainingInterrupted, TrainSettings, rng_state, set_rng_state
 from .reverse_kl import ReverseKL
 from .reweighting import BufferStatistics, draw_weighted_samples, resample_buffer
 
@@ -181,21 +181,6 @@ class AnnealingSettings:
                              warmup_steps=self.rung_warmup_steps, **self._shared())
 
 
-def _rng_state() -> dict[str, Tensor | list[Tensor]]:
-    """The global torch (and CUDA) RNG states."""
-    state: dict[str, Tensor | list[Tensor]] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore :func:`_rng_state` (RNG states must be CPU tensors, whatever ``map_location`` did)."""
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 class TemperatureAnnealing:
     """Run the TA-BG protocol on a model: reverse-KL pretraining, then the annealing ladder.
 
@@ -288,7 +273,7 @@ class TemperatureAnnealing:
         last = done[-1]
         state = load_checkpoint(self.run_dir / "checkpoints" / f"{last['stage']}.pt", map_location=self._device)
         self.model.load_state_dict(state["model"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.energy_evaluations = int(last["energy_evaluations"])
         self.wall_time_s = float(last["wall_time_s"])
         self.step = int(last["steps"])
@@ -310,7 +295,7 @@ class TemperatureAnnealing:
         path = self._path(f"checkpoints/buffer-{stage}.pt")
         if path is not None and path.is_file():
             state = load_checkpoint(path, map_location=self._device)
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
             self.energy_evaluations = int(state["energy_evaluations"])
             self.wall_time_s = float(state["wall_time_s"])
             return state["samples"], BufferStatistics(**state["statistics"])
@@ -323,7 +308,7 @@ class TemperatureAnnealing:
         self.wall_time_s += time.perf_counter() - started
         if path is not None:
             save_checkpoint(path, {"stage": stage, "samples": buffer, "statistics": dataclasses.asdict(stats),
-                                   "rng": _rng_state(), "energy_evaluations": self.energy_evaluations,
+                                   "rng": rng_state(), "energy_evaluations": self.energy_evaluations,
                                    "wall_time_s": self.wall_time_s})
             MetricsLog(self.run_dir / "metrics.csv").append(
                 {"step": 0, "stage": stage, "ess": stats.ess, "energy_evaluations": self.energy_evaluations,
@@ -356,7 +341,7 @@ class TemperatureAnnealing:
         path = self._path("checkpoints/last.pt")
         if path is not None:
             save_checkpoint(path, {"stage": "", "protocol": "tabg", "model": self.model.state_dict(),
-                                   "rng": _rng_state(), **self._counters()})
+                                   "rng": rng_state(), **self._counters()})
 
     def fit(self) -> dict[str, float]:
         """Run (or resume) the whole protocol; returns the last rung's NLL and buffer ESS and the counters.

@@ -29,7 +29,22 @@ from ..io import MetricsLog, load_checkpoint, save_checkpoint
 from .objective import Objective
 from .optim import MaskedAdam, warmup_cosine
 
-__all__ = ["TrainSettings", "Trainer", "TrainingInterrupted"]
+__all__ = ["TrainSettings", "Trainer", "TrainingInterrupted", "rng_state", "set_rng_state"]
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch (and CUDA) RNG states, for checkpoints."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state` (moved back to the CPU, whatever ``map_location`` did)."""
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 class TrainingInterrupted(BoltzgenError):
@@ -125,16 +140,13 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where we are."""
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "step": self.step,
             "stage": self.stage,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "objective": self.objective.state_dict(),
-            "rng": rng,
+            "rng": rng_state(),
             "energy_evaluations": self.energy_evaluations,
             "wall_time_s": self.wall_time_s,
             "skipped_steps": self.skipped,
@@ -153,9 +165,7 @@ class Trainer:
                 "use a new run directory or the config the run was started with"
             ) from None
         self.objective.load_state_dict(state["objective"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.energy_evaluations = int(state["energy_evaluations"])
         self.wall_time_s = float(state["wall_time_s"])

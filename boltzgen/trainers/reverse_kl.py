@@ -19,11 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..diagnostics.metrics import reverse_ess
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 from .objective import StepOutput
 
-__all__ = ["ReverseKL", "soft_energy_cap", "batch_ess"]
+__all__ = ["ReverseKL", "soft_energy_cap"]
 
 
 def soft_energy_cap(u: Tensor, cap: float | None) -> Tensor:
@@ -32,12 +33,6 @@ def soft_energy_cap(u: Tensor, cap: float | None) -> Tensor:
         return u
     excess = (u - cap).clamp(min=0)
     return torch.where(u < cap, u, cap + torch.log1p(excess))
-
-
-def batch_ess(log_w: Tensor) -> Tensor:
-    """Effective sample size fraction (sum w)^2 / (N sum w^2) of one batch; non-finite -> weight 0."""
-    log_w = torch.where(torch.isfinite(log_w), log_w, torch.full_like(log_w, -math.inf))
-    return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / log_w.shape[0]
 
 
 class ReverseKL:
@@ -85,7 +80,7 @@ class ReverseKL:
         raw = (log_q + u).detach()
         diagnostics = {
             "kl_minus_log_z": raw.mean(),
-            "ess": batch_ess(-raw),
+            "ess": reverse_ess(-raw, clip_fraction=0.0),
             "energy": u.detach().mean(),
         }
         if self._log_z is not None:

@@ -21,6 +21,7 @@ distribution but not the same values.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -86,6 +87,7 @@ def draw_weighted_samples(
     temperature: float | None = None,
     chunk_size: int = 65536,
     storage: torch.device | str | None = None,
+    sampler: Callable[[int], tuple[Tensor, Tensor]] | None = None,
 ) -> WeightedSamples:
     """Draw ``n`` model samples in chunks, with log q and reduced energies at ``temperature``.
 
@@ -96,6 +98,7 @@ def draw_weighted_samples(
         temperature: Temperature of the energies (target units; ``None``: the target's own).
         chunk_size: Samples per model/energy call (bounds the memory of one pass).
         storage: Device that holds the result (``None``: the device the model samples on).
+        sampler: Draws ``(x, log q)`` for a count; ``None``: ``model.sample_and_log_prob``.
 
     Returns:
         :class:`WeightedSamples` with tensors of leading size ``n``.
@@ -104,9 +107,10 @@ def draw_weighted_samples(
         raise BoltzgenError(f"need at least one sample and a positive chunk size, got n={n}, chunk_size={chunk_size}")
     was_training = model.training
     model.eval()
+    sampler = model.sample_and_log_prob if sampler is None else sampler
     samples = log_q = energies = None
     for start in range(0, n, chunk_size):
-        x, lq = model.sample_and_log_prob(min(chunk_size, n - start))
+        x, lq = sampler(min(chunk_size, n - start))
         u = target.energy(x, temperature)
         if samples is None:
             where = x.device if storage is None else torch.device(storage)
