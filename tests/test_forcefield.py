@@ -258,6 +258,26 @@ def test_energy_for_molecule_prefers_the_torch_force_field(alanine_obc1) -> None
     assert energy.event_shape == (22, 3) and math.isclose(energy.temperature, 300.0)
 
 
+def test_torch_compile_choice_matches_the_plain_force_field(alanine_obc1, alanine_frames) -> None:
+    system, _ = alanine_obc1
+
+    class Molecule:
+        name, temperature = "ala2", 300.0
+
+    Molecule.system = system
+    compiled = energy_for_molecule(Molecule(), prefer="torch-compile")
+    plain = energy_for_molecule(Molecule(), prefer="torch")
+    assert compiled._kernel is not compiled._total_energy and plain._kernel == plain._total_energy
+    x = torch.as_tensor(alanine_frames, dtype=torch.float32)
+    u_compiled, f_compiled = compiled.energy_and_forces(x)
+    u_plain, f_plain = plain.energy_and_forces(x)
+    # fused kernels reorder float32 sums: agreement to float32 rounding of ~1e3 kJ/mol terms
+    torch.testing.assert_close(u_compiled, u_plain, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(f_compiled, f_plain, rtol=1e-4, atol=1e-2)
+    with pytest.raises(BoltzgenError, match="torch, torch-compile, openmm"):
+        energy_for_molecule(Molecule(), prefer="fast")
+
+
 def test_energy_for_molecule_falls_back_to_the_bridge_with_a_warning(alanine_obc1, alanine_frames) -> None:
     system, _ = alanine_obc1
     restrained = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))

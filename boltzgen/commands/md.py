@@ -38,6 +38,8 @@ def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K (default auto)")
     group.add_argument("--dtype", choices=tuple(_DTYPES), default="float32", help="precision (default float32)")
     group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--compile", action="store_true",
+                       help="evaluate the force field through torch.compile (about 2x faster; compiles for a minute first)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -57,7 +59,7 @@ def simulation_from_args(args: argparse.Namespace, molecule: Molecule) -> tuple[
     ladder = geometric_ladder(molecule.temperature, t_max, rungs)
     device = resolve_device(args.device)
     simulation = ReplicaExchangeMD.for_molecule(
-        molecule, ladder, args.replicas // rungs, timestep=args.dt, friction=args.friction,
+        molecule, ladder, args.replicas // rungs, energy="torch-compile" if args.compile else "torch", timestep=args.dt, friction=args.friction,
         exchange_every=args.exchange_every, seed=args.seed, device=device, dtype=_DTYPES[args.dtype],
     )  # fmt: skip
     settings = {

@@ -93,13 +93,15 @@ class ReplicaExchangeMD:
         self.state: MDState | None = None
 
     @classmethod
-    def for_molecule(cls, molecule: Any, temperatures: Sequence[float], n_chains: int, **options: Any) -> ReplicaExchangeMD:
-        """A run of a :class:`~boltzgen.molecule.Molecule`: torch force field, System masses,
-        its constraints (SHAKE/RATTLE). ``options`` as in the constructor."""
+    def for_molecule(cls, molecule: Any, temperatures: Sequence[float], n_chains: int, energy: str = "torch",
+                     **options: Any) -> ReplicaExchangeMD:
+        """A run of a :class:`~boltzgen.molecule.Molecule`: torch force field (``energy``:
+        ``"torch"`` or ``"torch-compile"``, see :func:`energy_for_molecule`), System masses, its
+        constraints (SHAKE/RATTLE). ``options`` as in the constructor."""
         masses = system_masses(molecule.system)
         bonds = molecule.constrained_bonds()
         constraints = BondConstraints(bonds, masses) if bonds else None
-        return cls(energy_for_molecule(molecule), masses, temperatures, n_chains, constraints=constraints, **options)
+        return cls(energy_for_molecule(molecule, prefer=energy), masses, temperatures, n_chains, constraints=constraints, **options)
 
     @property
     def n_chains(self) -> int:

@@ -11,10 +11,14 @@ from ..openmm_bridge import OpenMMEnergy
 from .compile import compile_system
 from .errors import UnsupportedForceError
 
-__all__ = ["energy_for_molecule"]
+__all__ = ["ENERGY_CHOICES", "energy_for_molecule"]
 
 
-def energy_for_molecule(molecule: Any, prefer: Literal["torch", "openmm"] = "torch") -> Energy:
+#: The energies a molecule target can ask for (``[target] energy`` in a config).
+ENERGY_CHOICES = ("torch", "torch-compile", "openmm")
+
+
+def energy_for_molecule(molecule: Any, prefer: Literal["torch", "torch-compile", "openmm"] = "torch") -> Energy:
     """The reduced energy of a molecule at its own temperature.
 
     Arguments:
@@ -22,16 +26,19 @@ def energy_for_molecule(molecule: Any, prefer: Literal["torch", "openmm"] = "tor
             ``.temperature`` in K and ``.name``).
         prefer: ``"torch"``: the compiled torch force field, falling back (with a one-line
             warning) to the OpenMM bridge when the System holds an unsupported force;
-            ``"openmm"``: the OpenMM bridge (one process, CPU platform).
+            ``"torch-compile"``: the same force field evaluated through ``torch.compile`` (fused
+            kernels, about 2x faster on a CPU; each new batch shape compiles first, 30-80 s on a
+            small CPU, cached on disk by torch); ``"openmm"``: the OpenMM bridge (one process, CPU platform).
 
     Returns:
         An :class:`Energy` over positions ``(batch, N, 3)`` in nm.
     """
-    if prefer not in ("torch", "openmm"):
-        raise BoltzgenError(f"prefer must be 'torch' or 'openmm', got {prefer!r}")
-    if prefer == "torch":
+    if prefer not in ENERGY_CHOICES:
+        raise BoltzgenError(f"the energy must be one of {', '.join(ENERGY_CHOICES)}; got {prefer!r}")
+    if prefer != "openmm":
         try:
-            return compile_system(molecule.system, molecule.temperature)
+            force_field = compile_system(molecule.system, molecule.temperature)
+            return force_field.enable_compile() if prefer == "torch-compile" else force_field
         except UnsupportedForceError as error:
             warnings.warn(f"{molecule.name}: using the OpenMM bridge: {error}", stacklevel=2)
     return OpenMMEnergy(molecule.system, molecule.temperature)
