@@ -72,3 +72,21 @@ def test_bench_energy_reports_every_backend(capsys: pytest.CaptureFixture[str], 
         ("torch", "float64", 16),
     }
     assert all(r["evaluations_per_second"] > 0 for r in rows)
+
+
+def test_bench_md_compares_batched_md_with_openmm_langevin(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "md", "alanine-dipeptide-vacuum", "--replicas", "2", "8", "--seconds", "0.05"]
+    code, out, _ = _run([*argv, "--json"], capsys)
+    assert code == 0
+    rows = json.loads(out)["measurements"]
+    assert [(r["backend"], r["device"], r["batch"]) for r in rows if r["device"] == "cpu"] == [
+        ("openmm-langevin", "cpu", 1),
+        ("torch", "cpu", 2),
+        ("torch", "cpu", 8),
+    ]
+    assert all(r["evaluations_per_second"] > 0 for r in rows)
+    code, out, _ = _run(argv, capsys)
+    header, openmm_row = out.splitlines()[:2]
+    assert "replica-steps/s" in header and openmm_row.split()[-2] == "1.0"  # the speed-up column's reference
+    code, _, err = _run([*argv[:3], "--replicas", "0"], capsys)
+    assert code == 2 and "--replicas" in err

@@ -21,12 +21,13 @@ from ..base import Energy
 from ..openmm_bridge import OpenMMEnergy
 from .compile import compile_system
 
-__all__ = ["Measurement", "benchmark_molecule", "format_table", "time_openmm", "time_torch"]
+__all__ = ["Measurement", "benchmark_molecule", "format_table", "measure_rate", "time_openmm", "time_torch"]
 
 
 @dataclass
 class Measurement:
-    """One throughput number."""
+    """One throughput number (for MD, ``evaluations_per_second`` counts replica-steps/s: one
+    force evaluation per replica and step; ``batch`` is the number of replicas)."""
 
     molecule: str
     backend: str
@@ -42,7 +43,7 @@ class Measurement:
         return asdict(self)
 
 
-def _rate(
+def measure_rate(
     step: Callable[[], None], per_step: int, seconds: float, synchronize: Callable[[], None] = lambda: None
 ) -> tuple[float, float]:
     """Evaluations per second of ``step`` (``per_step`` evaluations each) after one warm-up call,
@@ -73,7 +74,7 @@ def time_openmm(system: openmm.System, positions: np.ndarray, seconds: float) ->
         context.setPositions(next(frames))
         context.getState(getEnergy=True, getForces=True)
 
-    return _rate(step, 1, seconds)
+    return measure_rate(step, 1, seconds)
 
 
 def time_torch(
@@ -87,7 +88,7 @@ def time_torch(
         forcefield.energy(x.detach().requires_grad_(True)).sum().backward()
 
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return _rate(step, batch, seconds, synchronize)
+    return measure_rate(step, batch, seconds, synchronize)
 
 
 def _time_bridge(
@@ -143,17 +144,20 @@ def benchmark_molecule(
     return rows
 
 
-def format_table(rows: list[Measurement]) -> str:
-    """A plain-text table; the last column is the speed-up over OpenMM CPU of the same molecule."""
-    reference = {row.molecule: row.evaluations_per_second for row in rows if row.backend == "openmm"}
+def format_table(rows: list[Measurement], reference_backend: str = "openmm", rate_label: str = "evals/s",
+                 batch_label: str = "batch") -> str:
+    """A plain-text table; ``x OpenMM`` is the speed-up over the CPU row of ``reference_backend``
+    (OpenMM's CPU platform) of the same molecule."""
+    reference = {row.molecule: row.evaluations_per_second for row in rows if row.backend == reference_backend and row.device == "cpu"}
+    width = max(14, *(len(row.backend) for row in rows)) if rows else 14
     lines = [
-        f"{'molecule':<26} {'backend':<14} {'device':<6} {'dtype':<8} {'batch':>8} {'workers':>7} "
-        f"{'evals/s':>11} {'x OpenMM':>9} {'1st call s':>10}"
+        f"{'molecule':<26} {'backend':<{width}} {'device':<6} {'dtype':<8} {batch_label:>8} {'workers':>7} "
+        f"{rate_label:>15} {'x OpenMM':>9} {'1st call s':>10}"
     ]
     for row in rows:
         speedup = row.evaluations_per_second / reference[row.molecule] if row.molecule in reference else float("nan")
         lines.append(
-            f"{row.molecule:<26} {row.backend:<14} {row.device:<6} {row.dtype:<8} {row.batch:>8} {row.workers:>7} "
-            f"{row.evaluations_per_second:>11,.0f} {speedup:>9.1f} {row.first_call_seconds:>10.2f}"
+            f"{row.molecule:<26} {row.backend:<{width}} {row.device:<6} {row.dtype:<8} {row.batch:>8} {row.workers:>7} "
+            f"{row.evaluations_per_second:>15,.0f} {speedup:>9.1f} {row.first_call_seconds:>10.2f}"
         )
     return "\n".join(lines)
