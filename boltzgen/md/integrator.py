@@ -8,12 +8,15 @@ F = -dU/dx in kJ/mol/nm, masses m in amu (g/mol), friction gamma in 1/ps:
 3. v <- a v + sqrt((1 - a^2) k_B T / m) xi, a = exp(-gamma dt), xi ~ N(0, 1)   ("O")
 4. x' <- x' + (dt/2) v                                  (half drift, "R")
 
-With constraints, the new positions are projected by SHAKE along the previous bond vectors, the
-position correction is added to v as a velocity over the last half drift, and v is projected
-onto the tangent space at the new positions (RATTLE): the velocity components along constrained
-bonds that the kick and the noise create are removed there. The stored velocities are those
-after the O step (half-step velocities, as in OpenMM's LangevinMiddle); the positions follow
-BAOAB with its two half kicks merged into one full kick, so one force evaluation per step.
+With constraints (as OpenMM does it): after the kick, v is projected onto the tangent space of
+the constraint surface at x (RATTLE); after the drifts, the new positions x' are projected by
+SHAKE along the previous bond vectors, and the correction enters v as (x'_constrained - x')/dt,
+the velocity that would have produced it over the whole step. The stored v is then projected at
+the new positions too; that does not change the next step (the projection after the next kick
+absorbs it) but makes the reported velocities tangent, so the kinetic temperature counts
+3N - N_constraints degrees of freedom. The stored velocities are those after the O step
+(half-step velocities, as in OpenMM's LangevinMiddle); the positions follow BAOAB with its two
+half kicks merged into one full kick, so one force evaluation per step.
 
 Everything runs on the device and dtype of the positions; a step never synchronises with the
 device. Temperatures are per replica, so one batch can hold a whole replica-exchange ladder.
@@ -159,7 +162,7 @@ class LangevinMiddleIntegrator:
         masses = self._masses(x)
         half = 0.5 * self.timestep
         a = math.exp(-self.friction * self.timestep)
-        v = state.velocities + self.timestep * forces / masses
+        v = self._project_velocities(state.velocities + self.timestep * forces / masses, x)
         moved = x + half * v
         sigma = torch.sqrt((1.0 - a * a) * self.boltzmann_constant * self._per_replica(self.temperatures, x) / masses)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -167,7 +170,7 @@ class LangevinMiddleIntegrator:
         moved = moved + half * v
         if self.constraints is not None:
             constrained = self.constraints.positions(moved, x)
-            v = self.constraints.velocities(v + (constrained - moved) / half, constrained)
+            v = self.constraints.velocities(v + (constrained - moved) / self.timestep, constrained)
             moved = constrained
         u, forces = self.evaluate(moved)
         return MDState(moved, v, forces, u, state.step + 1)
