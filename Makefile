@@ -43,6 +43,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) analysis/bench_flow_step.py
 	$(VENV)/bin/boltzgen bench energy
+	$(VENV)/bin/boltzgen bench md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
