@@ -15,6 +15,8 @@ need.
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import numpy as np
@@ -107,9 +109,11 @@ class PairwiseSpinEnergy(Energy):
         return s.mean(-1)
 
     def exact(self, device: torch.device | str | None = None) -> ExactDistribution:
-        """The exact distribution by enumeration of all 2**N states (N <= 24), float64."""
+        """The exact distribution by enumeration of all 2**N states (N <= 24), float64, on
+        ``device`` (a copy of this energy is moved there; this one stays where it is)."""
         check_enumerable(self.n_spins, f"exact enumeration of {type(self).__name__}")
-        return ExactDistribution.from_energy(self.to(device).energy, self.n_spins, spin=True, device=device)
+        energy = self if device is None else copy.deepcopy(self).to(device)
+        return ExactDistribution.from_energy(energy.energy, self.n_spins, spin=True, device=device)
 
     def log_z_by_enumeration(self) -> float:
         """Exact log Z by enumeration of all 2**N states (N <= 24), float64."""
