@@ -16,10 +16,12 @@ from boltzgen.diagnostics.discrete import (
     enumerated_log_prob, exact_forward_kl, exact_ratio_divergence, exact_reverse_kl,
 )
 from boltzgen.energy.lattice import SherringtonKirkpatrick
+from boltzgen.errors import BoltzgenError
 from boltzgen.models import RBM, RBMEnergy
 from boltzgen.trainers.discrete_kl import (
     ForwardKLPCD, ForwardReverseKL, ReverseKLScore, forward_kl_surrogate, reverse_kl_surrogate,
 )
+from boltzgen.trainers.loop import Trainer, TrainSettings
 from boltzgen.trainers.objective import Objective
 from boltzgen.trainers.ratio_divergence import RatioDivergence, ratio_divergence_surrogate
 
@@ -118,3 +120,11 @@ def test_objectives_follow_protocol_and_train() -> None:
         objective.load_state_dict(state)
         assert torch.equal(objective.state_dict()["chains"]["states"], state["chains"]["states"])
         assert objective.energy_evaluations(256) == (0 if objective.name == "forward-kl" else 256)
+
+
+def test_score_estimators_refuse_a_batch_of_one() -> None:
+    """The leave-one-out baseline needs two model samples: a clear error, not NaN steps."""
+    target = SherringtonKirkpatrick(6, beta=0.5, seed=0)
+    with pytest.raises(BoltzgenError, match="batch_size = 1 is too small: the reverse-kl objective needs at least 2"):
+        Trainer(_model(), ReverseKLScore(target, 1), TrainSettings(steps=1, batch_size=1, progress=False))
+    Trainer(_model(), ReverseKLScore(target, 1), TrainSettings(steps=1, batch_size=2, progress=False))

@@ -193,6 +193,7 @@ class ReverseKLScore(PersistentChainObjective):
 
     name = "reverse-kl"
     energy_calls_per_sample = 1
+    min_batch_size = 2  # the leave-one-out baseline of the score estimator
 
     def __init__(self, target: Energy, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
         super().__init__(k_steps, generator)
@@ -214,6 +215,7 @@ class ForwardReverseKL(ForwardKLPCD):
 
     name = "forward+reverse-kl"
     energy_calls_per_sample = 1
+    min_batch_size = 2  # the leave-one-out baseline of the score estimator
 
     def __init__(self, target: Energy, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
         super().__init__(data, k_steps, generator)

@@ -117,6 +117,10 @@ class Trainer:
         run_dir: str | Path | None = None,
         stage: str = "",
     ) -> None:
+        minimum = getattr(objective, "min_batch_size", 1)
+        if settings.batch_size < minimum:
+            raise BoltzgenError(f"trainer setting batch_size = {settings.batch_size} is too small: the "
+                                f"{getattr(objective, 'name', type(objective).__name__)} objective needs at least {minimum} samples per step")
         self.model = model
         self.objective = objective
         self.settings = settings
