@@ -43,9 +43,7 @@ def time_openmm_md(
         integrator.step(steps_per_call)
         context.getState(getEnergy=True)  # the queue is drained: the steps have run
 
-    rate = measure_rate(step, steps_per_call, seconds)
-    del context, integrator
-    return rate
+    return measure_rate(step, steps_per_call, seconds)
 
 
 def time_torch_md(
