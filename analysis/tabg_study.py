@@ -30,9 +30,12 @@ from typing import Any
 from boltzgen.commands.evaluate import evaluate_run
 from boltzgen.commands.init import template_text
 from boltzgen.config import parse_config_text
+from boltzgen.diagnostics.free_energy import backbone_dihedrals
+from boltzgen.diagnostics.metrics import self_normalized_weights
 from boltzgen.diagnostics.plots import save_figure
-from boltzgen.diagnostics.report import load_reference, load_run_data, run_figure
+from boltzgen.diagnostics.report import RunData, load_reference, load_run_data, run_figure
 from boltzgen.io import atomic_write_text
+from boltzgen.reference import basin_populations, read_metadata
 from boltzgen.runs import train_run
 
 METHODS = {"tabg": "TA-BG", "reverse": "reverse KL 300 K", "forward": "forward KL (MD data)"}
@@ -81,28 +84,44 @@ def trained_summary(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return train_run(config, run_dir)
 
 
+def sample_basins(run: RunData) -> dict[str, dict[str, float]]:
+    """Basin populations of a run's final flow samples: ``plain`` and ``reweighted`` to the target."""
+    phi, psi = backbone_dihedrals(run.samples)
+    weights = self_normalized_weights(run.log_weights)
+    return {"plain": basin_populations(phi[:, 0], psi[:, 0]), "reweighted": basin_populations(phi[:, 0], psi[:, 0], weights)}
+
+
 def table_row(method: str, result: dict[str, Any]) -> tuple[str, ...]:
-    """One markdown row: method, energy evaluations, ESS, reweighted and plain Ramachandran TV, floor, NLL, time, device."""
-    summary, metrics = result["summary"], result["metrics"]
+    """One markdown row (columns of :func:`write_table`)."""
+    summary, metrics, basins = result["summary"], result["metrics"], result["basins"]
 
     def first(key: str) -> str:
         values = metrics.get(key)
         return f"{values[0]:.3g}" if values else "n/a"
 
-    nll = metrics.get("nll")
-    return (METHODS[method], f"{summary['energy_evaluations']:.3g}", f"{100 * metrics['ess']:.2f}%",
-            first("ramachandran_tv_reweighted"), first("ramachandran_tv"), first("ramachandran_tv_floor"),
-            f"{nll:.2f}" if nll is not None else "n/a", f"{summary['wall_time_s'] / 60:.0f} min", summary["device"])
+    def optional(key: str, form: str) -> str:
+        return format(metrics[key], form) if metrics.get(key) is not None else "n/a"
+
+    alpha_l = f"{100 * basins['plain']['alphaL']:.2f}% / {100 * basins['reweighted']['alphaL']:.2f}%"
+    return (METHODS[method], f"{summary['energy_evaluations']:.3g}", f"{100 * metrics['ess']:.1f}%",
+            f"{100 * metrics['forward_ess']:.1f}%" if metrics.get("forward_ess") is not None else "n/a",
+            optional("nll", ".2f"), first("ramachandran_tv_reweighted"), first("ramachandran_tv"),
+            first("ramachandran_tv_floor"), alpha_l, f"{summary['wall_time_s'] / 60:.0f} min", summary["device"])
 
 
-def write_table(out: Path, preset: str, n: int, test_set: Path, results: dict[str, Any]) -> str:
+def write_table(out: Path, preset: str, n: int, reference: Path, results: dict[str, Any]) -> str:
     """Write ``OUT/README.md`` from all results (fixed method order) and return its text."""
-    header = ("| method | energy evals | ESS | Ram. TV (reweighted) | Ram. TV (plain) | MD split-half TV floor | NLL | "
-              "wall time | device |")
+    metadata = read_metadata(reference)
+    md_alpha = metadata["basin_populations"]["alphaL"]
+    header = ("| method | energy evals | ESS | forward ESS | NLL | Ram. TV (reweighted) | Ram. TV (plain) | "
+              "MD split-half TV floor | alphaL flow / reweighted | wall time | device |")
     lines = [f"# TA-BG reproduction study ({preset} preset)", "",
-             f"Flow samples per evaluation: {n}; reference: `{test_set}`.", "", header, "|" + "---|" * 9]
+             f"Flow samples per evaluation: {n}; reference: `{reference}` (test split: {metadata['frames']['test']} frames; "
+             f"alphaL population of all {sum(metadata['frames'].values())} MD frames: {100 * md_alpha:.2f}%). "
+             "alphaL columns: the run's final samples (`summary.json`'s `n_samples`), plain and importance-reweighted.",
+             "", header, "|" + "---|" * 11]
     lines += ["| " + " | ".join(table_row(m, results[m])) + " |" for m in METHODS if m in results]
-    lines += ["| " + " | ".join((name, evals, ess, tv, "", "~1.1e-2 (1e6 vs 1e7)", "", "", "published")) + " |"
+    lines += ["| " + " | ".join((name, evals, ess, "", "", tv, "", "~1.1e-2 (1e6 vs 1e7)", "", "", "published")) + " |"
               for name, evals, ess, tv in PUBLISHED]
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "README.md", text)
@@ -113,7 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=("paper", "gpu-fast", "cpu"), default="cpu")
     parser.add_argument("--reference", type=Path, required=True, help="folder from 'boltzgen reference alanine-dipeptide'")
-    parser.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", choices=tuple(METHODS), default=list(METHODS),
+                        help="methods to train (if needed) and evaluate (default all; none: only rebuild the table)")
     parser.add_argument("--out", type=Path, default=Path("docs/tabg_study"))
     parser.add_argument("--runs", type=Path, default=Path("runs/tabg_study"))
     parser.add_argument("-n", type=int, default=1_000_000, help="flow samples per evaluation (published: 1e6)")
@@ -122,16 +142,19 @@ def main() -> None:
     test_set = args.reference / "test.npz"
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for result in results.values():  # written by an earlier version of this script
+        result.setdefault("basins", sample_basins(load_run_data(result["run_dir"])))
     all_configs = configs(args.preset, args.reference)
     for method in args.methods:
         run_dir = args.runs / f"{args.preset}-{method}"
         summary = trained_summary(all_configs[method], run_dir)
         metrics = evaluate_run(run_dir, args.n, reference=test_set)
-        results[method] = {"summary": summary, "metrics": metrics, "run_dir": str(run_dir)}
-        figure, data = run_figure(load_run_data(run_dir), "ramachandran", load_reference(test_set))
+        run = load_run_data(run_dir)
+        results[method] = {"summary": summary, "metrics": metrics, "basins": sample_basins(run), "run_dir": str(run_dir)}
+        figure, data = run_figure(run, "ramachandran", load_reference(test_set))
         save_figure(figure, args.out / f"ramachandran_{run_dir.name}.png", data)
         atomic_write_text(results_path, json.dumps(results, indent=2, default=str) + "\n")
-    print(write_table(args.out, args.preset, args.n, test_set, results))
+    print(write_table(args.out, args.preset, args.n, args.reference, results))
 
 
 if __name__ == "__main__":

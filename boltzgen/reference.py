@@ -53,13 +53,17 @@ def _basin_labels(phi: np.ndarray, psi: np.ndarray) -> dict[str, np.ndarray]:
     return {"C7eq/C5": ~alpha_l & ~alpha_r, "alphaR": alpha_r, "alphaL": alpha_l}
 
 
-def basin_populations(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
+def basin_populations(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
     """Fractions of frames in the C7eq/C5, alphaR and alphaL basins (module docstring).
 
     Arguments:
         phi, psi: Radians, shape ``(n,)`` (one residue: alanine dipeptide's only pair).
+        weights: Non-negative frame weights ``(n,)`` (any normalization), e.g. importance
+            weights of flow samples; ``None``: equal weights.
     """
-    return {name: float(mask.mean()) for name, mask in _basin_labels(np.asarray(phi), np.asarray(psi)).items()}
+    w = np.ones(len(np.asarray(phi))) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    return {name: float(w[mask].sum()) for name, mask in _basin_labels(np.asarray(phi), np.asarray(psi)).items()}
 
 
 def decorrelation(

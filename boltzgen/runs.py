@@ -199,39 +199,18 @@ def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = T
     return summary
 
 
-#: Backbone basins in degrees (phi range, psi ranges); psi ranges may wrap through +-180.
-BASINS: dict[str, tuple[tuple[float, float], tuple[tuple[float, float], ...]]] = {
-    "C5/C7eq": ((-180.0, 0.0), ((50.0, 180.0), (-180.0, -150.0))),
-    "alphaR": ((-180.0, 0.0), ((-150.0, 50.0),)),
-    "alphaL/C7ax": ((0.0, 180.0), ((-180.0, 180.0),)),
-}
-
-
-def basin_populations(phi: torch.Tensor | Any, psi: torch.Tensor | Any) -> dict[str, float]:
-    """Fractions of frames in the :data:`BASINS` of the first (phi, psi) pair (angles in radians)."""
-    import numpy as np
-
-    phi_deg, psi_deg = np.degrees(np.asarray(phi)[:, 0]), np.degrees(np.asarray(psi)[:, 0])
-    populations = {}
-    for name, ((phi_lo, phi_hi), psi_ranges) in BASINS.items():
-        in_phi = (phi_deg >= phi_lo) & (phi_deg < phi_hi)
-        in_psi = np.zeros_like(in_phi)
-        for lo, hi in psi_ranges:
-            in_psi |= (psi_deg >= lo) & (psi_deg <= hi)
-        populations[name] = float((in_phi & in_psi).mean())
-    return populations
-
-
 def ramachandran_outputs(folder: Path, positions: torch.Tensor, molecule: Any, temperature: float) -> dict[str, Any]:
-    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return basin populations and the path."""
+    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the basin populations of
+    the first (phi, psi) pair (:func:`boltzgen.reference.basin_populations`, unweighted) and the path."""
     from .diagnostics.free_energy import backbone_dihedrals
     from .diagnostics.plots import plot_ramachandran, save_figure
+    from .reference import basin_populations
 
     phi, psi = backbone_dihedrals(positions.double().numpy(), molecule.topology)
     ax, data = plot_ramachandran(phi[:, 0], psi[:, 0], title=f"{molecule.name}: flow samples at {temperature:g} K")
     path = folder / "ramachandran.png"
     save_figure(ax.figure, path, data)
-    return {"basin_populations": basin_populations(phi, psi), "ramachandran_plot": str(path)}
+    return {"basin_populations": basin_populations(phi[:, 0], psi[:, 0]), "ramachandran_plot": str(path)}
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:

@@ -28,6 +28,8 @@ def test_basins_partition_the_ramachandran_plane() -> None:
     populations = basin_populations(phi, psi)
     # C7eq/C5: (-80,150) (-150,-170) (-80,70) (170,170: phi outside 0..120); alphaR: 2; alphaL: 2
     assert populations == {"C7eq/C5": 4 / 8, "alphaR": 2 / 8, "alphaL": 2 / 8}
+    weights = np.array([1, 1, 1, 1, 2, 2, 6, 6])  # unnormalized importance weights
+    assert basin_populations(phi, psi, weights) == pytest.approx({"C7eq/C5": 9 / 20, "alphaR": 3 / 20, "alphaL": 8 / 20})
 
 
 @pytest.fixture(scope="module")
