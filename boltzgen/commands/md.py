@@ -59,8 +59,8 @@ def simulation_from_args(args: argparse.Namespace, molecule: Molecule) -> tuple[
     ladder = geometric_ladder(molecule.temperature, t_max, rungs)
     device = resolve_device(args.device)
     simulation = ReplicaExchangeMD.for_molecule(
-        molecule, ladder, args.replicas // rungs, energy="torch-compile" if args.compile else "torch", timestep=args.dt, friction=args.friction,
-        exchange_every=args.exchange_every, seed=args.seed, device=device, dtype=_DTYPES[args.dtype],
+        molecule, ladder, args.replicas // rungs, energy="torch-compile" if args.compile else "torch",
+        timestep=args.dt, friction=args.friction, exchange_every=args.exchange_every, seed=args.seed, device=device, dtype=_DTYPES[args.dtype],
     )  # fmt: skip
     settings = {
         "molecule": molecule.describe(),

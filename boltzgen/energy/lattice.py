@@ -16,7 +16,6 @@ need.
 from __future__ import annotations
 
 import copy
-
 import math
 
 import numpy as np
