@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import openmm
 import torch
-from openmm import unit
 
 from ..energy.forcefield.benchmark import Measurement, measure_rate
+from .openmm_reference import langevin_context
 from .simulation import ReplicaExchangeMD
 
 __all__ = ["benchmark_md", "openmm_platforms", "time_openmm_md", "time_torch_md"]
@@ -33,11 +33,7 @@ def time_openmm_md(
 ) -> tuple[float, float]:
     """MD steps/s of one OpenMM ``LangevinMiddleIntegrator`` trajectory (``Threads=1`` on the CPU
     platform), and the seconds of the first ``steps_per_call`` steps (Context creation excluded)."""
-    integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, friction / unit.picosecond, timestep * unit.picosecond)
-    properties = {"Threads": "1"} if platform == "CPU" else {}
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
-    context.setPositions(positions)
-    context.setVelocitiesToTemperature(temperature * unit.kelvin, 1)
+    context, integrator = langevin_context(system, positions, temperature, timestep, friction, platform=platform)
 
     def step() -> None:
         integrator.step(steps_per_call)

@@ -8,7 +8,22 @@ import numpy as np
 import openmm
 from openmm import unit
 
-__all__ = ["openmm_langevin_energies"]
+__all__ = ["langevin_context", "openmm_langevin_energies"]
+
+
+def langevin_context(
+    system: openmm.System, positions: np.ndarray, temperature: float, timestep: float = 0.001, friction: float = 1.0,
+    seed: int = 1, platform: str = "CPU",
+) -> tuple[openmm.Context, openmm.LangevinMiddleIntegrator]:
+    """An OpenMM ``Context`` with a seeded ``LangevinMiddleIntegrator`` (K, ps, 1/ps), positions
+    ``(N, 3)`` nm set and Maxwell-Boltzmann velocities drawn; the CPU platform runs one thread."""
+    integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, friction / unit.picosecond, timestep * unit.picosecond)
+    integrator.setRandomNumberSeed(seed)
+    properties = {"Threads": "1"} if platform == "CPU" else {}
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
+    context.setPositions(positions)
+    context.setVelocitiesToTemperature(temperature * unit.kelvin, seed)
+    return context, integrator
 
 
 def openmm_langevin_energies(
@@ -34,13 +49,8 @@ def openmm_langevin_energies(
     """
     energies = np.empty((n_reports, n_runs))
     elapsed = 0.0
-    properties = {"Threads": "1"} if platform == "CPU" else {}
     for run in range(n_runs):
-        integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, friction / unit.picosecond, timestep * unit.picosecond)
-        integrator.setRandomNumberSeed(seed + run)
-        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
-        context.setPositions(positions)
-        context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + run)
+        context, integrator = langevin_context(system, positions, temperature, timestep, friction, seed + run, platform)
         integrator.step(equilibration_steps)
         started = time.perf_counter()
         for report in range(n_reports):
