@@ -142,8 +142,6 @@ def main() -> None:
     test_set = args.reference / "test.npz"
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    for result in results.values():  # written by an earlier version of this script
-        result.setdefault("basins", sample_basins(load_run_data(result["run_dir"])))
     all_configs = configs(args.preset, args.reference)
     for method in args.methods:
         run_dir = args.runs / f"{args.preset}-{method}"
