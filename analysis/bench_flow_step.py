@@ -22,7 +22,7 @@ import json
 import platform
 import statistics
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -90,8 +90,9 @@ def median_ms(
                 torch.cuda.synchronize(device)
             wall[label].append(1e3 * (time.perf_counter() - start))
             cpu[label].append(1e3 * (time.process_time() - start_cpu))
-    return {label: (statistics.median(wall[label]), statistics.median(cpu[label]))
-            for label in steps}
+    return {
+        label: (statistics.median(wall[label]), statistics.median(cpu[label])) for label in steps
+    }
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -108,7 +109,11 @@ def build(
 
 
 def compare(
-    cases: dict[str, tuple[str, bool]], dim: int, layers: int, batch: int, device: torch.device,
+    cases: dict[str, tuple[str, bool]],
+    dim: int,
+    layers: int,
+    batch: int,
+    device: torch.device,
     args: argparse.Namespace,
 ) -> list[dict[str, object]]:
     """Time the reverse-KL step of each case ``label: (kind, compiled)`` side by side."""
@@ -118,19 +123,37 @@ def compare(
     for label, (kind, compiled) in cases.items():
         model = build(kind, dim, layers, args.hidden, args.bins).to(device)
         sample = model.sample_and_log_prob
-        step = reverse_kl_step(torch.compile(sample) if compiled else sample,
-                               model.parameters(), target, batch)
+        step = reverse_kl_step(
+            torch.compile(sample) if compiled else sample, model.parameters(), target, batch
+        )
         try:
             step()  # compiles, if asked to
         except Exception as error:  # a torch.compile failure is reported, not fatal
-            rows.append({"device": device.type, "model": label, "dim": dim, "layers": layers,
-                         "batch": batch, "error": f"{type(error).__name__}: {error}"[:200]})
+            rows.append(
+                {
+                    "device": device.type,
+                    "model": label,
+                    "dim": dim,
+                    "layers": layers,
+                    "batch": batch,
+                    "error": f"{type(error).__name__}: {error}"[:200],
+                }
+            )
             continue
         steps[label], counts[label] = step, parameter_count(model)
     for label, (ms, cpu_ms) in median_ms(steps, args.steps, args.warmup, device).items():
-        rows.append({"device": device.type, "model": label, "dim": dim, "layers": layers,
-                     "batch": batch, "params": counts[label], "ms_per_step": round(ms, 2),
-                     "cpu_ms_per_step": round(cpu_ms, 2)})
+        rows.append(
+            {
+                "device": device.type,
+                "model": label,
+                "dim": dim,
+                "layers": layers,
+                "batch": batch,
+                "params": counts[label],
+                "ms_per_step": round(ms, 2),
+                "cpu_ms_per_step": round(cpu_ms, 2),
+            }
+        )
     return rows
 
 
@@ -150,30 +173,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    rows = compare({"ours": ("ours", False), "nflows": ("nflows", False)}, args.cpu_dim,
-                   args.cpu_layers, args.cpu_batch, torch.device("cpu"), args)
+    rows = compare(
+        {"ours": ("ours", False), "nflows": ("nflows", False)},
+        args.cpu_dim,
+        args.cpu_layers,
+        args.cpu_batch,
+        torch.device("cpu"),
+        args,
+    )
     if torch.cuda.is_available() and not args.no_gpu:
-        gpu_cases = {"ours": ("ours", False), "ours+compile": ("ours", True),
-                     "nflows": ("nflows", False)}
+        gpu_cases = {
+            "ours": ("ours", False),
+            "ours+compile": ("ours", True),
+            "nflows": ("nflows", False),
+        }
         for batch in (256, 1024, 4096):
             rows += compare(gpu_cases, 60, 16, batch, torch.device("cuda"), args)
 
-    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-               "cpu": platform.processor() or platform.machine(),
-               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    machine = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
     print(f"torch {machine['torch']}, {machine['threads']} threads, cuda: {machine['cuda']}")
-    print(f"{'device':<7} {'model':<13} {'dim':>4} {'layers':>6} {'batch':>6} {'params':>10} "
-          f"{'ms/step':>9} {'cpu ms':>9}")
+    print(
+        f"{'device':<7} {'model':<13} {'dim':>4} {'layers':>6} {'batch':>6} {'params':>10} "
+        f"{'ms/step':>9} {'cpu ms':>9}"
+    )
     for row in rows:
-        tail = (f"{row['params']:>10} {row['ms_per_step']:>9.1f} {row['cpu_ms_per_step']:>9.1f}"
-                if "error" not in row
-                else f"  failed: {row['error']}")
-        print(f"{row['device']:<7} {row['model']:<13} {row['dim']:>4} {row['layers']:>6} "
-              f"{row['batch']:>6} {tail}")
+        tail = (
+            f"{row['params']:>10} {row['ms_per_step']:>9.1f} {row['cpu_ms_per_step']:>9.1f}"
+            if "error" not in row
+            else f"  failed: {row['error']}"
+        )
+        print(
+            f"{row['device']:<7} {row['model']:<13} {row['dim']:>4} {row['layers']:>6} "
+            f"{row['batch']:>6} {tail}"
+        )
     if args.json_out:
         with open(args.json_out, "w") as handle:
-            json.dump({"machine": machine, "steps": args.steps, "warmup": args.warmup,
-                       "results": rows}, handle, indent=2)
+            json.dump(
+                {"machine": machine, "steps": args.steps, "warmup": args.warmup, "results": rows},
+                handle,
+                indent=2,
+            )
     return 0
 
 

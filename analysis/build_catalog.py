@@ -28,19 +28,55 @@ _FAB = "Midgley et al. 2023 (FAB); Schopmans & Friederich 2025 (TA-BG); openmmto
 
 #: name -> (sequence, force field, solvent, constraints, description, references)
 CATALOG: dict[str, tuple[str, list[str], str, str, str, str]] = {
-    "alanine-dipeptide": ("A", ["amber96.xml"], "obc1", "none",
-        "Alanine dipeptide Ace-Ala-Nme (22 atoms), Amber ff96 + OBC1 implicit solvent, no constraints", _FAB),
-    "alanine-dipeptide-vacuum": ("A", ["amber96.xml"], "vacuum", "none",
-        "Alanine dipeptide Ace-Ala-Nme (22 atoms), Amber ff96 in vacuum, no constraints", _FAB),
-    "ala3": ("AAA", ["amber99sbildn.xml"], "amber99_obc.xml", "hbonds",
-        "Ace-(Ala)3-Nme (42 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond constraints", _TA_BG),
-    "ala3-vacuum": ("AAA", ["amber99sbildn.xml"], "vacuum", "hbonds",
-        "Ace-(Ala)3-Nme (42 atoms), Amber ff99SB-ILDN in vacuum, H-bond constraints", _TA_BG),
-    "ala5": ("AAAAA", ["amber99sbildn.xml"], "amber99_obc.xml", "hbonds",
-        "Ace-(Ala)5-Nme (62 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond constraints", _TA_BG),
-    "ala5-vacuum": ("AAAAA", ["amber99sbildn.xml"], "vacuum", "hbonds",
-        "Ace-(Ala)5-Nme (62 atoms), Amber ff99SB-ILDN in vacuum, H-bond constraints", _TA_BG),
-}  # fmt: skip
+    "alanine-dipeptide": (
+        "A",
+        ["amber96.xml"],
+        "obc1",
+        "none",
+        "Alanine dipeptide Ace-Ala-Nme (22 atoms), Amber ff96 + OBC1 implicit solvent, no constraints",
+        _FAB,
+    ),
+    "alanine-dipeptide-vacuum": (
+        "A",
+        ["amber96.xml"],
+        "vacuum",
+        "none",
+        "Alanine dipeptide Ace-Ala-Nme (22 atoms), Amber ff96 in vacuum, no constraints",
+        _FAB,
+    ),
+    "ala3": (
+        "AAA",
+        ["amber99sbildn.xml"],
+        "amber99_obc.xml",
+        "hbonds",
+        "Ace-(Ala)3-Nme (42 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond constraints",
+        _TA_BG,
+    ),
+    "ala3-vacuum": (
+        "AAA",
+        ["amber99sbildn.xml"],
+        "vacuum",
+        "hbonds",
+        "Ace-(Ala)3-Nme (42 atoms), Amber ff99SB-ILDN in vacuum, H-bond constraints",
+        _TA_BG,
+    ),
+    "ala5": (
+        "AAAAA",
+        ["amber99sbildn.xml"],
+        "amber99_obc.xml",
+        "hbonds",
+        "Ace-(Ala)5-Nme (62 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond constraints",
+        _TA_BG,
+    ),
+    "ala5-vacuum": (
+        "AAAAA",
+        ["amber99sbildn.xml"],
+        "vacuum",
+        "hbonds",
+        "Ace-(Ala)5-Nme (62 atoms), Amber ff99SB-ILDN in vacuum, H-bond constraints",
+        _TA_BG,
+    ),
+}
 
 
 def build_system(name: str) -> float:
@@ -74,11 +110,19 @@ def build_system(name: str) -> float:
     return energy
 
 
-def _energy(topology: app.Topology, positions: np.ndarray, files: list[str], constraints: str) -> float:
+def _energy(
+    topology: app.Topology, positions: np.ndarray, files: list[str], constraints: str
+) -> float:
     system = create_system(topology, load_forcefield(files), constraints)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(
+        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
     context.setPositions(positions * unit.nanometer)
-    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    return (
+        context.getState(getEnergy=True)
+        .getPotentialEnergy()
+        .value_in_unit(unit.kilojoule_per_mole)
+    )
 
 
 if __name__ == "__main__":

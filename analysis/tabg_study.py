@@ -48,8 +48,13 @@ PUBLISHED = [  # von Klitzing et al. 2025, Table 1 (mean of 4 runs), alanine dip
 ]
 
 #: TA-BG stage-1 settings the baselines inherit (baseline key -> TA-BG key).
-SHARED_OPTIMIZER = {"batch_size": "pretrain_batch_size", "lr": "pretrain_lr", "warmup_steps": "pretrain_warmup_steps",
-                    "weight_decay": "weight_decay", "grad_clip": "grad_clip"}
+SHARED_OPTIMIZER = {
+    "batch_size": "pretrain_batch_size",
+    "lr": "pretrain_lr",
+    "warmup_steps": "pretrain_warmup_steps",
+    "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip",
+}
 
 
 def budget_of(tabg: dict[str, Any]) -> int:
@@ -64,9 +69,13 @@ def configs(preset: str, reference: Path) -> dict[str, dict[str, Any]]:
     schedule = tabg["trainer"]
     steps = max(budget_of(schedule) // schedule["pretrain_batch_size"], 1)
     shared = {key: schedule[tabg_key] for key, tabg_key in SHARED_OPTIMIZER.items()}
-    shared.update(steps=steps, log_every=schedule["log_every"], checkpoint_every=schedule["checkpoint_every"])
+    shared.update(
+        steps=steps, log_every=schedule["log_every"], checkpoint_every=schedule["checkpoint_every"]
+    )
     reverse = parse_config_text(template_text("reverse-kl-alanine-dipeptide"))
-    reverse["trainer"].update(shared, temperature=schedule["t_low"], drop_top_k=schedule["drop_top_k"])
+    reverse["trainer"].update(
+        shared, temperature=schedule["t_low"], drop_top_k=schedule["drop_top_k"]
+    )
     forward = parse_config_text(template_text("forward-kl-alanine-dipeptide"))
     forward["trainer"].update(shared, data=str(reference / "train.npz"))
     for baseline in (reverse, forward):
@@ -88,7 +97,10 @@ def sample_basins(run: RunData) -> dict[str, dict[str, float]]:
     """Basin populations of a run's final flow samples: ``plain`` and ``reweighted`` to the target."""
     phi, psi = backbone_dihedrals(run.samples)
     weights = self_normalized_weights(run.log_weights)
-    return {"plain": basin_populations(phi[:, 0], psi[:, 0]), "reweighted": basin_populations(phi[:, 0], psi[:, 0], weights)}
+    return {
+        "plain": basin_populations(phi[:, 0], psi[:, 0]),
+        "reweighted": basin_populations(phi[:, 0], psi[:, 0], weights),
+    }
 
 
 def table_row(method: str, result: dict[str, Any]) -> tuple[str, ...]:
@@ -102,41 +114,81 @@ def table_row(method: str, result: dict[str, Any]) -> tuple[str, ...]:
     def optional(key: str, form: str) -> str:
         return format(metrics[key], form) if metrics.get(key) is not None else "n/a"
 
-    alpha_l = f"{100 * basins['plain']['alphaL']:.2f}% / {100 * basins['reweighted']['alphaL']:.2f}%"
-    return (METHODS[method], f"{summary['energy_evaluations']:.3g}", f"{100 * metrics['ess']:.1f}%",
-            f"{100 * metrics['forward_ess']:.1f}%" if metrics.get("forward_ess") is not None else "n/a",
-            optional("nll", ".2f"), first("ramachandran_tv_reweighted"), first("ramachandran_tv"),
-            first("ramachandran_tv_floor"), alpha_l, f"{summary['wall_time_s'] / 60:.0f} min", summary["device"])
+    alpha_l = (
+        f"{100 * basins['plain']['alphaL']:.2f}% / {100 * basins['reweighted']['alphaL']:.2f}%"
+    )
+    return (
+        METHODS[method],
+        f"{summary['energy_evaluations']:.3g}",
+        f"{100 * metrics['ess']:.1f}%",
+        f"{100 * metrics['forward_ess']:.1f}%"
+        if metrics.get("forward_ess") is not None
+        else "n/a",
+        optional("nll", ".2f"),
+        first("ramachandran_tv_reweighted"),
+        first("ramachandran_tv"),
+        first("ramachandran_tv_floor"),
+        alpha_l,
+        f"{summary['wall_time_s'] / 60:.0f} min",
+        summary["device"],
+    )
 
 
 def write_table(out: Path, preset: str, n: int, reference: Path, results: dict[str, Any]) -> str:
     """Write ``OUT/README.md`` from all results (fixed method order) and return its text."""
     metadata = read_metadata(reference)
     md_alpha = metadata["basin_populations"]["alphaL"]
-    header = ("| method | energy evals | ESS | forward ESS | NLL | Ram. TV (reweighted) | Ram. TV (plain) | "
-              "MD split-half TV floor | alphaL flow / reweighted | wall time | device |")
-    lines = [f"# TA-BG reproduction study ({preset} preset)", "",
-             f"Flow samples per evaluation: {n}; reference: `{reference}` (test split: {metadata['frames']['test']} frames; "
-             f"alphaL population of all {sum(metadata['frames'].values())} MD frames: {100 * md_alpha:.2f}%). "
-             "alphaL columns: the run's final samples (`summary.json`'s `n_samples`), plain and importance-reweighted.",
-             "", header, "|" + "---|" * 11]
+    header = (
+        "| method | energy evals | ESS | forward ESS | NLL | Ram. TV (reweighted) | Ram. TV (plain) | "
+        "MD split-half TV floor | alphaL flow / reweighted | wall time | device |"
+    )
+    lines = [
+        f"# TA-BG reproduction study ({preset} preset)",
+        "",
+        f"Flow samples per evaluation: {n}; reference: `{reference}` (test split: {metadata['frames']['test']} frames; "
+        f"alphaL population of all {sum(metadata['frames'].values())} MD frames: {100 * md_alpha:.2f}%). "
+        "alphaL columns: the run's final samples (`summary.json`'s `n_samples`), plain and importance-reweighted.",
+        "",
+        header,
+        "|" + "---|" * 11,
+    ]
     lines += ["| " + " | ".join(table_row(m, results[m])) + " |" for m in METHODS if m in results]
-    lines += ["| " + " | ".join((name, evals, ess, "", "", tv, "", "~1.1e-2 (1e6 vs 1e7)", "", "", "published")) + " |"
-              for name, evals, ess, tv in PUBLISHED]
+    lines += [
+        "| "
+        + " | ".join(
+            (name, evals, ess, "", "", tv, "", "~1.1e-2 (1e6 vs 1e7)", "", "", "published")
+        )
+        + " |"
+        for name, evals, ess, tv in PUBLISHED
+    ]
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "README.md", text)
     return text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=("paper", "gpu-fast", "cpu"), default="cpu")
-    parser.add_argument("--reference", type=Path, required=True, help="folder from 'boltzgen reference alanine-dipeptide'")
-    parser.add_argument("--methods", nargs="*", choices=tuple(METHODS), default=list(METHODS),
-                        help="methods to train (if needed) and evaluate (default all; none: only rebuild the table)")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        help="folder from 'boltzgen reference alanine-dipeptide'",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        choices=tuple(METHODS),
+        default=list(METHODS),
+        help="methods to train (if needed) and evaluate (default all; none: only rebuild the table)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/tabg_study"))
     parser.add_argument("--runs", type=Path, default=Path("runs/tabg_study"))
-    parser.add_argument("-n", type=int, default=1_000_000, help="flow samples per evaluation (published: 1e6)")
+    parser.add_argument(
+        "-n", type=int, default=1_000_000, help="flow samples per evaluation (published: 1e6)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     test_set = args.reference / "test.npz"
@@ -148,7 +200,12 @@ def main() -> None:
         summary = trained_summary(all_configs[method], run_dir)
         metrics = evaluate_run(run_dir, args.n, reference=test_set)
         run = load_run_data(run_dir)
-        results[method] = {"summary": summary, "metrics": metrics, "basins": sample_basins(run), "run_dir": str(run_dir)}
+        results[method] = {
+            "summary": summary,
+            "metrics": metrics,
+            "basins": sample_basins(run),
+            "run_dir": str(run_dir),
+        }
         figure, data = run_figure(run, "ramachandran", load_reference(test_set))
         save_figure(figure, args.out / f"ramachandran_{run_dir.name}.png", data)
         atomic_write_text(results_path, json.dumps(results, indent=2, default=str) + "\n")

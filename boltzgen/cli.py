@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ._version import __version__
 from .errors import BoltzgenError
@@ -46,7 +46,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command registered."""
-    parser = _Parser(prog="boltzgen", description="Boltzmann generators for molecules and lattice models.")
+    parser = _Parser(
+        prog="boltzgen", description="Boltzmann generators for molecules and lattice models."
+    )
     parser.add_argument("--version", action="version", version=f"boltzgen {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:

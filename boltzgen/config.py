@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import tomli_w
 
@@ -23,7 +24,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["load_config", "apply_overrides", "dump_config", "parse_config_text", "TOP_LEVEL_DEFAULTS"]
+__all__ = [
+    "load_config",
+    "apply_overrides",
+    "dump_config",
+    "parse_config_text",
+    "TOP_LEVEL_DEFAULTS",
+]
 
 #: Keys allowed at the top level of a config, with their defaults.
 TOP_LEVEL_DEFAULTS: dict[str, Any] = {
@@ -46,7 +53,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     """Read a config file and apply ``key=value`` overrides; structure checked, not yet resolved."""
     path = Path(path)
     if not path.is_file():
-        raise BoltzgenError(f"config file {path} does not exist (write one with 'boltzgen init TEMPLATE -o {path}')")
+        raise BoltzgenError(
+            f"config file {path} does not exist (write one with 'boltzgen init TEMPLATE -o {path}')"
+        )
     config = parse_config_text(path.read_text(), str(path))
     config = apply_overrides(config, overrides)
     check_structure(config, str(path))
@@ -80,17 +89,27 @@ def check_structure(config: Mapping[str, Any], source: str = "config") -> None:
     allowed = set(TOP_LEVEL_DEFAULTS) | set(SECTIONS)
     unknown = sorted(set(config) - allowed)
     if unknown:
-        raise BoltzgenError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed at the top level: {', '.join(sorted(allowed))}")
+        raise BoltzgenError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; allowed at the top level: {', '.join(sorted(allowed))}"
+        )
     for section in SECTIONS:
         if section in config and not isinstance(config[section], dict):
             raise BoltzgenError(f"{source}: '{section}' must be a table ([{section}])")
     for section in ("target", "model", "trainer"):
         if "name" not in config.get(section, {}):
-            raise BoltzgenError(f"{source}: [{section}] needs a 'name' (see 'boltzgen init --list' for examples)")
+            raise BoltzgenError(
+                f"{source}: [{section}] needs a 'name' (see 'boltzgen init --list' for examples)"
+            )
     if config.get("dtype", "float32") not in ("float32", "float64"):
-        raise BoltzgenError(f"{source}: dtype must be 'float32' or 'float64', got {config['dtype']!r}")
-    if config.get("device", "auto") not in ("auto", "cpu", "cuda") and not str(config["device"]).startswith("cuda:"):
-        raise BoltzgenError(f"{source}: device must be 'auto', 'cpu' or 'cuda[:N]', got {config['device']!r}")
+        raise BoltzgenError(
+            f"{source}: dtype must be 'float32' or 'float64', got {config['dtype']!r}"
+        )
+    if config.get("device", "auto") not in ("auto", "cpu", "cuda") and not str(
+        config["device"]
+    ).startswith("cuda:"):
+        raise BoltzgenError(
+            f"{source}: device must be 'auto', 'cpu' or 'cuda[:N]', got {config['device']!r}"
+        )
     if not isinstance(config.get("seed", 0), int):
         raise BoltzgenError(f"{source}: seed must be an integer")
 

@@ -24,7 +24,7 @@ with the constrained lengths integrated out against delta functions.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -78,7 +78,9 @@ def dihedral_angles(x: Tensor, quadruples: Tensor) -> Tensor:
     return torch.atan2(y, (c1 * c2).sum(dim=-1))
 
 
-def _place(j: Tensor, k: Tensor, l: Tensor, bond: Tensor, angle: Tensor, torsion: Tensor) -> Tensor:
+def _place(
+    j: Tensor, k: Tensor, l: Tensor, bond: Tensor, angle: Tensor, torsion: Tensor
+) -> Tensor:
     """NeRF: positions ``(B, M, 3)`` of atoms i with |i-j| = bond, angle i-j-k, torsion i-j-k-l."""
     axis = j - k
     axis = axis / axis.norm(dim=-1, keepdim=True)
@@ -109,7 +111,7 @@ def backbone_dihedral_indices(topology: app.Topology) -> tuple[np.ndarray, np.nd
 
     def sequence(pattern: Sequence[tuple[str, int]]) -> np.ndarray:
         found = []
-        for (chain, index) in names:
+        for chain, index in names:
             atoms = [names.get((chain, index + offset), {}).get(name) for name, offset in pattern]
             if None not in atoms:
                 found.append(atoms)
@@ -176,8 +178,9 @@ class InternalCoordinates(nn.Module):
         # full bond vector (rows 1..N-1) = cat(free bond features, constants)[:, bond_gather]
         slot = {p: s for s, p in enumerate(free + const_rows)}
         self.register_buffer("bond_gather", _index([slot[p] for p in range(1, n)]))
-        self.register_buffer("constant_bonds", torch.tensor(
-            [constants[p] for p in const_rows], dtype=torch.float64))
+        self.register_buffer(
+            "constant_bonds", torch.tensor([constants[p] for p in const_rows], dtype=torch.float64)
+        )
         self.register_buffer("free_bond_rows", _index([p - 1 for p in free]))
         self.register_buffer("bond_pairs", _index(zm.bonds).reshape(-1, 2))
         self.register_buffer("angle_triples", _index(zm.angles).reshape(-1, 3))
@@ -186,12 +189,16 @@ class InternalCoordinates(nn.Module):
 
         order = zm.order
         self.feature_kinds: tuple[str, ...] = (
-            ("bond",) * self.n_bonds + ("angle",) * (n - 2) + ("torsion",) * (n - 3))
+            ("bond",) * self.n_bonds + ("angle",) * (n - 2) + ("torsion",) * (n - 3)
+        )
         label = [_atom_label(a) for a in atoms]
         self.feature_names: tuple[str, ...] = tuple(
             [f"bond {label[order[p]]}-{label[zm.bond_partner[p]]}" for p in free]
             + [f"angle {label[i]}-{label[j]}-{label[k]}" for i, j, k in zm.angles]
-            + [f"torsion {label[i]}-{label[j]}-{label[k]}-{label[l]}" for i, j, k, l in zm.torsions]
+            + [
+                f"torsion {label[i]}-{label[j]}-{label[k]}-{label[l]}"
+                for i, j, k, l in zm.torsions
+            ]
         )
         reference_features, _ = self.forward(torch.as_tensor(reference)[None])
         self.register_buffer("reference_features", reference_features[0])
@@ -230,10 +237,22 @@ class InternalCoordinates(nn.Module):
         for g in range(1, int(generation.max(initial=0)) + 1):
             rows = np.flatnonzero(generation == g)
             name = f"generation_{g}"
-            self.register_buffer(name, torch.as_tensor(np.stack([
-                zm.order[rows], zm.bond_partner[rows], zm.angle_partner[rows],
-                zm.torsion_partner[rows], rows - 1, rows - 2, rows - 3,
-            ])))  # fmt: skip
+            self.register_buffer(
+                name,
+                torch.as_tensor(
+                    np.stack(
+                        [
+                            zm.order[rows],
+                            zm.bond_partner[rows],
+                            zm.angle_partner[rows],
+                            zm.torsion_partner[rows],
+                            rows - 1,
+                            rows - 2,
+                            rows - 3,
+                        ]
+                    )
+                ),
+            )
             self._generations.append(name)
 
     def _register_chirality(
@@ -248,7 +267,8 @@ class InternalCoordinates(nn.Module):
         offset = self.n_bonds + self.n_atoms - 2
         reference_torsions = self.reference_features[offset:].numpy()
         handed = [
-            t for t, (i, j, k, l) in enumerate(torsions)
+            t
+            for t, (i, j, k, l) in enumerate(torsions)
             if l in neighbours[j] and abs(math.sin(reference_torsions[t])) >= HANDEDNESS_MIN_SINE
         ]
         self.chirality_features: tuple[int, ...] = tuple(offset + t for t in handed)
@@ -262,12 +282,16 @@ class InternalCoordinates(nn.Module):
             else:  # centre in the first atoms: judged, not constrained
                 triples.append((centre, *sorted(neighbours[centre])[:3]))
         self.unconstrained_stereocentres: tuple[int, ...] = tuple(
-            c for c in self.stereocentres if not any(torsions[t][1] == c for t in handed))
+            c for c in self.stereocentres if not any(torsions[t][1] == c for t in handed)
+        )
         self.register_buffer("stereo_atoms", _index(triples).reshape(-1, 4))
         groups = equivalent_hydrogen_groups(topology)
         hydrogens = {h for _, members in groups for h in members}
-        order_torsions = [offset + t for t in handed if torsions[t][0] in hydrogens
-                          and torsions[t][3] in hydrogens]
+        order_torsions = [
+            offset + t
+            for t in handed
+            if torsions[t][0] in hydrogens and torsions[t][3] in hydrogens
+        ]
         self.register_buffer("hydrogen_order_features", _index(order_torsions))
         x = torch.as_tensor(reference)[None]
         self.register_buffer("reference_chirality", self.chirality_signs(x)[0])
@@ -311,13 +335,16 @@ class InternalCoordinates(nn.Module):
         direction = 1.0 if self._atom2_from_origin else -1.0
         anchor = origin if self._atom2_from_origin else second
         third = anchor + bonds[:, 1:2] * torch.stack(
-            [direction * angles[:, 0].cos(), angles[:, 0].sin(), zero], dim=-1)
+            [direction * angles[:, 0].cos(), angles[:, 0].sin(), zero], dim=-1
+        )
         x = features.new_zeros(batch, n, 3).index_copy(
-            1, self.first_atoms, torch.stack([origin, second, third], dim=1))
+            1, self.first_atoms, torch.stack([origin, second, third], dim=1)
+        )
         for name in self._generations:
             atom, j, k, l, bond, angle, torsion = getattr(self, name)
-            placed = _place(x[:, j], x[:, k], x[:, l], bonds[:, bond], angles[:, angle],
-                            torsions[:, torsion])
+            placed = _place(
+                x[:, j], x[:, k], x[:, l], bonds[:, bond], angles[:, angle], torsions[:, torsion]
+            )
             x = x.index_copy(1, atom, placed)
         return x, self._log_volume(bonds, angles)
 
@@ -329,8 +356,11 @@ class InternalCoordinates(nn.Module):
     @staticmethod
     def _log_volume(bonds: Tensor, angles: Tensor) -> Tensor:
         """log b_3 + sum_{p >= 4} (2 log b_p + log sin a_p), shape ``(B,)``."""
-        return (bonds[:, 1].log() + 2 * bonds[:, 2:].log().sum(dim=1)
-                + angles[:, 1:].sin().log().sum(dim=1))
+        return (
+            bonds[:, 1].log()
+            + 2 * bonds[:, 2:].log().sum(dim=1)
+            + angles[:, 1:].sin().log().sum(dim=1)
+        )
 
     def domains(
         self,
@@ -356,11 +386,16 @@ class InternalCoordinates(nn.Module):
         domains = []
         for f, (kind, value) in enumerate(zip(self.feature_kinds, reference)):
             if kind == "bond":
-                domains.append(interval(max(0.5 * value, value - bond_halfwidth),
-                                        value + bond_halfwidth))
+                domains.append(
+                    interval(max(0.5 * value, value - bond_halfwidth), value + bond_halfwidth)
+                )
             elif kind == "angle":
-                domains.append(interval(max(ANGLE_MARGIN, value - angle_halfwidth),
-                                        min(math.pi - ANGLE_MARGIN, value + angle_halfwidth)))
+                domains.append(
+                    interval(
+                        max(ANGLE_MARGIN, value - angle_halfwidth),
+                        min(math.pi - ANGLE_MARGIN, value + angle_halfwidth),
+                    )
+                )
             elif f in chiral:
                 domains.append(interval(0.0, math.pi) if value > 0 else interval(-math.pi, 0.0))
             else:
@@ -385,8 +420,9 @@ class InternalCoordinates(nn.Module):
         return (self.chirality_signs(x) == self.reference_chirality.to(x.dtype)).all(dim=-1)
 
     def _hydrogen_order_signs(self, x: Tensor) -> Tensor:
-        quadruples = self.torsion_quadruples[self.hydrogen_order_features - self.n_bonds
-                                             - self.n_atoms + 2]
+        quadruples = self.torsion_quadruples[
+            self.hydrogen_order_features - self.n_bonds - self.n_atoms + 2
+        ]
         return dihedral_angles(x, quadruples).sign()
 
     def hydrogen_order_ok(self, x: Tensor) -> Tensor:
@@ -403,6 +439,8 @@ class InternalCoordinates(nn.Module):
         return (self._hydrogen_order_signs(x) == reference).all(dim=-1)
 
     def extra_repr(self) -> str:
-        return (f"n_atoms={self.n_atoms}, dim={self.dim}, n_constraints={self.n_constraints}, "
-                f"stereocentres={len(self.stereocentres)}, "
-                f"chirality_features={len(self.chirality_features)}")
+        return (
+            f"n_atoms={self.n_atoms}, dim={self.dim}, n_constraints={self.n_constraints}, "
+            f"stereocentres={len(self.stereocentres)}, "
+            f"chirality_features={len(self.chirality_features)}"
+        )

@@ -14,8 +14,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,9 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, refusing anything else.
 
     Raises:
@@ -93,7 +96,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "delete it to start over or point to another checkpoint"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise BoltzgenError(f"{path} is not a boltzgen checkpoint (no '{CHECKPOINT_FORMAT}' stamp)")
+        raise BoltzgenError(
+            f"{path} is not a boltzgen checkpoint (no '{CHECKPOINT_FORMAT}' stamp)"
+        )
     return state
 
 
@@ -111,7 +116,9 @@ def save_samples(path: str | os.PathLike, samples: Tensor, **extra: Tensor) -> N
         with atomic_write(path) as handle:
             np.save(handle, arrays["samples"].numpy())
     else:
-        raise BoltzgenError(f"unknown sample file type '{path.suffix}' for {path}: use .pt, .npz or .npy")
+        raise BoltzgenError(
+            f"unknown sample file type '{path.suffix}' for {path}: use .pt, .npz or .npy"
+        )
 
 
 def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
@@ -128,7 +135,9 @@ def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(obj, dict):
                 if key not in obj:
-                    raise BoltzgenError(f"{path} has no '{key}' entry (has: {', '.join(map(str, obj))})")
+                    raise BoltzgenError(
+                        f"{path} has no '{key}' entry (has: {', '.join(map(str, obj))})"
+                    )
                 obj = obj[key]
             return torch.as_tensor(obj)
         if path.suffix == ".npy":
@@ -136,13 +145,19 @@ def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 if key not in archive.files:
-                    raise BoltzgenError(f"{path} has no array '{key}' (has: {', '.join(archive.files)})")
+                    raise BoltzgenError(
+                        f"{path} has no array '{key}' (has: {', '.join(archive.files)})"
+                    )
                 return torch.from_numpy(archive[key])
     except BoltzgenError:
         raise
     except Exception as error:
-        raise BoltzgenError(f"cannot read samples from {path}: {str(error).splitlines()[0][:160]}") from None
-    raise BoltzgenError(f"unknown data file type '{path.suffix}' for {path}: use .pt, .npy or .npz")
+        raise BoltzgenError(
+            f"cannot read samples from {path}: {str(error).splitlines()[0][:160]}"
+        ) from None
+    raise BoltzgenError(
+        f"unknown data file type '{path.suffix}' for {path}: use .pt, .npy or .npz"
+    )
 
 
 class MetricsLog:
@@ -193,7 +208,6 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.8g}"
     return str(value)
-
 
 
 def read_metrics_columns(rows: list[Mapping[str, str]], column: str) -> np.ndarray:

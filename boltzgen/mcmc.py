@@ -19,7 +19,7 @@ padded neighbour table.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -37,15 +37,24 @@ __all__ = [
 ]
 
 
-def random_spins(n_chains: int, n_spins: int, generator: torch.Generator | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
+def random_spins(
+    n_chains: int,
+    n_spins: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
     """Uniformly random spin states, shape ``(n_chains, n_spins)``."""
     u = torch.rand(n_chains, n_spins, generator=generator, device=device, dtype=dtype)
     return torch.where(u < 0.5, -1.0, 1.0).to(dtype)
 
 
-def metropolis_sweep(energy: PairwiseSpinEnergy, s: Tensor, beta: Tensor | float | None = None,
-                     generator: torch.Generator | None = None) -> Tensor:
+def metropolis_sweep(
+    energy: PairwiseSpinEnergy,
+    s: Tensor,
+    beta: Tensor | float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """One sweep of single-spin-flip Metropolis updates, sites in order 0 .. N-1.
 
     Arguments:
@@ -59,7 +68,11 @@ def metropolis_sweep(energy: PairwiseSpinEnergy, s: Tensor, beta: Tensor | float
     """
     s = s.clone()
     beta = torch.as_tensor(energy.beta if beta is None else beta, dtype=s.dtype, device=s.device)
-    neighbors, couplings, field = energy.neighbors, energy.couplings.to(s.dtype), energy.field.to(s.dtype)
+    neighbors, couplings, field = (
+        energy.neighbors,
+        energy.couplings.to(s.dtype),
+        energy.field.to(s.dtype),
+    )
     log_u = torch.log(torch.rand(s.shape, generator=generator, device=s.device, dtype=s.dtype))
     for i in range(energy.n_spins):
         local = s[:, neighbors[i]] @ couplings[i] + field[i]
@@ -86,8 +99,12 @@ class _BondTable:
         self.couplings = energy.couplings
 
 
-def swendsen_wang_step(energy: PairwiseSpinEnergy, s: Tensor, generator: torch.Generator | None = None,
-                       bonds: _BondTable | None = None) -> Tensor:
+def swendsen_wang_step(
+    energy: PairwiseSpinEnergy,
+    s: Tensor,
+    generator: torch.Generator | None = None,
+    bonds: _BondTable | None = None,
+) -> Tensor:
     """One Swendsen-Wang update of every chain (zero field), shape ``(chains, N)`` -> same."""
     bonds = _BondTable(energy) if bonds is None else bonds
     chains, n = s.shape
@@ -101,7 +118,9 @@ def swendsen_wang_step(energy: PairwiseSpinEnergy, s: Tensor, generator: torch.G
     flat_neighbors = neighbors.reshape(1, -1).expand(chains, -1)
     labels = torch.arange(n, device=s.device).expand(chains, n).contiguous()
     for _ in range(max(n - 1, 1)):
-        candidate = (labels.gather(1, flat_neighbors) + blocked).reshape(chains, n, -1).min(-1).values
+        candidate = (
+            (labels.gather(1, flat_neighbors) + blocked).reshape(chains, n, -1).min(-1).values
+        )
         labels = torch.minimum(labels, candidate)
         labels = labels.gather(1, labels)
     flip = torch.rand(chains, n, generator=generator, device=s.device, dtype=s.dtype) < 0.5
@@ -110,12 +129,21 @@ def swendsen_wang_step(energy: PairwiseSpinEnergy, s: Tensor, generator: torch.G
 
 def _check_zero_field(energy: PairwiseSpinEnergy) -> None:
     if energy.has_field:
-        raise BoltzgenError("Swendsen-Wang needs zero external field; use metropolis or parallel tempering")
+        raise BoltzgenError(
+            "Swendsen-Wang needs zero external field; use metropolis or parallel tempering"
+        )
 
 
-def sample_swendsen_wang(energy: PairwiseSpinEnergy, n_samples: int, n_chains: int = 256, n_burn_in: int = 100,
-                         thin: int = 1, generator: torch.Generator | None = None,
-                         device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> Tensor:
+def sample_swendsen_wang(
+    energy: PairwiseSpinEnergy,
+    n_samples: int,
+    n_chains: int = 256,
+    n_burn_in: int = 100,
+    thin: int = 1,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
     """Samples from Swendsen-Wang chains: ``n_samples`` states, shape ``(n_samples, N)``.
 
     Runs ``n_chains`` chains from random states for ``n_burn_in`` steps, then records every
@@ -152,20 +180,38 @@ class ParallelTempering:
         swap_acceptance: Running count of accepted swaps per neighbouring pair, ``(n_rungs - 1,)``.
     """
 
-    def __init__(self, energy: PairwiseSpinEnergy, betas: Sequence[float] | None = None, n_chains: int = 64,
-                 n_replicas: int = 16, sweeps_per_exchange: int = 1, generator: torch.Generator | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        energy: PairwiseSpinEnergy,
+        betas: Sequence[float] | None = None,
+        n_chains: int = 64,
+        n_replicas: int = 16,
+        sweeps_per_exchange: int = 1,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
         if betas is None:
             low = min(0.1, energy.beta)
-            betas = [low * (energy.beta / low) ** (r / (n_replicas - 1)) for r in range(n_replicas)]
+            betas = [
+                low * (energy.beta / low) ** (r / (n_replicas - 1)) for r in range(n_replicas)
+            ]
         betas = [float(b) for b in betas]
-        if len(betas) < 2 or any(b2 <= b1 for b1, b2 in zip(betas, betas[1:])) or abs(betas[-1] - energy.beta) > 1e-12:
-            raise BoltzgenError("parallel tempering needs >= 2 increasing inverse temperatures ending at the target's beta")
+        if (
+            len(betas) < 2
+            or any(b2 <= b1 for b1, b2 in zip(betas, betas[1:]))
+            or abs(betas[-1] - energy.beta) > 1e-12
+        ):
+            raise BoltzgenError(
+                "parallel tempering needs >= 2 increasing inverse temperatures ending at the target's beta"
+            )
         self.energy = energy.to(device)
         self.betas = torch.tensor(betas, device=device, dtype=dtype)
         self.sweeps_per_exchange = int(sweeps_per_exchange)
         self.generator = generator
-        self.states = random_spins(len(betas) * n_chains, energy.n_spins, generator, device, dtype).reshape(len(betas), n_chains, -1)
+        self.states = random_spins(
+            len(betas) * n_chains, energy.n_spins, generator, device, dtype
+        ).reshape(len(betas), n_chains, -1)
         self.swap_acceptance = torch.zeros(len(betas) - 1, device=device, dtype=dtype)
         self._round = 0
 
@@ -180,7 +226,9 @@ class ParallelTempering:
         energies = self.energy.coupling_energy(s.reshape(-1, n)).reshape(rungs, chains)
         lower = torch.arange(self._round % 2, rungs - 1, 2, device=s.device)
         upper = lower + 1
-        log_accept = (self.betas[lower] - self.betas[upper])[:, None] * (energies[lower] - energies[upper])
+        log_accept = (self.betas[lower] - self.betas[upper])[:, None] * (
+            energies[lower] - energies[upper]
+        )
         u = torch.rand(log_accept.shape, generator=self.generator, device=s.device, dtype=s.dtype)
         accept = (torch.log(u) < log_accept)[:, :, None]
         new = s.clone()
@@ -192,10 +240,18 @@ class ParallelTempering:
         return new[-1]
 
 
-def sample_parallel_tempering(energy: PairwiseSpinEnergy, n_samples: int, n_chains: int = 64, n_burn_in: int = 200,
-                              thin: int = 1, betas: Sequence[float] | None = None, n_replicas: int = 16,
-                              generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                              dtype: torch.dtype = torch.float64) -> Tensor:
+def sample_parallel_tempering(
+    energy: PairwiseSpinEnergy,
+    n_samples: int,
+    n_chains: int = 64,
+    n_burn_in: int = 200,
+    thin: int = 1,
+    betas: Sequence[float] | None = None,
+    n_replicas: int = 16,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
     """Samples at the target's beta from :class:`ParallelTempering`, shape ``(n_samples, N)``.
 
     ``n_burn_in`` rounds are discarded, then the target rung's chains are recorded every ``thin``

@@ -22,7 +22,8 @@ or angle beyond its interval, a wrong handedness under the constraint) have log-
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -153,9 +154,15 @@ class MolecularFlow(nn.Module):
         self.register_buffer("bounded", torch.tensor([d.kind == "interval" for d in physical]))
         self.log_width = float(sum(math.log(d.width) for d in physical))
         self.flow = CouplingFlow(
-            unit_domains, n_layers=n_layers, hidden=hidden, depth=depth, bins=bins,
-            prior=Prior(unit_domains, families, loc, scale), mask=mask, seed=seed,
-        )  # fmt: skip
+            unit_domains,
+            n_layers=n_layers,
+            hidden=hidden,
+            depth=depth,
+            bins=bins,
+            prior=Prior(unit_domains, families, loc, scale),
+            mask=mask,
+            seed=seed,
+        )
         phi, psi = backbone_dihedral_indices(topology)
         self.register_buffer("phi_atoms", torch.as_tensor(phi))
         self.register_buffer("psi_atoms", torch.as_tensor(psi))

@@ -12,9 +12,10 @@ import io
 import math
 import os
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import mdtraj
 import numpy as np
@@ -36,8 +37,14 @@ __all__ = ["Molecule", "DEFAULT_FORCEFIELD"]
 #: Force field used when none is given.
 DEFAULT_FORCEFIELD: tuple[str, ...] = ("amber99sbildn.xml",)
 _CATALOG_KEYS = {
-    "description", "structure", "forcefield", "solvent", "constraints", "temperature", "references",
-}  # fmt: skip
+    "description",
+    "structure",
+    "forcefield",
+    "solvent",
+    "constraints",
+    "temperature",
+    "references",
+}
 
 
 class Molecule:
@@ -135,7 +142,9 @@ class Molecule:
             raise BoltzgenError(f"PDB file {str(path)!r} has no ATOM/HETATM records")
         positions = pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         metadata = {"name": path.stem, "source": str(path)} | metadata
-        return cls(pdb.topology, positions, forcefield, solvent, constraints, temperature, **metadata)
+        return cls(
+            pdb.topology, positions, forcefield, solvent, constraints, temperature, **metadata
+        )
 
     @classmethod
     def from_sequence(
@@ -161,9 +170,15 @@ class Molecule:
         )
         code = sequence.strip().upper()
         return cls(
-            topology, positions, forcefield, solvent, constraints, temperature,
-            name=f"ACE-{code}-NME", source=f"seq:{code}",
-        )  # fmt: skip
+            topology,
+            positions,
+            forcefield,
+            solvent,
+            constraints,
+            temperature,
+            name=f"ACE-{code}-NME",
+            source=f"seq:{code}",
+        )
 
     @classmethod
     def from_catalog(
@@ -209,7 +224,9 @@ class Molecule:
         """Names of the built-in systems, sorted."""
         root = _catalog_root()
         return sorted(
-            entry.name for entry in root.iterdir() if entry.is_dir() and (entry / "system.toml").is_file()
+            entry.name
+            for entry in root.iterdir()
+            if entry.is_dir() and (entry / "system.toml").is_file()
         )
 
     # --- properties ---------------------------------------------------------------------------
@@ -288,7 +305,9 @@ def _read_spec(path: Any, name: str) -> dict[str, Any]:
     try:
         spec = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
-        raise BoltzgenError(f"catalog system {name!r} has an unreadable system.toml: {one_line(error)}") from None
+        raise BoltzgenError(
+            f"catalog system {name!r} has an unreadable system.toml: {one_line(error)}"
+        ) from None
     unknown = set(spec) - _CATALOG_KEYS
     missing = {"structure", "forcefield", "solvent", "constraints", "temperature"} - set(spec)
     if unknown or missing:
@@ -310,7 +329,9 @@ def _file_list(forcefield: Sequence[str]) -> list[str]:
 
 def _checked_constraints(constraints: str) -> str:
     if constraints not in CONSTRAINTS:
-        raise BoltzgenError(f"constraints must be one of {', '.join(CONSTRAINTS)}, got {constraints!r}")
+        raise BoltzgenError(
+            f"constraints must be one of {', '.join(CONSTRAINTS)}, got {constraints!r}"
+        )
     return constraints
 
 
@@ -320,5 +341,7 @@ def _checked_temperature(temperature: float) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if not (value > 0 and math.isfinite(value)):
-        raise BoltzgenError(f"temperature must be a positive number of kelvin, got {temperature!r}")
+        raise BoltzgenError(
+            f"temperature must be a positive number of kelvin, got {temperature!r}"
+        )
     return value

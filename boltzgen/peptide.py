@@ -10,7 +10,8 @@ Amber force fields (caps ``ACE``: CH3, C, O; ``NME``: N, C), which mdtraj also u
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from openmm import app, unit
@@ -22,11 +23,27 @@ __all__ = ["ONE_LETTER_CODES", "SIDE_CHAINS", "AtomPlacement", "build_peptide", 
 
 #: One-letter codes of the 20 standard amino acids and their residue names.
 ONE_LETTER_CODES: dict[str, str] = {
-    "A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS",
-    "Q": "GLN", "E": "GLU", "G": "GLY", "H": "HIS", "I": "ILE",
-    "L": "LEU", "K": "LYS", "M": "MET", "F": "PHE", "P": "PRO",
-    "S": "SER", "T": "THR", "W": "TRP", "Y": "TYR", "V": "VAL",
-}  # fmt: skip
+    "A": "ALA",
+    "R": "ARG",
+    "N": "ASN",
+    "D": "ASP",
+    "C": "CYS",
+    "Q": "GLN",
+    "E": "GLU",
+    "G": "GLY",
+    "H": "HIS",
+    "I": "ILE",
+    "L": "LEU",
+    "K": "LYS",
+    "M": "MET",
+    "F": "PHE",
+    "P": "PRO",
+    "S": "SER",
+    "T": "THR",
+    "W": "TRP",
+    "Y": "TYR",
+    "V": "VAL",
+}
 
 
 class AtomPlacement(NamedTuple):
@@ -207,7 +224,9 @@ def place_atom(
     normal = np.cross(angle_ref - dihedral_ref, bc)
     normal /= np.linalg.norm(normal)
     frame = np.stack([bc, np.cross(normal, bc), normal], axis=1)
-    local = bond * np.array([-np.cos(theta), np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi)])
+    local = bond * np.array(
+        [-np.cos(theta), np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi)]
+    )
     return bonded + frame @ local
 
 
@@ -275,7 +294,9 @@ def _residue_names(sequence: str) -> list[str]:
 def _per_residue(value: float | Sequence[float], n: int, name: str) -> list[float]:
     values = [float(value)] * n if np.isscalar(value) else [float(v) for v in value]
     if len(values) != n or not all(np.isfinite(values)):
-        raise BoltzgenError(f"{name} must be one finite angle or {n} angles (degrees), got {value!r}")
+        raise BoltzgenError(
+            f"{name} must be one finite angle or {n} angles (degrees), got {value!r}"
+        )
     return values
 
 
@@ -315,9 +336,13 @@ def _heavy_atoms(
         }
         for atom in SIDE_CHAINS[name]:
             xyz[atom.name] = place_atom(
-                xyz[atom.bonded], xyz[atom.angle_ref], xyz[atom.dihedral_ref],
-                atom.bond, atom.angle, atom.dihedral,
-            )  # fmt: skip
+                xyz[atom.bonded],
+                xyz[atom.angle_ref],
+                xyz[atom.dihedral_ref],
+                atom.bond,
+                atom.angle,
+                atom.dihedral,
+            )
         elements = _BACKBONE_ELEMENTS | {a.name: a.element for a in SIDE_CHAINS[name]}
         atoms = {atom: add(residue, atom, elements[atom], xyz[atom]) for atom in xyz}
         bonds = [("N", "CA"), ("CA", "C"), ("C", "O")]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -95,16 +96,26 @@ def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
     registry = {**OBJECTIVES, **PROTOCOLS} if section == "trainer" else _REGISTRIES[section]
     name = table["name"]
     if name not in registry:
-        raise BoltzgenError(f"[{section}] name = {name!r} is unknown; choose one of: {', '.join(sorted(registry))}")
+        raise BoltzgenError(
+            f"[{section}] name = {name!r} is unknown; choose one of: {', '.join(sorted(registry))}"
+        )
     if section == "trainer" and name in PROTOCOLS:
-        schema = {f.name: (f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty, str(f.type)) for f in dataclasses.fields(PROTOCOLS[name])}
+        schema = {
+            f.name: (
+                f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty,
+                str(f.type),
+            )
+            for f in dataclasses.fields(PROTOCOLS[name])
+        }
     else:
         schema = _parameters(registry[name])
     if section == "trainer" and name not in PROTOCOLS:
         schema = {**_SETTINGS_SCHEMA, **schema}
     unknown = sorted(set(table) - set(schema) - {"name"})
     if unknown:
-        raise BoltzgenError(f"[{section}] unknown key(s) for '{name}': {', '.join(unknown)}; allowed: {', '.join(sorted(schema))}")
+        raise BoltzgenError(
+            f"[{section}] unknown key(s) for '{name}': {', '.join(unknown)}; allowed: {', '.join(sorted(schema))}"
+        )
     resolved: dict[str, Any] = {"name": name}
     for key, (default, annotation) in schema.items():
         if key in table:
@@ -118,7 +129,9 @@ def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Fill in every default and check every key and type; returns a new dict."""
-    resolved: dict[str, Any] = {key: config.get(key, default) for key, default in TOP_LEVEL_DEFAULTS.items()}
+    resolved: dict[str, Any] = {
+        key: config.get(key, default) for key, default in TOP_LEVEL_DEFAULTS.items()
+    }
     for section in ("target", "model", "trainer"):
         resolved[section] = _resolve_section(section, config[section])
     sample = dict(config.get("sample", {}))
@@ -142,7 +155,10 @@ def training_temperature(resolved: Mapping[str, Any]) -> float | None:
 
 
 def _call(factory: Callable, params: Mapping[str, Any], *context: Any) -> Any:
-    return factory(*context, **{k: v for k, v in params.items() if k != "name" and k not in _SETTINGS_DEFAULTS})
+    return factory(
+        *context,
+        **{k: v for k, v in params.items() if k != "name" and k not in _SETTINGS_DEFAULTS},
+    )
 
 
 def select_device(name: str) -> torch.device:
@@ -150,7 +166,9 @@ def select_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BoltzgenError(f"device = '{name}' but CUDA is not available here; use device = 'auto' or 'cpu'")
+        raise BoltzgenError(
+            f"device = '{name}' but CUDA is not available here; use device = 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -181,7 +199,9 @@ def train_settings(resolved: Mapping[str, Any], progress: bool = True) -> TrainS
 
 # -- targets -------------------------------------------------------------------------------
 @register("target", "gaussian-mixture")
-def _gaussian_mixture(n_modes: int = 8, radius: float = 3.0, sigma: float = 0.3, weights: str = "uniform") -> Energy:
+def _gaussian_mixture(
+    n_modes: int = 8, radius: float = 3.0, sigma: float = 0.3, weights: str = "uniform"
+) -> Energy:
     """8 modes on a ring of radius 3 (sigma 0.3); weights 'uniform' or 'skewed' (1:2:...:K)."""
     if weights not in ("uniform", "skewed"):
         raise BoltzgenError(f"[target] weights must be 'uniform' or 'skewed', got {weights!r}")
@@ -190,7 +210,9 @@ def _gaussian_mixture(n_modes: int = 8, radius: float = 3.0, sigma: float = 0.3,
 
 
 @register("target", "double-well")
-def _double_well(dim: int = 2, n_wells: int = 1, a: float = 1.0, b: float = -6.0, c: float = -0.5) -> Energy:
+def _double_well(
+    dim: int = 2, n_wells: int = 1, a: float = 1.0, b: float = -6.0, c: float = -0.5
+) -> Energy:
     return DoubleWell(dim=dim, n_wells=n_wells, a=a, b=b, c=c)
 
 
@@ -215,27 +237,47 @@ def _coupling_flow(
     from .flows import CouplingFlow, make_prior, real
 
     if target.is_discrete or len(target.event_shape) != 1:
-        raise BoltzgenError("[model] coupling-flow needs a continuous target with flat states (event_shape (d,))")
+        raise BoltzgenError(
+            "[model] coupling-flow needs a continuous target with flat states (event_shape (d,))"
+        )
     domains = [real()] * target.dim
     prior = make_prior(domains, kind="normal", loc=0.0, scale=prior_scale)
-    return CouplingFlow(domains, n_layers=n_layers, hidden=hidden, depth=depth, bins=bins, prior=prior, mask=mask, seed=seed)
+    return CouplingFlow(
+        domains,
+        n_layers=n_layers,
+        hidden=hidden,
+        depth=depth,
+        bins=bins,
+        prior=prior,
+        mask=mask,
+        seed=seed,
+    )
 
 
 # -- objectives -----------------------------------------------------------------------------
 @register("trainer", "reverse-kl")
-def _reverse_kl(target: Energy, temperature: float | None = None, energy_cap: float | None = None, drop_top_k: int = 0) -> Any:
+def _reverse_kl(
+    target: Energy,
+    temperature: float | None = None,
+    energy_cap: float | None = None,
+    drop_top_k: int = 0,
+) -> Any:
     return ReverseKL(target, temperature=temperature, energy_cap=energy_cap, drop_top_k=drop_top_k)
 
 
 @register("trainer", "forward-kl")
-def _forward_kl(target: Energy, data: str = "exact", n_data: int = 100_000, data_key: str = "samples") -> Any:
+def _forward_kl(
+    target: Energy, data: str = "exact", n_data: int = 100_000, data_key: str = "samples"
+) -> Any:
     """Maximum likelihood on ``data``: a file (.pt/.npy/.npz) or 'exact' samples of the target."""
     from .io import load_samples
 
     if data == "exact":
         sampler = getattr(target, "sample", None)
         if sampler is None:
-            raise BoltzgenError(f"[trainer] data = 'exact', but the target {type(target).__name__} has no exact sampler; give a data file")
+            raise BoltzgenError(
+                f"[trainer] data = 'exact', but the target {type(target).__name__} has no exact sampler; give a data file"
+            )
         samples = sampler(n_data)
     else:
         samples = load_samples(data, key=data_key)
@@ -266,10 +308,17 @@ def _molecule(
 
     sources = {"name": system, "pdb": pdb, "sequence": sequence}
     spec = {key: value for key, value in sources.items() if value}
-    options = {"forcefield": forcefield, "solvent": solvent, "constraints": constraints, "temperature": temperature}
+    options = {
+        "forcefield": forcefield,
+        "solvent": solvent,
+        "constraints": constraints,
+        "temperature": temperature,
+    }
     spec.update({key: value for key, value in options.items() if value is not None})
     if energy not in ENERGY_CHOICES:
-        raise BoltzgenError(f"[target] energy must be one of {', '.join(ENERGY_CHOICES)}; got {energy!r}")
+        raise BoltzgenError(
+            f"[target] energy must be one of {', '.join(ENERGY_CHOICES)}; got {energy!r}"
+        )
     molecule = molecule_from_spec(spec)
     target = energy_for_molecule(molecule, prefer=energy)
     target.molecule = molecule
@@ -292,8 +341,19 @@ def _molecular_flow(
 
     molecule = getattr(target, "molecule", None)
     if molecule is None:
-        raise BoltzgenError("[model] molecular-flow needs a molecule target ([target] name = \"molecule\")")
-    return MolecularFlow(molecule, n_layers=n_layers, hidden=hidden, depth=depth, bins=bins, mask=mask, chirality=chirality, seed=seed)
+        raise BoltzgenError(
+            '[model] molecular-flow needs a molecule target ([target] name = "molecule")'
+        )
+    return MolecularFlow(
+        molecule,
+        n_layers=n_layers,
+        hidden=hidden,
+        depth=depth,
+        bins=bins,
+        mask=mask,
+        chirality=chirality,
+        seed=seed,
+    )
 
 
 from . import recipes_discrete  # noqa: E402, F401  (registers the discrete targets, model and objectives)

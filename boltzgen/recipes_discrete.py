@@ -25,14 +25,21 @@ import dataclasses
 import functools
 import inspect
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .energy.base import Energy
 from .energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
-from .energy.lattice import CurieWeiss, EdwardsAnderson2D, IsingModel2D, PairwiseSpinEnergy, SherringtonKirkpatrick
+from .energy.lattice import (
+    CurieWeiss,
+    EdwardsAnderson2D,
+    IsingModel2D,
+    PairwiseSpinEnergy,
+    SherringtonKirkpatrick,
+)
 from .errors import BoltzgenError
 from .io import load_samples
 from .mcmc import sample_parallel_tempering, sample_swendsen_wang
@@ -120,7 +127,9 @@ class TrainingData:
             if not ok:
                 raise BoltzgenError(f"[trainer] {name} = {getattr(self, name)!r} is out of range")
         if self.mcmc_method not in MCMC_METHODS:
-            raise BoltzgenError(f"[trainer] mcmc_method = {self.mcmc_method!r}; choose one of: {', '.join(MCMC_METHODS)}")
+            raise BoltzgenError(
+                f"[trainer] mcmc_method = {self.mcmc_method!r}; choose one of: {', '.join(MCMC_METHODS)}"
+            )
 
     def samples(self, target: Energy) -> Tensor:
         """The training states, shape ``(n, N)``, on the target's device and dtype."""
@@ -130,8 +139,8 @@ class TrainingData:
         if self.data == "exact":
             if target.dim > MAX_ENUMERATION_UNITS:
                 raise BoltzgenError(
-                    f"[trainer] data = \"exact\" enumerates all 2**N states and needs N <= {MAX_ENUMERATION_UNITS}; "
-                    f"this target has N = {target.dim}: use data = \"mcmc\" or a file"
+                    f'[trainer] data = "exact" enumerates all 2**N states and needs N <= {MAX_ENUMERATION_UNITS}; '
+                    f'this target has N = {target.dim}: use data = "mcmc" or a file'
                 )
             states = exact_distribution(target).sample(self.n_data, generator)
         elif self.data == "mcmc":
@@ -154,14 +163,22 @@ class TrainingData:
         if (method == "gibbs") != isinstance(target, RBMEnergy):
             raise BoltzgenError(
                 f"[trainer] mcmc_method = {method!r} does not apply to {type(target).__name__}: "
-                "use \"gibbs\" for an rbm target, \"swendsen-wang\" or \"parallel-tempering\" for spin models"
+                'use "gibbs" for an rbm target, "swendsen-wang" or "parallel-tempering" for spin models'
             )
-        settings = {"n_chains": self.mcmc_chains, "n_burn_in": self.mcmc_burn_in, "thin": self.mcmc_thin,
-                    "generator": generator, "device": device, "dtype": torch.float64}
+        settings = {
+            "n_chains": self.mcmc_chains,
+            "n_burn_in": self.mcmc_burn_in,
+            "thin": self.mcmc_thin,
+            "generator": generator,
+            "device": device,
+            "dtype": torch.float64,
+        }
         if method == "swendsen-wang":
             return sample_swendsen_wang(target, self.n_data, **settings)
         if method == "parallel-tempering":
-            return sample_parallel_tempering(target, self.n_data, n_replicas=self.mcmc_replicas, **settings)
+            return sample_parallel_tempering(
+                target, self.n_data, n_replicas=self.mcmc_replicas, **settings
+            )
         return self._gibbs(target.rbm, generator)
 
     def _gibbs(self, rbm: RBM, generator: torch.Generator) -> Tensor:
@@ -176,10 +193,14 @@ class TrainingData:
     def _from_file(self, target: Energy, kind: str) -> Tensor:
         states = load_samples(self.data, key=self.data_key)
         if states.dim() != 2 or states.shape[1] != target.dim or states.shape[0] < 1:
-            raise BoltzgenError(f"[trainer] data file {self.data} holds shape {tuple(states.shape)}; expected (n, {target.dim})")
+            raise BoltzgenError(
+                f"[trainer] data file {self.data} holds shape {tuple(states.shape)}; expected (n, {target.dim})"
+            )
         allowed = torch.tensor([-1.0, 1.0] if kind == "spin" else [0.0, 1.0], dtype=torch.float64)
         if not torch.isin(states.double(), allowed).all():
-            raise BoltzgenError(f"[trainer] data file {self.data} holds values other than {allowed.tolist()} (the target's {kind} units)")
+            raise BoltzgenError(
+                f"[trainer] data file {self.data} holds values other than {allowed.tolist()} (the target's {kind} units)"
+            )
         return states
 
 
@@ -191,7 +212,12 @@ def _takes_training_data(factory: Callable[..., Any]) -> Callable[..., Any]:
     """
     fields = dataclasses.fields(TrainingData)
     own = [p for name, p in inspect.signature(factory).parameters.items() if name != "data"]
-    extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type) for f in fields]
+    extra = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+        )
+        for f in fields
+    ]
 
     @functools.wraps(factory)
     def build(target: Energy, **params: Any) -> Any:
@@ -228,16 +254,26 @@ def _edwards_anderson(L: int = 4, beta: float = 1.0, seed: int = 0) -> Energy:
 
 
 @register("target", "rbm")
-def _rbm_target(n_visible: int = 12, n_hidden: int = 8, visible: str = "spin", init_std: float = 1.0, seed: int = 0) -> Energy:
+def _rbm_target(
+    n_visible: int = 12,
+    n_hidden: int = 8,
+    visible: str = "spin",
+    init_std: float = 1.0,
+    seed: int = 0,
+) -> Energy:
     """A frozen random RBM as target, u(v) = F(v): weights N(0, init_std^2) drawn from ``seed``, biases 0."""
     if visible not in ("spin", "binary"):
-        raise BoltzgenError(f"[target] visible = {visible!r}: choose \"spin\" (+-1 units) or \"binary\" ({{0, 1}} units)")
+        raise BoltzgenError(
+            f'[target] visible = {visible!r}: choose "spin" (+-1 units) or "binary" ({{0, 1}} units)'
+        )
     return RBMEnergy(RBM(n_visible, n_hidden, visible, init_std=init_std, seed=seed))
 
 
 # -- model ----------------------------------------------------------------------------------
 @register("model", "rbm")
-def _rbm_model(target: Energy, n_hidden: int = 16, init_std: float = 0.01, seed: int = 0) -> torch.nn.Module:
+def _rbm_model(
+    target: Energy, n_hidden: int = 16, init_std: float = 0.01, seed: int = 0
+) -> torch.nn.Module:
     """RBM with the target's N units as visible layer (+-1 or {0, 1} like the target) and {0, 1} hidden units.
 
     One layer must have <= 24 units: the end-of-run summary needs its exact log Z_theta.

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import mdtraj
 import numpy as np
@@ -38,7 +39,15 @@ from .errors import BoltzgenError
 from .io import atomic_write, write_json
 from .md.statistics import integrated_autocorrelation_time
 
-__all__ = ["SPLITS", "SPLIT_FRACTIONS", "basin_populations", "decorrelation", "write_reference", "load_reference", "read_metadata"]
+__all__ = [
+    "SPLITS",
+    "SPLIT_FRACTIONS",
+    "basin_populations",
+    "decorrelation",
+    "write_reference",
+    "load_reference",
+    "read_metadata",
+]
 
 #: Dataset splits, in time order within each chain.
 SPLITS = ("train", "val", "test")
@@ -53,7 +62,9 @@ def _basin_labels(phi: np.ndarray, psi: np.ndarray) -> dict[str, np.ndarray]:
     return {"C7eq/C5": ~alpha_l & ~alpha_r, "alphaR": alpha_r, "alphaL": alpha_l}
 
 
-def basin_populations(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+def basin_populations(
+    phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, float]:
     """Fractions of frames in the C7eq/C5, alphaR and alphaL basins (module docstring).
 
     Arguments:
@@ -63,7 +74,10 @@ def basin_populations(phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | No
     """
     w = np.ones(len(np.asarray(phi))) if weights is None else np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
-    return {name: float(w[mask].sum()) for name, mask in _basin_labels(np.asarray(phi), np.asarray(psi)).items()}
+    return {
+        name: float(w[mask].sum())
+        for name, mask in _basin_labels(np.asarray(phi), np.asarray(psi)).items()
+    }
 
 
 def decorrelation(
@@ -85,12 +99,21 @@ def decorrelation(
     for name, indicator in (basins or {}).items():
         taus[f"tau_{name}_frames"] = integrated_autocorrelation_time(indicator.astype(np.float64))
     tau = max(taus.values())
-    return taus | {"tau_frames": tau, "tau_ps": tau * frame_time_ps, "effective_frames": reduced_energies.size / tau}
+    return taus | {
+        "tau_frames": tau,
+        "tau_ps": tau * frame_time_ps,
+        "effective_frames": reduced_energies.size / tau,
+    }
 
 
 def write_reference(
-    directory: str | os.PathLike[str], topology: mdtraj.Topology, positions: np.ndarray,
-    reduced_energies: np.ndarray, steps: np.ndarray, metadata: Mapping[str, Any], frame_time_ps: float,
+    directory: str | os.PathLike[str],
+    topology: mdtraj.Topology,
+    positions: np.ndarray,
+    reduced_energies: np.ndarray,
+    steps: np.ndarray,
+    metadata: Mapping[str, Any],
+    frame_time_ps: float,
 ) -> dict[str, Any]:
     """Split production frames, compute dihedrals and statistics, and write the dataset.
 
@@ -109,7 +132,9 @@ def write_reference(
     """
     n_reports, n_chains = reduced_energies.shape
     if n_reports < 10:
-        raise BoltzgenError(f"need at least 10 production frames per chain to split and time-correlate, got {n_reports}")
+        raise BoltzgenError(
+            f"need at least 10 production frames per chain to split and time-correlate, got {n_reports}"
+        )
     flat = positions.reshape(-1, topology.n_atoms, 3)
     try:
         phi, psi = backbone_dihedrals(flat, topology)
@@ -117,17 +142,28 @@ def write_reference(
         phi = psi = np.zeros((len(flat), 0))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    mdtraj.Trajectory(flat[:1].astype(np.float32), topology).save_pdb(str(directory / ".topology.tmp.pdb"))
+    mdtraj.Trajectory(flat[:1].astype(np.float32), topology).save_pdb(
+        str(directory / ".topology.tmp.pdb")
+    )
     os.replace(directory / ".topology.tmp.pdb", directory / "topology.pdb")
 
     bounds = np.round(np.cumsum((0.0,) + SPLIT_FRACTIONS) * n_reports).astype(int)
     chain = np.broadcast_to(np.arange(n_chains), (n_reports, n_chains))
     step = np.broadcast_to(np.asarray(steps)[:, None], (n_reports, n_chains))
-    grids = {"positions": positions, "reduced_energies": reduced_energies, "chain": chain, "step": step,
-             "phi": phi.reshape(n_reports, n_chains, -1), "psi": psi.reshape(n_reports, n_chains, -1)}  # fmt: skip
+    grids = {
+        "positions": positions,
+        "reduced_energies": reduced_energies,
+        "chain": chain,
+        "step": step,
+        "phi": phi.reshape(n_reports, n_chains, -1),
+        "psi": psi.reshape(n_reports, n_chains, -1),
+    }
     counts = {}
     for name, start, stop in zip(SPLITS, bounds[:-1], bounds[1:]):
-        arrays = {key: value[start:stop].reshape((stop - start) * n_chains, *value.shape[2:]) for key, value in grids.items()}
+        arrays = {
+            key: value[start:stop].reshape((stop - start) * n_chains, *value.shape[2:])
+            for key, value in grids.items()
+        }
         arrays["positions"] = arrays["positions"].astype(np.float32)
         with atomic_write(directory / f"{name}.npz") as handle:
             np.savez(handle, **arrays)
@@ -136,12 +172,17 @@ def write_reference(
     basins = None
     if phi.shape[1]:
         labels = _basin_labels(phi[:, 0], psi[:, 0])
-        basins = {name.replace("/", "_"): mask.reshape(n_reports, n_chains) for name, mask in labels.items()}
+        basins = {
+            name.replace("/", "_"): mask.reshape(n_reports, n_chains)
+            for name, mask in labels.items()
+        }
     result = dict(metadata) | {"frames": counts, "frame_time_ps": frame_time_ps}
     result |= decorrelation(reduced_energies, basins, frame_time_ps)
     if phi.shape[1]:
         result["basin_populations"] = basin_populations(phi[:, 0], psi[:, 0])
-        result["basins"] = "alphaL: 0 < phi < 120 deg; alphaR: otherwise -150 <= psi < 50 deg; C7eq/C5: the rest"
+        result["basins"] = (
+            "alphaL: 0 < phi < 120 deg; alphaR: otherwise -150 <= psi < 50 deg; C7eq/C5: the rest"
+        )
     write_json(directory / "metadata.json", result)
     return result
 
@@ -154,7 +195,9 @@ def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def load_reference(directory: str | os.PathLike[str], split: str = "train") -> dict[str, np.ndarray]:
+def load_reference(
+    directory: str | os.PathLike[str], split: str = "train"
+) -> dict[str, np.ndarray]:
     """One split of a reference dataset.
 
     Arguments:
@@ -172,6 +215,8 @@ def load_reference(directory: str | os.PathLike[str], split: str = "train") -> d
         raise BoltzgenError(f"unknown split {split!r}: choose from {', '.join(SPLITS)}")
     path = Path(directory) / f"{split}.npz"
     if not path.is_file():
-        raise BoltzgenError(f"{path} does not exist: generate the dataset with 'boltzgen reference MOLECULE -o {directory}'")
+        raise BoltzgenError(
+            f"{path} does not exist: generate the dataset with 'boltzgen reference MOLECULE -o {directory}'"
+        )
     with np.load(path, allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}

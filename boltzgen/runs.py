@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import copy
 import platform
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
 from .config import dump_config, parse_config_text
-from .energy.base import Energy
-from .errors import BoltzgenError
-from .io import atomic_write_text, load_checkpoint, save_samples, write_json
 from .diagnostics.discrete import exact_forward_kl, exact_ratio_divergence, exact_reverse_kl
 from .diagnostics.metrics import reverse_ess
+from .energy.base import Energy
 from .energy.exact import MAX_ENUMERATION_UNITS
-from .recipes import PROTOCOLS, build_model, build_objective, build_target, resolve_config, select_device, train_settings, training_temperature
+from .errors import BoltzgenError
+from .io import atomic_write_text, load_checkpoint, save_samples, write_json
+from .recipes import (
+    PROTOCOLS,
+    build_model,
+    build_objective,
+    build_target,
+    resolve_config,
+    select_device,
+    train_settings,
+    training_temperature,
+)
 from .recipes_discrete import exact_distribution
 from .trainers.annealing import tabg_from_config
 from .trainers.loop import Trainer
@@ -76,7 +86,13 @@ def device_description(device: torch.device) -> str:
 
 
 @torch.no_grad()
-def draw_samples(model: torch.nn.Module, target: Energy, n: int, temperature: float | None = None, chunk: int = 65536) -> dict[str, torch.Tensor]:
+def draw_samples(
+    model: torch.nn.Module,
+    target: Energy,
+    n: int,
+    temperature: float | None = None,
+    chunk: int = 65536,
+) -> dict[str, torch.Tensor]:
     """Draw ``n`` model samples in chunks with log q, reduced energies and log-weights.
 
     A model without ``sample_and_log_prob`` (an unnormalised RBM) is sampled by
@@ -87,12 +103,20 @@ def draw_samples(model: torch.nn.Module, target: Energy, n: int, temperature: fl
         ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log q.
     """
     sampler = getattr(model, "sample_and_log_prob", None) or free_energy_sampler(model)
-    drawn = draw_weighted_samples(model, target, n, temperature, chunk_size=chunk, storage="cpu", sampler=sampler)
-    return {"samples": drawn.samples, "log_q": drawn.log_q, "reduced_energies": drawn.reduced_energies,
-            "log_weights": drawn.log_weights}
+    drawn = draw_weighted_samples(
+        model, target, n, temperature, chunk_size=chunk, storage="cpu", sampler=sampler
+    )
+    return {
+        "samples": drawn.samples,
+        "log_q": drawn.log_q,
+        "reduced_energies": drawn.reduced_energies,
+        "log_weights": drawn.log_weights,
+    }
 
 
-def free_energy_sampler(model: torch.nn.Module) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+def free_energy_sampler(
+    model: torch.nn.Module,
+) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
     """``sample_and_log_prob`` of an unnormalised RBM, with the exact normalised log q.
 
     Samples are exact (the visible layer enumerated) when it has <= 24 units, otherwise the
@@ -132,7 +156,9 @@ def discrete_outputs(target: Energy, model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-def write_samples(path_prefix: Path, target: Energy, drawn: Mapping[str, torch.Tensor], temperature: float | None) -> list[Path]:
+def write_samples(
+    path_prefix: Path, target: Energy, drawn: Mapping[str, torch.Tensor], temperature: float | None
+) -> list[Path]:
     """Write drawn samples: a trajectory with topology for molecules, ``{prefix}.pt`` otherwise."""
     molecule = getattr(target, "molecule", None)
     if molecule is not None:
@@ -148,11 +174,19 @@ def write_samples(path_prefix: Path, target: Energy, drawn: Mapping[str, torch.T
         )
         return [Path(p) for p in paths]
     path = path_prefix.with_suffix(".pt")
-    save_samples(path, drawn["samples"], log_q=drawn["log_q"], reduced_energies=drawn["reduced_energies"], log_weights=drawn["log_weights"])
+    save_samples(
+        path,
+        drawn["samples"],
+        log_q=drawn["log_q"],
+        reduced_energies=drawn["reduced_energies"],
+        log_weights=drawn["log_weights"],
+    )
     return [path]
 
 
-def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def train_run(
+    config: Mapping[str, Any], run_dir: str | Path, progress: bool = True
+) -> dict[str, Any]:
     """Train a config into ``run_dir`` (resuming a checkpoint there), sample, and write the summary.
 
     Returns:
@@ -190,16 +224,26 @@ def train_run(config: Mapping[str, Any], run_dir: str | Path, progress: bool = T
     log_z = getattr(target, "log_z", None)
     if isinstance(log_z, (int, float)) and temperature in (None, target.temperature):
         summary["kl"] = summary["kl_minus_log_z"] + float(log_z)
-    if target.is_discrete and hasattr(model, "free_energy") and target.dim <= MAX_ENUMERATION_UNITS:
+    if (
+        target.is_discrete
+        and hasattr(model, "free_energy")
+        and target.dim <= MAX_ENUMERATION_UNITS
+    ):
         summary.update(discrete_outputs(target, model))
     molecule = getattr(target, "molecule", None)
     if molecule is not None:
-        summary.update(ramachandran_outputs(run_dir / "samples", drawn["samples"], molecule, summary["sample_temperature"]))
+        summary.update(
+            ramachandran_outputs(
+                run_dir / "samples", drawn["samples"], molecule, summary["sample_temperature"]
+            )
+        )
     write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def ramachandran_outputs(folder: Path, positions: torch.Tensor, molecule: Any, temperature: float) -> dict[str, Any]:
+def ramachandran_outputs(
+    folder: Path, positions: torch.Tensor, molecule: Any, temperature: float
+) -> dict[str, Any]:
     """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the basin populations of
     the first (phi, psi) pair (:func:`boltzgen.reference.basin_populations`, unweighted) and the path."""
     from .diagnostics.free_energy import backbone_dihedrals
@@ -207,10 +251,15 @@ def ramachandran_outputs(folder: Path, positions: torch.Tensor, molecule: Any, t
     from .reference import basin_populations
 
     phi, psi = backbone_dihedrals(positions.double().numpy(), molecule.topology)
-    ax, data = plot_ramachandran(phi[:, 0], psi[:, 0], title=f"{molecule.name}: flow samples at {temperature:g} K")
+    ax, data = plot_ramachandran(
+        phi[:, 0], psi[:, 0], title=f"{molecule.name}: flow samples at {temperature:g} K"
+    )
     path = folder / "ramachandran.png"
     save_figure(ax.figure, path, data)
-    return {"basin_populations": basin_populations(phi[:, 0], psi[:, 0]), "ramachandran_plot": str(path)}
+    return {
+        "basin_populations": basin_populations(phi[:, 0], psi[:, 0]),
+        "ramachandran_plot": str(path),
+    }
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:
@@ -218,14 +267,20 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Modu
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
     if not config_path.is_file():
-        raise BoltzgenError(f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train CONFIG'")
+        raise BoltzgenError(
+            f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train CONFIG'"
+        )
     resolved = resolve_config(parse_config_text(config_path.read_text(), str(config_path)))
     target = build_target(resolved)
     model = build_model(resolved, target)
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location=select_device(resolved["device"]))
+    state = load_checkpoint(
+        run_dir / "checkpoints" / "last.pt", map_location=select_device(resolved["device"])
+    )
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as error:
-        raise BoltzgenError(f"the checkpoint of {run_dir} does not match its config: {str(error).splitlines()[0][:160]}") from None
+        raise BoltzgenError(
+            f"the checkpoint of {run_dir} does not match its config: {str(error).splitlines()[0][:160]}"
+        ) from None
     model.eval()
     return resolved, target, model

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mdtraj
 import numpy as np
@@ -58,8 +59,14 @@ def write_samples(
     """
     unknown = [f for f in formats if f not in TRAJECTORY_FORMATS]
     if unknown or not formats:
-        raise BoltzgenError(f"unknown trajectory formats {unknown or list(formats)}: choose from {', '.join(TRAJECTORY_FORMATS)}")
-    md_topology = topology if isinstance(topology, mdtraj.Topology) else mdtraj.Topology.from_openmm(topology)
+        raise BoltzgenError(
+            f"unknown trajectory formats {unknown or list(formats)}: choose from {', '.join(TRAJECTORY_FORMATS)}"
+        )
+    md_topology = (
+        topology
+        if isinstance(topology, mdtraj.Topology)
+        else mdtraj.Topology.from_openmm(topology)
+    )
     xyz = _as_array(positions, "positions")
     if xyz.ndim != 3 or xyz.shape[1:] != (md_topology.n_atoms, 3) or len(xyz) == 0:
         raise BoltzgenError(
@@ -84,14 +91,18 @@ def write_samples(
         "xtc": lambda path: trajectory.save_xtc(path, force_overwrite=True),
         "h5": lambda path: trajectory.save_hdf5(path, force_overwrite=True),
     }
-    written = [_write_atomically(Path(f"{prefix}.{kind}"), writers[kind]) for kind in ("pdb", *formats)]
+    written = [
+        _write_atomically(Path(f"{prefix}.{kind}"), writers[kind]) for kind in ("pdb", *formats)
+    ]
     if sidecar:
         path = Path(f"{prefix}.weights.npz")
         written.append(_write_atomically(path, lambda tmp: np.savez(tmp, **sidecar)))
     return written
 
 
-def read_samples(prefix: str | os.PathLike[str]) -> tuple[mdtraj.Trajectory, dict[str, np.ndarray]]:
+def read_samples(
+    prefix: str | os.PathLike[str],
+) -> tuple[mdtraj.Trajectory, dict[str, np.ndarray]]:
     """Read a sample set written by :func:`write_samples`.
 
     Arguments:
@@ -136,7 +147,9 @@ def _as_array(value: Any, name: str) -> np.ndarray:
 
 def _write_atomically(path: Path, write: Callable[[str], None]) -> Path:
     """Call ``write(temporary_path)`` (same folder and extension), then move it to ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
+    )
     os.close(handle)
     try:
         write(temporary)

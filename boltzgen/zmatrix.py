@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from openmm import app, unit
@@ -93,9 +93,14 @@ class ZMatrix:
     def torsions(self) -> np.ndarray:
         """Atom quadruples ``(i, j, k, l)`` of the N-3 torsions, shape ``(N-3, 4)``."""
         return np.stack(
-            [self.order[3:], self.bond_partner[3:], self.angle_partner[3:],
-             self.torsion_partner[3:]], axis=1,
-        )  # fmt: skip
+            [
+                self.order[3:],
+                self.bond_partner[3:],
+                self.angle_partner[3:],
+                self.torsion_partner[3:],
+            ],
+            axis=1,
+        )
 
 
 def bond_graph(topology: app.Topology) -> list[list[int]]:
@@ -127,7 +132,9 @@ def _distances_from(source: int, neighbours: list[list[int]]) -> list[int]:
     return distance
 
 
-def _heavy_order(heavy: list[int], neighbours: list[list[int]]) -> tuple[list[int], dict[int, int]]:
+def _heavy_order(
+    heavy: list[int], neighbours: list[list[int]]
+) -> tuple[list[int], dict[int, int]]:
     """Heavy atoms depth-first along a breadth-first tree, backbone then longest branches first;
     and the parent of each in that tree."""
     members = set(heavy)
@@ -297,9 +304,11 @@ def _graph_classes(topology: app.Topology, neighbours: list[list[int]]) -> list[
     classes = _rank(labels)
     while True:
         refined = _rank(
-            [(classes[a], tuple(sorted(classes[b] for b in neighbours[a])))
-             for a in range(len(atoms))]
-        )  # fmt: skip
+            [
+                (classes[a], tuple(sorted(classes[b] for b in neighbours[a])))
+                for a in range(len(atoms))
+            ]
+        )
         if len(set(refined)) == len(set(classes)):
             return refined
         classes = refined

@@ -23,7 +23,12 @@ from boltzgen.flows import CouplingFlow, make_prior, real
 from boltzgen.io import load_checkpoint
 from boltzgen.runs import load_run, train_run
 from boltzgen.trainers import ReverseKL, Trainer, TrainingInterrupted, TrainSettings
-from boltzgen.trainers.annealing import AnnealingSettings, TemperatureAnnealing, tabg_from_config, temperature_ladder
+from boltzgen.trainers.annealing import (
+    AnnealingSettings,
+    TemperatureAnnealing,
+    tabg_from_config,
+    temperature_ladder,
+)
 from boltzgen.trainers.reweighting import WeightedSamples, draw_weighted_samples, resample_buffer
 
 BUFFER_SAMPLES = 20_000
@@ -47,21 +52,41 @@ def left_well_flow(seed: int = 0) -> CouplingFlow:
     torch.manual_seed(seed)
     domains = [real()] * 2
     prior = make_prior(domains, kind="normal", loc=[-1.7, 0.0], scale=[0.3, 1.0])
-    return CouplingFlow(domains, n_layers=2, hidden=32, depth=2, bins=8, prior=prior, seed=seed).double()
+    return CouplingFlow(
+        domains, n_layers=2, hidden=32, depth=2, bins=8, prior=prior, seed=seed
+    ).double()
 
 
 def annealing_settings(**overrides) -> AnnealingSettings:
     """T = 8 -> 4 -> 2 -> 1 plus one step at 1; N = 2e4, M = 1e4; 60 ML steps per rung."""
-    values = dict(t_high=8.0, t_low=1.0, n_rungs=3, extra_final_rungs=1, pretrain_steps=PRETRAIN_STEPS,
-                  pretrain_batch_size=PRETRAIN_BATCH, pretrain_lr=1e-2, pretrain_warmup_steps=20, drop_top_k=0,
-                  buffer_samples=BUFFER_SAMPLES, resample_size=10_000, chunk_size=4096, rung_steps=60,
-                  rung_batch_size=256, rung_lr=1e-2, weight_decay=0.0, log_every=20, checkpoint_every=25,
-                  progress=False)
+    values = dict(
+        t_high=8.0,
+        t_low=1.0,
+        n_rungs=3,
+        extra_final_rungs=1,
+        pretrain_steps=PRETRAIN_STEPS,
+        pretrain_batch_size=PRETRAIN_BATCH,
+        pretrain_lr=1e-2,
+        pretrain_warmup_steps=20,
+        drop_top_k=0,
+        buffer_samples=BUFFER_SAMPLES,
+        resample_size=10_000,
+        chunk_size=4096,
+        rung_steps=60,
+        rung_batch_size=256,
+        rung_lr=1e-2,
+        weight_decay=0.0,
+        log_every=20,
+        checkpoint_every=25,
+        progress=False,
+    )
     values.update(overrides)
     return AnnealingSettings(**values)
 
 
-def mass_estimates(model: torch.nn.Module, target: DoubleWell, n: int = 20_000) -> tuple[float, float, float]:
+def mass_estimates(
+    model: torch.nn.Module, target: DoubleWell, n: int = 20_000
+) -> tuple[float, float, float]:
     """Flow mass of x0 > 0, its self-normalised importance-weighted estimate and that estimate's s.e."""
     torch.manual_seed(1234)
     drawn = draw_weighted_samples(model, target, n)
@@ -87,14 +112,18 @@ def test_weights_ess_and_dropping_by_hand() -> None:
     """u_T = u * T0/T and log w = -u_T - log q; one NaN dropped; ESS of w = (1, 2, 3) is 36/42."""
     target = double_well()
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
-    u_hand = torch.tensor([0.0, 1 - 6 - 0.4, 1 - 6 + 0.4 + 2.0, 16 - 24 - 0.8 + 0.5], dtype=torch.float64)
+    u_hand = torch.tensor(
+        [0.0, 1 - 6 - 0.4, 1 - 6 + 0.4 + 2.0, 16 - 24 - 0.8 + 0.5], dtype=torch.float64
+    )
     u_at_2 = target.energy(x, temperature=2.0)
     assert torch.allclose(u_at_2, u_hand / 2, atol=1e-12)
     wanted_log_w = torch.tensor([0.0, math.log(2), math.log(3), math.nan], dtype=torch.float64)
     log_q = -u_at_2 - wanted_log_w
     drawn = WeightedSamples(x, log_q, u_at_2, 2.0)
     assert torch.allclose(drawn.log_weights[:3], wanted_log_w[:3], atol=1e-12)
-    buffer, stats = resample_buffer(drawn, 30_000, clip_fraction=0.0, generator=torch.Generator().manual_seed(0))
+    buffer, stats = resample_buffer(
+        drawn, 30_000, clip_fraction=0.0, generator=torch.Generator().manual_seed(0)
+    )
     assert stats.n_dropped == 1 and stats.n_clipped == 0
     assert stats.ess == pytest.approx(36 / 42, abs=1e-12)
     assert stats.max_weight_fraction == pytest.approx(0.5, abs=1e-12)
@@ -109,8 +138,12 @@ def test_clipping_keeps_floor_f_n_weights_at_kth_largest() -> None:
     """N = 1000 distinct log-weights, f = 0.0057: floor(fN) = 5 clipped; ESS equals NumPy's of the clipped weights."""
     rng = np.random.default_rng(0)
     log_w = rng.standard_normal(1000) * 2.0
-    drawn = WeightedSamples(torch.zeros(1000, 2, dtype=torch.float64), torch.from_numpy(-log_w),
-                            torch.zeros(1000, dtype=torch.float64), 1.0)
+    drawn = WeightedSamples(
+        torch.zeros(1000, 2, dtype=torch.float64),
+        torch.from_numpy(-log_w),
+        torch.zeros(1000, dtype=torch.float64),
+        1.0,
+    )
     _, stats = resample_buffer(drawn, 10, clip_fraction=0.0057)
     kth = np.sort(log_w)[::-1][4]
     clipped = np.minimum(log_w, kth)
@@ -130,7 +163,9 @@ def test_chunked_draw_equals_unchunked() -> None:
     for chunk in (4096, 512):
         torch.manual_seed(7)
         drawn = draw_weighted_samples(model, target, 4096, temperature=2.0, chunk_size=chunk)
-        buffer, stats = resample_buffer(drawn, 1000, 1e-3, generator=torch.Generator().manual_seed(3))
+        buffer, stats = resample_buffer(
+            drawn, 1000, 1e-3, generator=torch.Generator().manual_seed(3)
+        )
         results.append((drawn, buffer, stats))
     (a, buffer_a, stats_a), (b, buffer_b, stats_b) = results
     assert torch.equal(a.samples, b.samples) and torch.equal(a.log_q, b.log_q)
@@ -140,15 +175,21 @@ def test_chunked_draw_equals_unchunked() -> None:
 
 def test_ladder_and_settings() -> None:
     """Geometric ladder T_k = 8 (1/8)^(k/3) = 8, 4, 2, 1 plus one extra 1; bad keys and ranges refused."""
-    assert temperature_ladder(8.0, 1.0, 3, 1) == pytest.approx([8.0, 4.0, 2.0, 1.0, 1.0], rel=1e-14)
+    assert temperature_ladder(8.0, 1.0, 3, 1) == pytest.approx(
+        [8.0, 4.0, 2.0, 1.0, 1.0], rel=1e-14
+    )
     assert temperature_ladder(1200.0, 300.0, 9, 1)[-2:] == [300.0, 300.0]
     with pytest.raises(BoltzgenError, match="t_low <= t_high"):
         temperature_ladder(300.0, 1200.0, 9)
     with pytest.raises(BoltzgenError, match="unknown key"):
-        tabg_from_config(double_well(), left_well_flow(), {"name": "tabg", "t_high": 8.0, "rung_stepz": 3}, None)
+        tabg_from_config(
+            double_well(), left_well_flow(), {"name": "tabg", "t_high": 8.0, "rung_stepz": 3}, None
+        )
     with pytest.raises(BoltzgenError, match="resample_size"):
         AnnealingSettings(t_high=8.0, resample_size=0)
-    protocol = tabg_from_config(double_well(), left_well_flow(), {"name": "tabg", "t_high": 8.0, "n_rungs": 2}, None)
+    protocol = tabg_from_config(
+        double_well(), left_well_flow(), {"name": "tabg", "t_high": 8.0, "n_rungs": 2}, None
+    )
     assert protocol.stages == ["pretrain", "anneal-1-T2.82843", "anneal-2-T1", "anneal-3-T1"]
 
 
@@ -157,7 +198,9 @@ def test_reverse_kl_at_target_temperature_stays_in_the_minor_well() -> None:
     """Plain reverse KL at T = 1 from the left-well start: < 1% of 2e4 samples reach the major well (exact 79%)."""
     target = double_well()
     model = left_well_flow()
-    settings = TrainSettings(steps=PRETRAIN_STEPS, batch_size=PRETRAIN_BATCH, lr=1e-2, warmup_steps=20, progress=False)
+    settings = TrainSettings(
+        steps=PRETRAIN_STEPS, batch_size=PRETRAIN_BATCH, lr=1e-2, warmup_steps=20, progress=False
+    )
     Trainer(model, ReverseKL(target), settings).fit()
     flow_mass, _, _ = mass_estimates(model, target)
     assert right_well_mass(target) == pytest.approx(0.7945, abs=1e-4)
@@ -175,7 +218,9 @@ def test_tabg_recovers_both_wells(annealed_run: tuple[Path, TemperatureAnnealing
     assert standard_error < 0.01
     assert abs(flow_mass - exact) < 0.05, flow_mass
     ladder = json.loads((run_dir / "ladder.json").read_text())
-    assert ladder["complete"] and [r["temperature"] for r in ladder["rungs"]] == pytest.approx([4.0, 2.0, 1.0, 1.0])
+    assert ladder["complete"] and [r["temperature"] for r in ladder["rungs"]] == pytest.approx(
+        [4.0, 2.0, 1.0, 1.0]
+    )
     assert all(0.3 < r["ess"] <= 1 and r["n_samples"] == BUFFER_SAMPLES for r in ladder["rungs"])
     assert protocol.energy_evaluations == PRETRAIN_STEPS * PRETRAIN_BATCH + 4 * BUFFER_SAMPLES
     assert ladder["rungs"][-1]["energy_evaluations"] == protocol.energy_evaluations
@@ -208,19 +253,28 @@ def test_resume_in_the_middle_of_the_ladder(annealed_run, tmp_path: Path) -> Non
         if record["rung"] == 2:
             raise KeyboardInterrupt
 
-    first = TemperatureAnnealing(left_well_flow(), double_well(), annealing_settings(), tmp_path, on_rung=stop_after_rung_2)
+    first = TemperatureAnnealing(
+        left_well_flow(), double_well(), annealing_settings(), tmp_path, on_rung=stop_after_rung_2
+    )
     with pytest.raises(TrainingInterrupted, match="after 2 rung"):
         first.fit()
     # rung 3 draws 20000 samples in 5 chunks of 4096: stop in the middle of its draw
-    second = TemperatureAnnealing(left_well_flow(), _InterruptingEnergy(stop_at=3).double(), annealing_settings(), tmp_path)
+    second = TemperatureAnnealing(
+        left_well_flow(), _InterruptingEnergy(stop_at=3).double(), annealing_settings(), tmp_path
+    )
     with pytest.raises(TrainingInterrupted):
         second.fit()
     assert len(json.loads((tmp_path / "ladder.json").read_text())["rungs"]) == 2
-    resumed = TemperatureAnnealing(left_well_flow(seed=5), double_well(), annealing_settings(), tmp_path)
+    resumed = TemperatureAnnealing(
+        left_well_flow(seed=5), double_well(), annealing_settings(), tmp_path
+    )
     resumed.fit()
     for name, value in reference.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], value), name
-    assert resumed.energy_evaluations == reference.energy_evaluations and resumed.step == reference.step
+    assert (
+        resumed.energy_evaluations == reference.energy_evaluations
+        and resumed.step == reference.step
+    )
     ladder = json.loads((tmp_path / "ladder.json").read_text())
     assert [r["ess"] for r in ladder["rungs"]] == [r["ess"] for r in reference.record["rungs"]]
 
@@ -229,37 +283,78 @@ def test_resume_refuses_other_settings(annealed_run) -> None:
     """A run directory of other settings is refused with one line."""
     run_dir, _ = annealed_run
     with pytest.raises(BoltzgenError, match="other settings"):
-        TemperatureAnnealing(left_well_flow(), double_well(), annealing_settings(rung_steps=61), run_dir).fit()
+        TemperatureAnnealing(
+            left_well_flow(), double_well(), annealing_settings(rung_steps=61), run_dir
+        ).fit()
 
 
 # -- boltzgen evaluate --------------------------------------------------------------------------
-def test_evaluate_toy_run_prints_the_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_toy_run_prints_the_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A 40-step reverse-KL run on the double well, evaluated with 4000 samples against 3000 exact
     samples: every key present, NLL equals -mean log q recomputed from the checkpoint's model (1e-9),
     ESS values in [0, 1], molecule-only metrics null."""
     config = {
-        "seed": 0, "device": "cpu", "dtype": "float64",
+        "seed": 0,
+        "device": "cpu",
+        "dtype": "float64",
         "target": {"name": "double-well", "dim": 2, "c": -0.4},
         "model": {"name": "coupling-flow", "n_layers": 2, "hidden": 16},
-        "trainer": {"name": "reverse-kl", "temperature": 2.0, "steps": 40, "batch_size": 128, "lr": 1e-2,
-                    "progress": False, "log_every": 20},
+        "trainer": {
+            "name": "reverse-kl",
+            "temperature": 2.0,
+            "steps": 40,
+            "batch_size": 128,
+            "lr": 1e-2,
+            "progress": False,
+            "log_every": 20,
+        },
         "sample": {"n": 100},
     }
     run_dir = tmp_path / "run"
     train_run(config, run_dir, progress=False)
     reference = double_well().sample(3000, seed=11)
     torch.save({"samples": reference}, tmp_path / "reference.pt")
-    code = main(["evaluate", str(run_dir), "-n", "4000", "--reference", str(tmp_path / "reference.pt"), "--json"])
+    code = main(
+        [
+            "evaluate",
+            str(run_dir),
+            "-n",
+            "4000",
+            "--reference",
+            str(tmp_path / "reference.pt"),
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    for key in ("ess", "forward_ess", "nll", "ramachandran_kl", "ramachandran_tv", "ramachandran_kl_reweighted",
-                "ramachandran_tv_reweighted", "ramachandran_tv_floor", "n_samples", "n_reference",
-                "energy_evaluations", "wall_time_s", "device"):
+    for key in (
+        "ess",
+        "forward_ess",
+        "nll",
+        "ramachandran_kl",
+        "ramachandran_tv",
+        "ramachandran_kl_reweighted",
+        "ramachandran_tv_reweighted",
+        "ramachandran_tv_floor",
+        "n_samples",
+        "n_reference",
+        "energy_evaluations",
+        "wall_time_s",
+        "device",
+    ):
         assert key in report, key
-    assert report["n_samples"] == 4000 and report["n_reference"] == 3000 and report["temperature"] == 2.0
+    assert (
+        report["n_samples"] == 4000
+        and report["n_reference"] == 3000
+        and report["temperature"] == 2.0
+    )
     assert report["energy_evaluations"] == 40 * 128
     assert 0 < report["ess"] <= 1 and 0 < report["forward_ess"] <= 1
-    assert all(report[k] is None for k in ("ramachandran_kl", "ramachandran_tv", "ramachandran_tv_floor"))
+    assert all(
+        report[k] is None for k in ("ramachandran_kl", "ramachandran_tv", "ramachandran_tv_floor")
+    )
     _, _, model = load_run(run_dir)
     with torch.no_grad():
         assert report["nll"] == pytest.approx(float(-model.log_prob(reference).mean()), rel=1e-9)

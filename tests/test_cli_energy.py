@@ -15,7 +15,13 @@ import pytest
 
 from boltzgen.cli import main
 
-FORCES = {"HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce", "CustomGBForce"}
+FORCES = {
+    "HarmonicBondForce",
+    "HarmonicAngleForce",
+    "PeriodicTorsionForce",
+    "NonbondedForce",
+    "CustomGBForce",
+}
 KEYS = {"max_rel_energy_error", "max_rel_force_error", "terms", "n_configurations", "passed"}
 
 
@@ -25,8 +31,12 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, captured.out, captured.err
 
 
-def test_energy_check_json_passes_for_alanine_dipeptide(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(["energy", "check", "alanine-dipeptide", "--md-frames", "2", "--json"], capsys)
+def test_energy_check_json_passes_for_alanine_dipeptide(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = _run(
+        ["energy", "check", "alanine-dipeptide", "--md-frames", "2", "--json"], capsys
+    )
     result = json.loads(out)
     assert code == 0
     assert KEYS <= set(result)
@@ -35,11 +45,25 @@ def test_energy_check_json_passes_for_alanine_dipeptide(capsys: pytest.CaptureFi
     for errors in result["terms"].values():
         assert set(errors) == {"max_rel_energy_error", "max_rel_force_error"}
         assert errors["max_rel_energy_error"] <= 1e-6 and errors["max_rel_force_error"] <= 1e-5
-    assert result["max_rel_energy_error"] == max(e["max_rel_energy_error"] for e in result["terms"].values())
+    assert result["max_rel_energy_error"] == max(
+        e["max_rel_energy_error"] for e in result["terms"].values()
+    )
 
 
-def test_energy_check_exits_1_when_a_tolerance_is_exceeded(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["energy", "check", "alanine-dipeptide-vacuum", "--md-frames", "1", "--dtype", "float32", "--force-tolerance", "1e-12"]
+def test_energy_check_exits_1_when_a_tolerance_is_exceeded(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        "energy",
+        "check",
+        "alanine-dipeptide-vacuum",
+        "--md-frames",
+        "1",
+        "--dtype",
+        "float32",
+        "--force-tolerance",
+        "1e-12",
+    ]
     code, out, _ = _run([*argv, "--json"], capsys)
     result = json.loads(out)
     assert code == 1 and result["passed"] is False and result["dtype"] == "float32"
@@ -48,18 +72,44 @@ def test_energy_check_exits_1_when_a_tolerance_is_exceeded(capsys: pytest.Captur
     assert code == 1 and "FAILED" in out and "NonbondedForce" in out
 
 
-def test_energy_check_names_an_unsupported_force_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    extra = tmp_path / "restraint.xml"  # a force-field file whose script adds a CustomExternalForce
-    extra.write_text("<ForceField><Script>import openmm\nsys.addForce(openmm.CustomExternalForce('0'))\n</Script></ForceField>\n")
-    argv = ["energy", "check", "alanine-dipeptide", "--forcefield", "amber96.xml", str(extra), "--json"]
+def test_energy_check_names_an_unsupported_force_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    extra = (
+        tmp_path / "restraint.xml"
+    )  # a force-field file whose script adds a CustomExternalForce
+    extra.write_text(
+        "<ForceField><Script>import openmm\nsys.addForce(openmm.CustomExternalForce('0'))\n</Script></ForceField>\n"
+    )
+    argv = [
+        "energy",
+        "check",
+        "alanine-dipeptide",
+        "--forcefield",
+        "amber96.xml",
+        str(extra),
+        "--json",
+    ]
     code, out, err = _run(argv, capsys)
     assert code == 2 and out == ""
     assert "CustomExternalForce" in err and err.count("\n") == 1
 
 
-def test_bench_energy_reports_every_backend(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_bench_energy_reports_every_backend(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     target = tmp_path / "bench.json"
-    argv = ["bench", "energy", "alanine-dipeptide-vacuum", "--batches", "16", "--workers", "1", "--seconds", "0.05"]
+    argv = [
+        "bench",
+        "energy",
+        "alanine-dipeptide-vacuum",
+        "--batches",
+        "16",
+        "--workers",
+        "1",
+        "--seconds",
+        "0.05",
+    ]
     code, out, _ = _run([*argv, "--json", "--json-out", str(target)], capsys)
     assert code == 0
     result = json.loads(out)
@@ -74,7 +124,9 @@ def test_bench_energy_reports_every_backend(capsys: pytest.CaptureFixture[str], 
     assert all(r["evaluations_per_second"] > 0 for r in rows)
 
 
-def test_bench_md_compares_batched_md_with_openmm_langevin(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_md_compares_batched_md_with_openmm_langevin(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     argv = ["bench", "md", "alanine-dipeptide-vacuum", "--replicas", "2", "8", "--seconds", "0.05"]
     code, out, _ = _run([*argv, "--json"], capsys)
     assert code == 0
@@ -87,6 +139,8 @@ def test_bench_md_compares_batched_md_with_openmm_langevin(capsys: pytest.Captur
     assert all(r["evaluations_per_second"] > 0 for r in rows)
     code, out, _ = _run(argv, capsys)
     header, openmm_row = out.splitlines()[:2]
-    assert "replica-steps/s" in header and openmm_row.split()[-2] == "1.0"  # the speed-up column's reference
+    assert (
+        "replica-steps/s" in header and openmm_row.split()[-2] == "1.0"
+    )  # the speed-up column's reference
     code, _, err = _run([*argv[:3], "--replicas", "0"], capsys)
     assert code == 2 and "--replicas" in err

@@ -34,16 +34,33 @@ def test_systems_show_alanine_dipeptide_json(capsys):
 
 
 def test_systems_show_overrides_and_sequences(capsys):
-    shown = _json(capsys, ["systems", "show", "alanine-dipeptide", "--solvent", "vacuum",
-                           "--constraints", "hbonds", "--temperature", "400", "--json"])  # fmt: skip
+    shown = _json(
+        capsys,
+        [
+            "systems",
+            "show",
+            "alanine-dipeptide",
+            "--solvent",
+            "vacuum",
+            "--constraints",
+            "hbonds",
+            "--temperature",
+            "400",
+            "--json",
+        ],
+    )
     assert shown["solvent"] == [] and shown["n_dof"] == 60 - 12 and shown["temperature"] == 400.0
     shown = _json(capsys, ["systems", "show", "seq:GG", "--forcefield", "amber96.xml", "--json"])
-    assert shown["residues"] == ["ACE", "GLY", "GLY", "NME"] and shown["forcefield"] == ["amber96.xml"]
+    assert shown["residues"] == ["ACE", "GLY", "GLY", "NME"] and shown["forcefield"] == [
+        "amber96.xml"
+    ]
 
 
 def test_build_writes_a_pdb_mdtraj_reads(tmp_path, capsys):
     out = tmp_path / "aaa.pdb"
-    summary = _json(capsys, ["build", "AAA", "-o", str(out), "--solvent", "amber99_obc.xml", "--json"])
+    summary = _json(
+        capsys, ["build", "AAA", "-o", str(out), "--solvent", "amber99_obc.xml", "--json"]
+    )
     assert summary["n_atoms"] == 42 and summary["solvent"] == ["amber99_obc.xml"]
     trajectory = mdtraj.load(str(out))
     assert trajectory.n_atoms == 42 and mdtraj.compute_phi(trajectory)[0].shape == (3, 4)
@@ -55,7 +72,10 @@ def test_build_writes_a_pdb_mdtraj_reads(tmp_path, capsys):
     "argv, message",
     [
         (["systems", "show", "ala4"], "unknown catalog system 'ala4'"),
-        (["systems", "show", "alanine-dipeptide", "--solvent", "water"], "unknown solvent 'water'"),
+        (
+            ["systems", "show", "alanine-dipeptide", "--solvent", "water"],
+            "unknown solvent 'water'",
+        ),
         (["systems", "show", "seq:AZ"], "bad peptide sequence"),
         (["build", "AAA"], "required: -o"),
     ],
@@ -70,10 +90,25 @@ def test_missing_hydrogens_through_the_real_command(tmp_path):
     pdb = tmp_path / "heavy.pdb"
     Molecule.from_catalog("alanine-dipeptide").write_pdb(pdb)
     lines = pdb.read_text().splitlines(True)
-    pdb.write_text("".join(l for l in lines if not (l.startswith(("ATOM", "HETATM")) and l[76:78].strip() == "H")))
+    pdb.write_text(
+        "".join(
+            l for l in lines if not (l.startswith(("ATOM", "HETATM")) and l[76:78].strip() == "H")
+        )
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "boltzgen", "systems", "show", str(pdb), "--forcefield", "amber96.xml"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "boltzgen",
+            "systems",
+            "show",
+            str(pdb),
+            "--forcefield",
+            "amber96.xml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "no template for residue ACE 1" in result.stderr

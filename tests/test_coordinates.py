@@ -33,8 +33,10 @@ def _hbond_constraints(topology: app.Topology, forcefield: tuple[str, ...]) -> l
 def molecules() -> dict[str, tuple[app.Topology, np.ndarray]]:
     """Alanine dipeptide from the catalog and a sequence-built KFW peptide."""
     dipeptide = Molecule.from_catalog("alanine-dipeptide")
-    return {"alanine-dipeptide": (dipeptide.topology, dipeptide.positions),
-            "KFW": build_peptide("KFW")}
+    return {
+        "alanine-dipeptide": (dipeptide.topology, dipeptide.positions),
+        "KFW": build_peptide("KFW"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,9 @@ def test_zmatrix_follows_the_bond_graph(molecules, name: str) -> None:
     assert zm.collinear == ()  # near-collinear reference triples: none in peptides
     position = {a: p for p, a in enumerate(zm.order.tolist())}
     for i, j, k, l in zm.torsions:
-        assert position[j] < position[i] and position[k] < position[i] and position[l] < position[i]
+        assert (
+            position[j] < position[i] and position[k] < position[i] and position[l] < position[i]
+        )
         assert frozenset((i, j)) in bonds and frozenset((j, k)) in bonds
         assert frozenset((k, l)) in bonds or frozenset((j, l)) in bonds  # chain or sibling
     hydrogen = [a.element.symbol == "H" for a in topology.atoms()]
@@ -96,10 +100,12 @@ def test_round_trip_cartesian_internal_cartesian(molecules, coordinates, name, s
         features, _ = ic(x)
         generator = torch.Generator().manual_seed(2)
         n_torsions = ic.n_atoms - 3
-        features[:, -n_torsions:] = (torch.rand(16, n_torsions, generator=generator,
-                                                dtype=torch.float64) * 2 - 1) * torch.pi
-        x = ic.inverse(features)[0] + sigma * torch.randn(x.shape, generator=generator,
-                                                          dtype=torch.float64)
+        features[:, -n_torsions:] = (
+            torch.rand(16, n_torsions, generator=generator, dtype=torch.float64) * 2 - 1
+        ) * torch.pi
+        x = ic.inverse(features)[0] + sigma * torch.randn(
+            x.shape, generator=generator, dtype=torch.float64
+        )
     features, log_det = ic(x)
     assert features.shape == (16, 3 * ic.n_atoms - 6)
     placed, log_det_inverse = ic.inverse(features)
@@ -134,16 +140,20 @@ def test_log_det_matches_autograd(molecules, coordinates) -> None:
     features, _ = ic(_noisy(molecules["alanine-dipeptide"][1], 0.01, 1, seed=3))
     _, log_det_inverse = ic.inverse(features)
     jacobian = torch.autograd.functional.jacobian(
-        lambda f: _canonical_dofs(ic.inverse(f[None])[0][0], first), features[0])
-    torch.testing.assert_close(torch.linalg.slogdet(jacobian)[1], log_det_inverse[0],
-                               rtol=0, atol=1e-9)
+        lambda f: _canonical_dofs(ic.inverse(f[None])[0][0], first), features[0]
+    )
+    torch.testing.assert_close(
+        torch.linalg.slogdet(jacobian)[1], log_det_inverse[0], rtol=0, atol=1e-9
+    )
     canonical = _canonical_dofs(ic.inverse(features)[0][0], first)
     n = ic.n_atoms
     jacobian = torch.autograd.functional.jacobian(
-        lambda d: ic(_from_canonical_dofs(d, first, n)[None])[0][0], canonical)
+        lambda d: ic(_from_canonical_dofs(d, first, n)[None])[0][0], canonical
+    )
     _, log_det_forward = ic(_from_canonical_dofs(canonical, first, n)[None])
-    torch.testing.assert_close(torch.linalg.slogdet(jacobian)[1], log_det_forward[0],
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        torch.linalg.slogdet(jacobian)[1], log_det_forward[0], rtol=0, atol=1e-9
+    )
 
 
 def test_constrained_bonds_are_restored_exactly(molecules) -> None:
@@ -159,9 +169,12 @@ def test_constrained_bonds_are_restored_exactly(molecules) -> None:
     x, log_det = ic.inverse(features)
     pairs = torch.tensor([c[:2] for c in constraints])
     lengths = (x[:, pairs[:, 0]] - x[:, pairs[:, 1]]).norm(dim=-1)
-    torch.testing.assert_close(lengths, torch.tensor([c[2] for c in constraints],
-                                                     dtype=torch.float64).expand(8, -1),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        lengths,
+        torch.tensor([c[2] for c in constraints], dtype=torch.float64).expand(8, -1),
+        rtol=0,
+        atol=1e-12,
+    )
     # density convention: the unconstrained log-det at the constrained lengths
     all_features, _ = free(x)
     torch.testing.assert_close(log_det, free.inverse(all_features)[1], rtol=0, atol=1e-10)
@@ -175,17 +188,22 @@ def test_backbone_dihedrals_match_mdtraj(molecules, coordinates, name: str) -> N
     topology, positions = molecules[name]
     features, _ = coordinates[name](_noisy(positions, 0.005, 4, seed=5))
     n_torsions = topology.getNumAtoms() - 3
-    features[:, -n_torsions:] = torch.linspace(-3.1, 3.1, 4 * n_torsions,
-                                               dtype=torch.float64).reshape(4, -1)
+    features[:, -n_torsions:] = torch.linspace(
+        -3.1, 3.1, 4 * n_torsions, dtype=torch.float64
+    ).reshape(4, -1)
     x = coordinates[name].inverse(features)[0]
     trajectory = md.Trajectory(x.numpy(), md.Topology.from_openmm(topology))
     phi, psi = backbone_dihedral_indices(topology)
-    (md_phi_atoms, _), (md_psi_atoms, _) = (md.compute_phi(trajectory[:1]),
-                                            md.compute_psi(trajectory[:1]))
+    (md_phi_atoms, _), (md_psi_atoms, _) = (
+        md.compute_phi(trajectory[:1]),
+        md.compute_psi(trajectory[:1]),
+    )
     np.testing.assert_array_equal(phi, md_phi_atoms)
     np.testing.assert_array_equal(psi, md_psi_atoms)
-    for atoms, reference in ((phi, md.compute_phi(trajectory)[1]),
-                             (psi, md.compute_psi(trajectory)[1])):
+    for atoms, reference in (
+        (phi, md.compute_phi(trajectory)[1]),
+        (psi, md.compute_psi(trajectory)[1]),
+    ):
         ours = dihedral_angles(x, torch.as_tensor(atoms)).numpy()
         difference = np.angle(np.exp(1j * (ours - reference)))
         assert np.abs(difference).max() <= 1e-5
@@ -199,8 +217,10 @@ def test_stereocentres_and_equivalent_hydrogens(molecules, coordinates) -> None:
         assert coordinates[name].unconstrained_stereocentres == ()
     topology = molecules["alanine-dipeptide"][0]
     atoms = list(topology.atoms())
-    groups = {(atoms[c].residue.name, atoms[c].name): len(h)
-              for c, h in equivalent_hydrogen_groups(topology)}
+    groups = {
+        (atoms[c].residue.name, atoms[c].name): len(h)
+        for c, h in equivalent_hydrogen_groups(topology)
+    }
     assert groups == {("ACE", "CH3"): 3, ("ALA", "CB"): 3, ("NME", "C"): 3}
 
 

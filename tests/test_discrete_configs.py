@@ -23,7 +23,13 @@ from boltzgen.commands.init import template_names, template_text
 from boltzgen.config import apply_overrides, parse_config_text
 from boltzgen.errors import BoltzgenError
 from boltzgen.io import load_checkpoint
-from boltzgen.recipes import build_model, build_objective, build_target, resolve_config, train_settings
+from boltzgen.recipes import (
+    build_model,
+    build_objective,
+    build_target,
+    resolve_config,
+    train_settings,
+)
 from boltzgen.runs import train_run
 from boltzgen.trainers import Trainer
 
@@ -62,7 +68,9 @@ n = 500
 
 def _template_config(name: str, *overrides: str) -> dict[str, Any]:
     text = template_text(name)
-    return apply_overrides(parse_config_text(text), ["device='cpu'", "trainer.progress=false", *overrides])
+    return apply_overrides(
+        parse_config_text(text), ["device='cpu'", "trainer.progress=false", *overrides]
+    )
 
 
 def _all_spin_states(n: int) -> np.ndarray:
@@ -99,7 +107,11 @@ def test_template_resolves_trains_and_reports_exact_numbers(name: str, tmp_path:
     resolved = resolve_config(_template_config(name))
     assert resolved["model"]["name"] == "rbm"
     assert len(DISCRETE_TEMPLATES) >= 4
-    summary = train_run(_template_config(name, "trainer.steps=3", "sample.n=2000"), tmp_path / "run", progress=False)
+    summary = train_run(
+        _template_config(name, "trainer.steps=3", "sample.n=2000"),
+        tmp_path / "run",
+        progress=False,
+    )
     run = tmp_path / "run"
     assert (run / "config.toml").is_file() and (run / "checkpoints" / "last.pt").is_file()
     rows = (run / "metrics.csv").read_text().splitlines()
@@ -112,11 +124,15 @@ def test_template_resolves_trains_and_reports_exact_numbers(name: str, tmp_path:
         assert summary["log_z"] == pytest.approx(DESIGN_LOG_Z[target["name"]], abs=1e-8)
     else:  # SK: J_ij ~ N(0, 1/N) from default_rng(seed), upper triangle row by row
         n = target["n"]
-        upper = np.triu(np.random.default_rng(target["seed"]).standard_normal((n, n)) / math.sqrt(n), k=1)
+        upper = np.triu(
+            np.random.default_rng(target["seed"]).standard_normal((n, n)) / math.sqrt(n), k=1
+        )
         states = _all_spin_states(n)
         log_w = target["beta"] * 0.5 * np.einsum("si,ij,sj->s", states, upper + upper.T, states)
         shift = log_w.max()
-        assert summary["log_z"] == pytest.approx(shift + np.log(np.exp(log_w - shift).sum()), abs=1e-6)
+        assert summary["log_z"] == pytest.approx(
+            shift + np.log(np.exp(log_w - shift).sum()), abs=1e-6
+        )
 
     drawn = torch.load(run / "samples" / "samples.pt", weights_only=True)
     values = (drawn["log_q"] + drawn["reduced_energies"]).double() + summary["log_z"]
@@ -124,7 +140,10 @@ def test_template_resolves_trains_and_reports_exact_numbers(name: str, tmp_path:
     assert abs(float(values.mean()) - summary["exact_reverse_kl"]) < 4 * standard_error
     assert summary["exact_forward_kl"] > 0 and summary["exact_reverse_kl"] > 0
     # RD = Var_p l + Var_q l + (KL(p||q) + KL(q||p))^2 >= the last term
-    assert summary["exact_ratio_divergence"] >= (summary["exact_forward_kl"] + summary["exact_reverse_kl"]) ** 2
+    assert (
+        summary["exact_ratio_divergence"]
+        >= (summary["exact_forward_kl"] + summary["exact_reverse_kl"]) ** 2
+    )
     assert 0 < summary["ess"] <= 1
 
 
@@ -154,12 +173,16 @@ def _resume_config(steps: int) -> dict[str, Any]:
     return parse_config_text(TINY_RD.format(steps=steps))
 
 
-def _train_ten_steps_then_resume(run_dir: Path, edit_checkpoint: Any = None) -> dict[str, torch.Tensor]:
+def _train_ten_steps_then_resume(
+    run_dir: Path, edit_checkpoint: Any = None
+) -> dict[str, torch.Tensor]:
     """Train 10 of 20 steps with a plain Trainer (lr constant), then resume with train_run to 20."""
     resolved = resolve_config(_resume_config(10))
     target = build_target(resolved)
     model = build_model(resolved, target)
-    Trainer(model, build_objective(resolved, target), train_settings(resolved, False), run_dir=run_dir).fit()
+    Trainer(
+        model, build_objective(resolved, target), train_settings(resolved, False), run_dir=run_dir
+    ).fit()
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if edit_checkpoint is not None:
         state = load_checkpoint(checkpoint)
@@ -190,7 +213,9 @@ def test_resume_restores_the_persistent_chains(tmp_path: Path) -> None:
     assert not torch.equal(reference["model"]["weight"], without_chains["weight"])
 
 
-def test_boltzgen_train_and_sample_on_a_discrete_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_boltzgen_train_and_sample_on_a_discrete_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``boltzgen init`` + ``train --json`` + ``sample --json`` through the CLI entry point.
 
     The run's exact KL(q||p) is checked against a hand-written float64 enumeration of the RBM and
@@ -200,8 +225,21 @@ def test_boltzgen_train_and_sample_on_a_discrete_config(tmp_path: Path, capsys: 
     assert main(["init", "discrete-reverse-kl-score", "-o", str(config)]) == 0
     run_dir = tmp_path / "run"
     capsys.readouterr()
-    code = main(["train", str(config), "-o", str(run_dir), "--json", "--set", "trainer.steps=30",
-                 "--set", "sample.n=1000", "--set", "device='cpu'"])
+    code = main(
+        [
+            "train",
+            str(config),
+            "-o",
+            str(run_dir),
+            "--json",
+            "--set",
+            "trainer.steps=30",
+            "--set",
+            "sample.n=1000",
+            "--set",
+            "device='cpu'",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     summary = json.loads(out)
@@ -213,15 +251,22 @@ def test_boltzgen_train_and_sample_on_a_discrete_config(tmp_path: Path, capsys: 
     states = _all_spin_states(n)
     log_p = _log_normalize(1.5 * 0.5 * np.einsum("si,ij,sj->s", states, upper + upper.T, states))
     log_q = _rbm_log_q(load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"], states)
-    assert summary["exact_reverse_kl"] == pytest.approx(float((np.exp(log_q) * (log_q - log_p)).sum()), abs=1e-6)
+    assert summary["exact_reverse_kl"] == pytest.approx(
+        float((np.exp(log_q) * (log_q - log_p)).sum()), abs=1e-6
+    )
 
     out_file = tmp_path / "more.pt"
     assert main(["sample", str(run_dir), "-n", "300", "-o", str(out_file), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     drawn = torch.load(out_file, weights_only=True)
     log_w = drawn["log_weights"].double()
-    assert drawn["samples"].shape == (300, n) and set(drawn["samples"].unique().tolist()) <= {-1.0, 1.0}
-    assert result["ess"] == pytest.approx(float(log_w.logsumexp(0).mul(2).exp() / (300 * (2 * log_w).exp().sum())), rel=1e-6)
+    assert drawn["samples"].shape == (300, n) and set(drawn["samples"].unique().tolist()) <= {
+        -1.0,
+        1.0,
+    }
+    assert result["ess"] == pytest.approx(
+        float(log_w.logsumexp(0).mul(2).exp() / (300 * (2 * log_w).exp().sum())), rel=1e-6
+    )
 
 
 def test_training_data_from_mcmc_and_files_match_the_target(tmp_path: Path) -> None:
@@ -286,7 +331,10 @@ def test_rbm_target_gibbs_data_and_binary_model(tmp_path: Path) -> None:
     config = parse_config_text(RBM_TARGET)
     resolved = resolve_config(config)
     target = build_target(resolved)
-    w, a, b = (t.detach().double().numpy() for t in (target.rbm.weight, target.rbm.visible_bias, target.rbm.hidden_bias))
+    w, a, b = (
+        t.detach().double().numpy()
+        for t in (target.rbm.weight, target.rbm.visible_bias, target.rbm.hidden_bias)
+    )
     states = np.array(list(itertools.product([0.0, 1.0], repeat=8)))
     log_w = states @ a + np.logaddexp(0.0, states @ w + b).sum(1)
     exact_mean = float((np.exp(_log_normalize(log_w)) * states.mean(1)).sum())
@@ -297,7 +345,9 @@ def test_rbm_target_gibbs_data_and_binary_model(tmp_path: Path) -> None:
 
     summary = train_run(config, tmp_path / "run", progress=False)
     shift = log_w.max()
-    assert summary["log_z"] == pytest.approx(shift + math.log(np.exp(log_w - shift).sum()), abs=1e-10)
+    assert summary["log_z"] == pytest.approx(
+        shift + math.log(np.exp(log_w - shift).sum()), abs=1e-10
+    )
     drawn = torch.load(tmp_path / "run" / "samples" / "samples.pt", weights_only=True)
     assert set(drawn["samples"].unique().tolist()) <= {0.0, 1.0}
 
@@ -318,16 +368,35 @@ BAD_CONFIGS = {
     "unknown key": (_with("trainer", k_step=3), "unknown key(s) for 'ratio-divergence': k_step"),
     "wrong type": (_with("trainer", n_data="many"), "n_data = 'many': expected a int"),
     "unknown target": (_with("target", name="potts"), "name = 'potts' is unknown"),
-    "unknown mcmc method": (_with("trainer", data="mcmc", mcmc_method="wolff"), "mcmc_method = 'wolff'"),
+    "unknown mcmc method": (
+        _with("trainer", data="mcmc", mcmc_method="wolff"),
+        "mcmc_method = 'wolff'",
+    ),
     "out of range": (_with("trainer", mcmc_thin=0), "mcmc_thin = 0 is out of range"),
-    "too large to enumerate": (_replacing(target={"name": "ising", "L": 5}, trainer={"name": "ratio-divergence"}),
-                               "data = \"exact\" enumerates all 2**N states and needs N <= 24"),
-    "gibbs on a spin model": (_with("trainer", data="mcmc", mcmc_method="gibbs"), "mcmc_method = 'gibbs' does not apply"),
-    "rbm on a continuous target": (_replacing(target={"name": "double-well"}), "[model] needs a discrete target"),
-    "missing data file": (_with("trainer", data="nowhere.npy"), "data file nowhere.npy does not exist"),
-    "bad visible kind": (_replacing(target={"name": "rbm", "visible": "ising"}), "[target] visible = 'ising': choose"),
-    "both rbm layers too large": (_replacing(target={"name": "ising", "L": 5}, model={"name": "rbm", "n_hidden": 25}),
-                                  "one layer needs <= 24 units"),
+    "too large to enumerate": (
+        _replacing(target={"name": "ising", "L": 5}, trainer={"name": "ratio-divergence"}),
+        'data = "exact" enumerates all 2**N states and needs N <= 24',
+    ),
+    "gibbs on a spin model": (
+        _with("trainer", data="mcmc", mcmc_method="gibbs"),
+        "mcmc_method = 'gibbs' does not apply",
+    ),
+    "rbm on a continuous target": (
+        _replacing(target={"name": "double-well"}),
+        "[model] needs a discrete target",
+    ),
+    "missing data file": (
+        _with("trainer", data="nowhere.npy"),
+        "data file nowhere.npy does not exist",
+    ),
+    "bad visible kind": (
+        _replacing(target={"name": "rbm", "visible": "ising"}),
+        "[target] visible = 'ising': choose",
+    ),
+    "both rbm layers too large": (
+        _replacing(target={"name": "ising", "L": 5}, model={"name": "rbm", "n_hidden": 25}),
+        "one layer needs <= 24 units",
+    ),
 }
 
 

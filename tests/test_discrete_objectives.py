@@ -13,13 +13,20 @@ import pytest
 import torch
 
 from boltzgen.diagnostics.discrete import (
-    enumerated_log_prob, exact_forward_kl, exact_ratio_divergence, exact_reverse_kl,
+    enumerated_log_prob,
+    exact_forward_kl,
+    exact_ratio_divergence,
+    exact_reverse_kl,
 )
 from boltzgen.energy.lattice import SherringtonKirkpatrick
 from boltzgen.errors import BoltzgenError
 from boltzgen.models import RBM, RBMEnergy
 from boltzgen.trainers.discrete_kl import (
-    ForwardKLPCD, ForwardReverseKL, ReverseKLScore, forward_kl_surrogate, reverse_kl_surrogate,
+    ForwardKLPCD,
+    ForwardReverseKL,
+    ReverseKLScore,
+    forward_kl_surrogate,
+    reverse_kl_surrogate,
 )
 from boltzgen.trainers.loop import Trainer, TrainSettings
 from boltzgen.trainers.objective import Objective
@@ -40,7 +47,12 @@ def _exact_objectives(target, model: RBM) -> dict[str, torch.Tensor]:
     log_p = enumerated_log_prob(lambda s: -target.energy(s), N_SPINS).detach()
     log_q = enumerated_log_prob(lambda v: -model.free_energy(v), N_SPINS)
     forward, reverse = exact_forward_kl(log_p, log_q), exact_reverse_kl(log_p, log_q)
-    return {"forward": forward, "reverse": reverse, "sum": forward + reverse, "rd": exact_ratio_divergence(log_p, log_q)}
+    return {
+        "forward": forward,
+        "reverse": reverse,
+        "sum": forward + reverse,
+        "rd": exact_ratio_divergence(log_p, log_q),
+    }
 
 
 def _surrogate(name: str, model: RBM, target, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -54,7 +66,12 @@ def _surrogate(name: str, model: RBM, target, x: torch.Tensor, y: torch.Tensor) 
 
 
 def _flat_grad(loss: torch.Tensor, model: RBM) -> torch.Tensor:
-    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)])
+    return torch.cat(
+        [
+            g.reshape(-1)
+            for g in torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", ["forward", "reverse", "sum", "rd"])
@@ -68,12 +85,16 @@ def test_estimator_matches_exact_gradient(name: str) -> None:
     generator = torch.Generator().manual_seed(7)
     x_all = target.exact().sample(200_000, generator)
     y_all = model.exact().sample(200_000, generator)
-    estimates = torch.stack([
-        _flat_grad(_surrogate(name, model, target, x, y), model)
-        for x, y in zip(x_all.split(4000), y_all.split(4000))
-    ])
+    estimates = torch.stack(
+        [
+            _flat_grad(_surrogate(name, model, target, x, y), model)
+            for x, y in zip(x_all.split(4000), y_all.split(4000))
+        ]
+    )
     mean, error = estimates.mean(0), estimates.std(0) / estimates.shape[0] ** 0.5
-    assert bool(((mean - exact_grad).abs() <= 4.5 * error + 1e-12).all()), (mean - exact_grad) / error
+    assert bool(((mean - exact_grad).abs() <= 4.5 * error + 1e-12).all()), (
+        mean - exact_grad
+    ) / error
     assert float(exact_grad.abs().max()) > 10 * float(error.max())  # the test has power
 
 
@@ -102,8 +123,12 @@ def test_objectives_follow_protocol_and_train() -> None:
     torch.manual_seed(0)
     target = SherringtonKirkpatrick(N_SPINS, 1.0, seed=2)
     data = target.exact().sample(20_000, torch.Generator().manual_seed(0))
-    objectives = [ForwardKLPCD(data, 2), ReverseKLScore(target, 2), ForwardReverseKL(target, data, 2),
-                  RatioDivergence(target, data, 2)]
+    objectives = [
+        ForwardKLPCD(data, 2),
+        ReverseKLScore(target, 2),
+        ForwardReverseKL(target, data, 2),
+        RatioDivergence(target, data, 2),
+    ]
     for objective in objectives:
         assert isinstance(objective, Objective)
         model = RBM(N_SPINS, 8, "spin", init_std=0.05, seed=1, dtype=torch.float64)
@@ -115,7 +140,9 @@ def test_objectives_follow_protocol_and_train() -> None:
             loss.backward()
             optimizer.step()
         assert all(v.dim() == 0 and not v.requires_grad for v in diagnostics.values())
-        assert float(_exact_objectives(target, model)["sum"].detach()) < 0.5 * start, objective.name
+        assert float(_exact_objectives(target, model)["sum"].detach()) < 0.5 * start, (
+            objective.name
+        )
         state = copy.deepcopy(objective.state_dict())
         objective.load_state_dict(state)
         assert torch.equal(objective.state_dict()["chains"]["states"], state["chains"]["states"])
@@ -125,6 +152,15 @@ def test_objectives_follow_protocol_and_train() -> None:
 def test_score_estimators_refuse_a_batch_of_one() -> None:
     """The leave-one-out baseline needs two model samples: a clear error, not NaN steps."""
     target = SherringtonKirkpatrick(6, beta=0.5, seed=0)
-    with pytest.raises(BoltzgenError, match="batch_size = 1 is too small: the reverse-kl objective needs at least 2"):
-        Trainer(_model(), ReverseKLScore(target, 1), TrainSettings(steps=1, batch_size=1, progress=False))
-    Trainer(_model(), ReverseKLScore(target, 1), TrainSettings(steps=1, batch_size=2, progress=False))
+    with pytest.raises(
+        BoltzgenError,
+        match="batch_size = 1 is too small: the reverse-kl objective needs at least 2",
+    ):
+        Trainer(
+            _model(),
+            ReverseKLScore(target, 1),
+            TrainSettings(steps=1, batch_size=1, progress=False),
+        )
+    Trainer(
+        _model(), ReverseKLScore(target, 1), TrainSettings(steps=1, batch_size=2, progress=False)
+    )

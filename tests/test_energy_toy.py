@@ -18,7 +18,12 @@ TARGETS = {
     "mixture-skewed": lambda: GaussianMixture2D(weights=GaussianMixture2D.skewed_weights(8)),
     "double-well-5d": lambda: DoubleWell(dim=5, n_wells=2),
     "many-well-32": lambda: ManyWell(),
-    "teacher": lambda: LogProbEnergy(torch.distributions.MultivariateNormal(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64) * 2.0).log_prob, (3,)),
+    "teacher": lambda: LogProbEnergy(
+        torch.distributions.MultivariateNormal(
+            torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64) * 2.0
+        ).log_prob,
+        (3,),
+    ),
 }
 
 
@@ -39,7 +44,12 @@ def test_temperature_scaling(target: Energy) -> None:
     x = torch.randn(11, *target.event_shape, dtype=torch.float64)
     u = target.energy(x)
     for temperature in (0.5, 2.0, 7.3):
-        torch.testing.assert_close(target.energy(x, temperature=temperature), u * target.temperature / temperature, rtol=1e-14, atol=0)
+        torch.testing.assert_close(
+            target.energy(x, temperature=temperature),
+            u * target.temperature / temperature,
+            rtol=1e-14,
+            atol=0,
+        )
 
 
 def test_bad_shape_is_refused(target: Energy) -> None:
@@ -51,7 +61,9 @@ def test_bad_shape_is_refused(target: Energy) -> None:
 
 def test_gradient_matches_finite_differences(target: Energy) -> None:
     x = torch.randn(4, *target.event_shape, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda y: target.energy(y), (x,), eps=1e-6, atol=1e-5, rtol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda y: target.energy(y), (x,), eps=1e-6, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_mixture_is_normalised_and_matches_its_density() -> None:
@@ -74,7 +86,9 @@ def test_mixture_is_normalised_and_matches_its_density() -> None:
 def test_mixture_exact_samples_have_the_mode_weights() -> None:
     target = GaussianMixture2D(weights=GaussianMixture2D.skewed_weights(8))
     n = 200_000
-    counts = torch.bincount(target.mode_index(target.sample(n, torch.Generator().manual_seed(0))), minlength=8).double()
+    counts = torch.bincount(
+        target.mode_index(target.sample(n, torch.Generator().manual_seed(0))), minlength=8
+    ).double()
     p = target.log_weights.exp()
     se = torch.sqrt(p * (1 - p) / n)
     assert torch.all((counts / n - p).abs() < 4 * se)
@@ -82,7 +96,9 @@ def test_mixture_exact_samples_have_the_mode_weights() -> None:
 
 def test_double_well_log_z_against_scipy_quadrature() -> None:
     target = DoubleWell(dim=3, n_wells=1)
-    one_d, _ = integrate.quad(lambda x: math.exp(-(x**4 - 6 * x**2 - 0.5 * x)), -np.inf, np.inf, epsabs=0, epsrel=1e-13)
+    one_d, _ = integrate.quad(
+        lambda x: math.exp(-(x**4 - 6 * x**2 - 0.5 * x)), -np.inf, np.inf, epsabs=0, epsrel=1e-13
+    )
     expected = math.log(one_d) + math.log(2 * math.pi)
     assert target.log_z == pytest.approx(expected, abs=1e-10)
 
@@ -90,11 +106,20 @@ def test_double_well_log_z_against_scipy_quadrature() -> None:
 def test_many_well_is_sixteen_independent_pairs() -> None:
     target = ManyWell()
     assert target.dim == 32 and target.event_shape == (32,)
-    one_d, _ = integrate.quad(lambda x: math.exp(-(x**4 - 6 * x**2 - 0.5 * x)), -np.inf, np.inf, epsabs=0, epsrel=1e-13)
-    assert target.log_z == pytest.approx(16 * (math.log(one_d) + 0.5 * math.log(2 * math.pi)), abs=1e-9)
+    one_d, _ = integrate.quad(
+        lambda x: math.exp(-(x**4 - 6 * x**2 - 0.5 * x)), -np.inf, np.inf, epsabs=0, epsrel=1e-13
+    )
+    assert target.log_z == pytest.approx(
+        16 * (math.log(one_d) + 0.5 * math.log(2 * math.pi)), abs=1e-9
+    )
     x = torch.randn(5, 32, dtype=torch.float64)
     pairs = x.reshape(5, 16, 2)
-    expected = (pairs[..., 0] ** 4 - 6 * pairs[..., 0] ** 2 - 0.5 * pairs[..., 0] + 0.5 * pairs[..., 1] ** 2).sum(1)
+    expected = (
+        pairs[..., 0] ** 4
+        - 6 * pairs[..., 0] ** 2
+        - 0.5 * pairs[..., 0]
+        + 0.5 * pairs[..., 1] ** 2
+    ).sum(1)
     torch.testing.assert_close(target.energy(x), expected, rtol=1e-13, atol=1e-12)
 
 

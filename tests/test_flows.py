@@ -21,15 +21,26 @@ DOMAIN_SETS = {
     "real": [real()] * 5,
     "interval": [interval(0.1, 0.4), interval(-1.0, 2.0), interval(0.0, 1.0), interval(1.0, 3.0)],
     "circular": [circular(), circular(-math.pi, math.pi), circular(0.0, 1.0), circular()],
-    "mixed": [real(), interval(0.1, 0.3), circular(), interval(0.0, 1.0),
-              circular(-math.pi, math.pi), real()],
+    "mixed": [
+        real(),
+        interval(0.1, 0.3),
+        circular(),
+        interval(0.0, 1.0),
+        circular(-math.pi, math.pi),
+        real(),
+    ],
 }
 DTYPES = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 
 def make_flow(
-    domains: list[Domain], dtype: torch.dtype, device: torch.device, mask: str = "alternating",
-    n_layers: int = 4, seed: int = 0, perturbation: float | None = None,
+    domains: list[Domain],
+    dtype: torch.dtype,
+    device: torch.device,
+    mask: str = "alternating",
+    n_layers: int = 4,
+    seed: int = 0,
+    perturbation: float | None = None,
 ) -> CouplingFlow:
     """A small flow (4 layers, hidden 32) with random non-identity parameters: every output
     layer weight perturbed by N(0, s^2), s = 0.3 in float64 and 0.1 in float32 (at 0.3 the
@@ -37,8 +48,9 @@ def make_flow(
     conditioning alone)."""
     if perturbation is None:
         perturbation = 0.3 if dtype == torch.float64 else 0.1
-    flow = CouplingFlow(domains, n_layers=n_layers, hidden=32, depth=2, bins=8, mask=mask,
-                        seed=seed)
+    flow = CouplingFlow(
+        domains, n_layers=n_layers, hidden=32, depth=2, bins=8, mask=mask, seed=seed
+    )
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for layer in flow.layers:
@@ -78,8 +90,12 @@ def circular_aware_error(a: torch.Tensor, b: torch.Tensor, domains: list[Domain]
 def test_domain_factories_and_errors() -> None:
     assert circular() == Domain("circular", 0.0, 2 * math.pi)
     assert interval(0, 1).width == 1.0 and real().width == math.inf
-    for bad in (lambda: interval(1.0, 1.0), lambda: circular(0.0, math.inf),
-                lambda: Domain("sphere"), lambda: Domain("real", 0.0, 1.0)):
+    for bad in (
+        lambda: interval(1.0, 1.0),
+        lambda: circular(0.0, math.inf),
+        lambda: Domain("sphere"),
+        lambda: Domain("real", 0.0, 1.0),
+    ):
         with pytest.raises(BoltzgenError):
             bad()
 
@@ -158,17 +174,30 @@ def test_prior_outside_support_and_periodicity(device) -> None:
 def test_make_prior_mixed_families_and_errors(device) -> None:
     domains = DOMAIN_SETS["mixed"]
     prior = make_prior(domains, "truncated-normal", loc=None, scale=None).to(device)
-    assert prior.families == ("normal", "truncated-normal", "uniform", "truncated-normal",
-                              "uniform", "normal")
+    assert prior.families == (
+        "normal",
+        "truncated-normal",
+        "uniform",
+        "truncated-normal",
+        "uniform",
+        "normal",
+    )
     # defaults: midpoint and a tenth of the width (TA-BG's 0.5 / 0.1 on [0, 1])
-    assert prior.loc[3].item() == pytest.approx(0.5) and prior.scale[3].item() == pytest.approx(0.1)
+    assert prior.loc[3].item() == pytest.approx(0.5) and prior.scale[3].item() == pytest.approx(
+        0.1
+    )
     torch.manual_seed(0)
     z = prior.rsample(1000)
     assert z.shape == (1000, 6) and torch.isfinite(prior.log_prob(z)).all()
     auto = make_prior(domains)
     assert auto.families == ("normal", "uniform", "uniform", "uniform", "uniform", "normal")
-    for args in (([real()], "uniform"), ([interval(0, 1)], "normal"), ([real()], "gamma"),
-                 ([real(), real()], "normal", [0.0, 1.0, 2.0]), ([real()], "normal", 0.0, -1.0)):
+    for args in (
+        ([real()], "uniform"),
+        ([interval(0, 1)], "normal"),
+        ([real()], "gamma"),
+        ([real(), real()], "normal", [0.0, 1.0, 2.0]),
+        ([real()], "normal", 0.0, -1.0),
+    ):
         with pytest.raises(BoltzgenError):
             make_prior(*args)
 
@@ -214,8 +243,9 @@ def test_log_det_matches_autograd_jacobian(mask, device) -> None:
     torch.testing.assert_close(log_det_inv, -log_det, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("pair", [("interval", "circular"), ("real", "circular"),
-                                  ("real", "interval")])
+@pytest.mark.parametrize(
+    "pair", [("interval", "circular"), ("real", "circular"), ("real", "interval")]
+)
 def test_density_integrates_to_one(pair, device) -> None:
     """Midpoint quadrature of q on a 300 x 300 grid (real features: [-10, 10]) gives 1.
     The tolerance 2e-3 bounds the quadrature error of this C1 density (spline kinks)."""
@@ -250,10 +280,15 @@ def test_circular_features_are_periodic_and_stay_in_domain(device) -> None:
             assert circular_aware_error(y_low, y_high, domains) < 1e-12
             # continuity across the seam: points 1e-7 either side of it map 1e-7*f' apart,
             # and the density is continuous there (equal boundary derivatives)
-            assert circular_aware_error(flow.transform(below_high)[0],
-                                        flow.transform(above_low)[0], domains) < 1e-4
-            torch.testing.assert_close(flow.log_prob(below_high), flow.log_prob(above_low),
-                                       rtol=0, atol=1e-4)
+            assert (
+                circular_aware_error(
+                    flow.transform(below_high)[0], flow.transform(above_low)[0], domains
+                )
+                < 1e-4
+            )
+            torch.testing.assert_close(
+                flow.log_prob(below_high), flow.log_prob(above_low), rtol=0, atol=1e-4
+            )
         # outputs stay in [low, high) for circles and [low, high] for intervals, both ways,
         # also for inputs on the boundaries and outside the domains (clamped / wrapped)
         x = random_points(domains, 4000, torch.float64, device, seed=6)

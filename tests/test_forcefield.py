@@ -19,7 +19,6 @@ import pytest
 import torch
 from openmm import app
 
-from boltzgen.errors import BoltzgenError
 from boltzgen.energy.forcefield import (
     BOLTZMANN_CONSTANT,
     TorchForceField,
@@ -31,6 +30,7 @@ from boltzgen.energy.forcefield import (
 )
 from boltzgen.energy.forcefield.exactness import reference_energies_and_forces
 from boltzgen.energy.openmm_bridge import OpenMMEnergy
+from boltzgen.errors import BoltzgenError
 from boltzgen.molecule import Molecule
 from boltzgen.peptide import build_peptide
 
@@ -38,7 +38,14 @@ from boltzgen.peptide import build_peptide
 #: amber99_obc.xml GBSAOBCForce with H-bond constraints; vacuum variants) and sequence-built
 #: peptides of other residues with the other implicit-solvent models: (sequence, force field,
 #: solvent) -> OBC2, GBn2 (neck tables), HCT, GBn.
-CATALOG = ("alanine-dipeptide", "alanine-dipeptide-vacuum", "ala3", "ala3-vacuum", "ala5", "ala5-vacuum")
+CATALOG = (
+    "alanine-dipeptide",
+    "alanine-dipeptide-vacuum",
+    "ala3",
+    "ala3-vacuum",
+    "ala5",
+    "ala5-vacuum",
+)
 PEPTIDES = {
     "DRSY-obc2": ("DRSY", ("amber99sbildn.xml",), "obc2"),
     "KFW-gbn2": ("KFW", ("amber14-all.xml",), "gbn2"),
@@ -50,7 +57,9 @@ PEPTIDES = {
 def _molecule(key: str) -> Molecule:
     if key in PEPTIDES:
         sequence, forcefield, solvent = PEPTIDES[key]
-        return Molecule.from_sequence(sequence, forcefield, solvent, minimize=False)  # probe_configurations minimises
+        return Molecule.from_sequence(
+            sequence, forcefield, solvent, minimize=False
+        )  # probe_configurations minimises
     return Molecule.from_catalog(key)
 
 
@@ -70,7 +79,9 @@ def alanine_frames(alanine_obc1: tuple[openmm.System, np.ndarray]) -> np.ndarray
 def test_every_force_matches_openmm_reference_in_float64(key: str) -> None:
     molecule = _molecule(key)
     system = molecule.system
-    frames = probe_configurations(system, molecule.positions, n_md=3, md_steps=100, seed=2, max_iterations=200)
+    frames = probe_configurations(
+        system, molecule.positions, n_md=3, md_steps=100, seed=2, max_iterations=200
+    )
     report = check_exactness(system, frames)
     expected = {type(f).__name__ for f in system.getForces()} - {"CMMotionRemover"}
     assert set(report.terms) == expected
@@ -89,9 +100,13 @@ def test_villin_with_cmmotionremover_and_salt_matches_openmm() -> None:
     and OpenMM's default CMMotionRemover (ignored: no energy)."""
     pdb = app.PDBFile(os.path.join(os.path.dirname(app.__file__), "data", "test.pdb"))
     modeller = app.Modeller(pdb.topology, pdb.positions)
-    modeller.delete([r for r in modeller.topology.residues() if r.name.upper() in ("HOH", "NA", "CL")])
+    modeller.delete(
+        [r for r in modeller.topology.residues() if r.name.upper() in ("HOH", "NA", "CL")]
+    )
     forcefield = app.ForceField("amber99sbildn.xml", "implicit/obc2.xml")
-    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff, implicitSolventKappa=1.0 / unit.nanometer)
+    system = forcefield.createSystem(
+        modeller.topology, nonbondedMethod=app.NoCutoff, implicitSolventKappa=1.0 / unit.nanometer
+    )
     assert any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
     gb = next(f for f in system.getForces() if isinstance(f, openmm.CustomGBForce))
     assert "exp(-kappa" in gb.getEnergyTermParameters(0)[0]
@@ -121,12 +136,21 @@ def test_temperature_scaling(alanine_obc1, alanine_frames) -> None:
     x = torch.as_tensor(alanine_frames)
     potential = forcefield.potential_energy(x)
     assert forcefield.kT == pytest.approx(8.314462618e-3 * 300.0, rel=1e-9)
-    torch.testing.assert_close(forcefield.energy(x), potential / (BOLTZMANN_CONSTANT * 300.0), rtol=1e-13, atol=0)
-    torch.testing.assert_close(forcefield.energy(x, temperature=600.0), potential / (BOLTZMANN_CONSTANT * 600.0), rtol=1e-13, atol=0)
+    torch.testing.assert_close(
+        forcefield.energy(x), potential / (BOLTZMANN_CONSTANT * 300.0), rtol=1e-13, atol=0
+    )
+    torch.testing.assert_close(
+        forcefield.energy(x, temperature=600.0),
+        potential / (BOLTZMANN_CONSTANT * 600.0),
+        rtol=1e-13,
+        atol=0,
+    )
     with pytest.raises(BoltzgenError, match=r"\(batch, 22, 3\)"):
         forcefield.potential_energy(x[:, :21])
     hot = compile_system(system, temperature=450.0)
-    torch.testing.assert_close(hot.energy(x), forcefield.energy(x, temperature=450.0), rtol=1e-13, atol=0)
+    torch.testing.assert_close(
+        hot.energy(x), forcefield.energy(x, temperature=450.0), rtol=1e-13, atol=0
+    )
 
 
 def test_chunked_evaluation_equals_unchunked(alanine_obc1, alanine_frames) -> None:
@@ -172,7 +196,9 @@ def test_float32_error_within_documented_bound(alanine_obc1, alanine_frames) -> 
     forcefield = compile_system(system, 300.0)
     u = forcefield.energy(torch.as_tensor(alanine_frames, dtype=torch.float32))
     assert u.dtype == torch.float32
-    np.testing.assert_allclose(u.numpy(), forcefield.energy(torch.as_tensor(alanine_frames)).numpy(), rtol=1e-4)
+    np.testing.assert_allclose(
+        u.numpy(), forcefield.energy(torch.as_tensor(alanine_frames)).numpy(), rtol=1e-4
+    )
 
 
 def test_torsion_phase_and_sign_convention() -> None:
@@ -182,7 +208,12 @@ def test_torsion_phase_and_sign_convention() -> None:
     for _ in range(6):
         system.addParticle(12.0)
     torsions = openmm.PeriodicTorsionForce()
-    for quad, n, phase in [((0, 1, 2, 3), 1, 0.7), ((1, 2, 3, 4), 2, -1.3), ((2, 3, 4, 5), 3, 2.9), ((5, 3, 1, 0), 4, 0.2)]:
+    for quad, n, phase in [
+        ((0, 1, 2, 3), 1, 0.7),
+        ((1, 2, 3, 4), 2, -1.3),
+        ((2, 3, 4, 5), 3, 2.9),
+        ((5, 3, 1, 0), 4, 0.2),
+    ]:
         torsions.addTorsion(*quad, n, phase, 3.0 + n)
     system.addForce(torsions)
     positions = rng.normal(scale=0.2, size=(10, 6, 3))
@@ -201,7 +232,9 @@ def test_a_system_without_energy_terms_gives_zero() -> None:
     u = forcefield.energy(x)
     (gradient,) = torch.autograd.grad(u.sum(), x)
     assert forcefield.force_names == [] and forcefield.energy_terms(x) == {}
-    assert torch.equal(u, torch.zeros(4, dtype=torch.float64)) and torch.equal(gradient, torch.zeros_like(x))
+    assert torch.equal(u, torch.zeros(4, dtype=torch.float64)) and torch.equal(
+        gradient, torch.zeros_like(x)
+    )
 
 
 def test_unsupported_forces_are_refused_with_their_name(alanine_obc1) -> None:
@@ -217,7 +250,9 @@ def test_unsupported_forces_are_refused_with_their_name(alanine_obc1) -> None:
         (("amber96.xml", "implicit/obc2.xml"), "CustomGBForce"),
         (("amber99sbildn.xml", "amber99_obc.xml"), "GBSAOBCForce"),
     ]:
-        cutoff = app.ForceField(*files).createSystem(topology, nonbondedMethod=app.CutoffNonPeriodic)
+        cutoff = app.ForceField(*files).createSystem(
+            topology, nonbondedMethod=app.CutoffNonPeriodic
+        )
         force = next(f for f in cutoff.getForces() if type(f).__name__ == name)
         with pytest.raises(UnsupportedForceError, match=f"{name} uses a cutoff"):
             compile_system(_only(cutoff, force), 300.0)
@@ -278,7 +313,9 @@ def test_torch_compile_choice_matches_the_plain_force_field(alanine_obc1, alanin
         energy_for_molecule(Molecule(), prefer="fast")
 
 
-def test_energy_for_molecule_falls_back_to_the_bridge_with_a_warning(alanine_obc1, alanine_frames) -> None:
+def test_energy_for_molecule_falls_back_to_the_bridge_with_a_warning(
+    alanine_obc1, alanine_frames
+) -> None:
     system, _ = alanine_obc1
     restrained = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
     restrained.addForce(openmm.CustomExternalForce("0"))
@@ -292,5 +329,7 @@ def test_energy_for_molecule_falls_back_to_the_bridge_with_a_warning(alanine_obc
     assert isinstance(energy, OpenMMEnergy)
     x = torch.as_tensor(alanine_frames)
     # the bridge runs OpenMM's CPU platform (single-precision arithmetic): agreement to ~1e-6
-    torch.testing.assert_close(energy.energy(x), compile_system(system, 300.0).energy(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        energy.energy(x), compile_system(system, 300.0).energy(x), rtol=1e-5, atol=1e-5
+    )
     energy.close()

@@ -17,7 +17,9 @@ from boltzgen.diagnostics.free_energy import (
 )
 from boltzgen.errors import BoltzgenError
 
-ALANINE_DIPEPTIDE = Path(__file__).resolve().parents[1] / "systems" / "alanine-dipeptide" / "structure.pdb"
+ALANINE_DIPEPTIDE = (
+    Path(__file__).resolve().parents[1] / "systems" / "alanine-dipeptide" / "structure.pdb"
+)
 MU, KAPPA = (-1.3, 1.0), (2.0, 1.5)  # von Mises product: phi ~ VM(-1.3, 2), psi ~ VM(1.0, 1.5)
 
 
@@ -25,7 +27,9 @@ def _von_mises_bin_probabilities(edges: np.ndarray, mu: float, kappa: float) -> 
     """Exact probability of each bin of [-pi, pi) under VM(mu, kappa), by fine quadrature."""
     fine = np.linspace(-math.pi, math.pi, 200 * (edges.size - 1) + 1)
     density = np.exp(kappa * np.cos(fine - mu))
-    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(fine))])
+    cumulative = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(fine))]
+    )
     at_edges = np.interp(edges, fine, cumulative)
     return np.diff(at_edges) / cumulative[-1]
 
@@ -37,9 +41,13 @@ def _assert_within_sampling_error(deviation: np.ndarray) -> None:
     assert abs(chi2 - 1.0) < 4.0 * math.sqrt(2.0 / deviation.size), chi2
 
 
-def _aligned_deviation(free_energy: np.ndarray, exact: np.ndarray, standard_error: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _aligned_deviation(
+    free_energy: np.ndarray, exact: np.ndarray, standard_error: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
     """(F - F_exact - c) / s.e. on the masked bins, c the precision-weighted mean offset."""
-    offset = np.sum((free_energy - exact)[mask] / standard_error[mask] ** 2) / np.sum(1 / standard_error[mask] ** 2)
+    offset = np.sum((free_energy - exact)[mask] / standard_error[mask] ** 2) / np.sum(
+        1 / standard_error[mask] ** 2
+    )
     return (free_energy - exact - offset)[mask] / standard_error[mask]
 
 
@@ -47,29 +55,43 @@ def test_surface_of_von_mises_product_matches_analytic_within_sampling_error() -
     rng = np.random.default_rng(0)
     n, bins = 200_000, 36
     phi, psi = rng.vonmises(MU[0], KAPPA[0], n), rng.vonmises(MU[1], KAPPA[1], n)
-    free_energy, (x_edges, y_edges) = free_energy_surface_2d(phi + 2 * math.pi, psi, bins=bins)  # shifted: periodic
+    free_energy, (x_edges, y_edges) = free_energy_surface_2d(
+        phi + 2 * math.pi, psi, bins=bins
+    )  # shifted: periodic
     assert free_energy.shape == (bins, bins) and free_energy.min() == 0.0
-    p = np.outer(_von_mises_bin_probabilities(x_edges, MU[0], KAPPA[0]), _von_mises_bin_probabilities(y_edges, MU[1], KAPPA[1]))
+    p = np.outer(
+        _von_mises_bin_probabilities(x_edges, MU[0], KAPPA[0]),
+        _von_mises_bin_probabilities(y_edges, MU[1], KAPPA[1]),
+    )
     exact = -np.log(p)
     expected_counts = n * p
     standard_error = np.sqrt((1 - p) / expected_counts)  # s.d. of log(count) of a multinomial bin
     well_populated = expected_counts >= 100
     assert well_populated.sum() > 300
-    _assert_within_sampling_error(_aligned_deviation(free_energy, exact, standard_error, well_populated))
+    _assert_within_sampling_error(
+        _aligned_deviation(free_energy, exact, standard_error, well_populated)
+    )
 
 
 def test_reweighted_uniform_samples_reproduce_target_surface() -> None:
     rng = np.random.default_rng(1)
     n, bins = 200_000, 24
     phi, psi = rng.uniform(-math.pi, math.pi, (2, n))
-    weights = np.exp(KAPPA[0] * np.cos(phi - MU[0]) + KAPPA[1] * np.cos(psi - MU[1]))  # p / uniform, unnormalized
+    weights = np.exp(
+        KAPPA[0] * np.cos(phi - MU[0]) + KAPPA[1] * np.cos(psi - MU[1])
+    )  # p / uniform, unnormalized
     free_energy, (x_edges, y_edges) = free_energy_surface_2d(phi, psi, weights, bins=bins)
-    p = np.outer(_von_mises_bin_probabilities(x_edges, MU[0], KAPPA[0]), _von_mises_bin_probabilities(y_edges, MU[1], KAPPA[1]))
+    p = np.outer(
+        _von_mises_bin_probabilities(x_edges, MU[0], KAPPA[0]),
+        _von_mises_bin_probabilities(y_edges, MU[1], KAPPA[1]),
+    )
     # s.e. of log(sum of weights in a bin) from the data: sqrt(sum w^2) / sum w.
     sum_w, _, _ = np.histogram2d(phi, psi, (x_edges, y_edges), weights=weights)
     sum_w2, _, _ = np.histogram2d(phi, psi, (x_edges, y_edges), weights=weights**2)
     standard_error = np.sqrt(sum_w2) / sum_w
-    _assert_within_sampling_error(_aligned_deviation(free_energy, -np.log(p), standard_error, np.ones_like(p, dtype=bool)))
+    _assert_within_sampling_error(
+        _aligned_deviation(free_energy, -np.log(p), standard_error, np.ones_like(p, dtype=bool))
+    )
 
 
 def test_profile_bootstrap_errors_match_counting_noise_and_shrink_like_inverse_sqrt_n() -> None:
@@ -77,12 +99,16 @@ def test_profile_bootstrap_errors_match_counting_noise_and_shrink_like_inverse_s
     samples = rng.vonmises(MU[0], KAPPA[0], 80_000)
     errors = {}
     for n in (20_000, 80_000):
-        centres, free_energy, error = free_energy_profile_1d(samples[:n], bins=36, n_bootstrap=200, seed=3)
+        centres, free_energy, error = free_energy_profile_1d(
+            samples[:n], bins=36, n_bootstrap=200, seed=3
+        )
         edges = np.linspace(-math.pi, math.pi, 37)
         np.testing.assert_allclose(centres, 0.5 * (edges[1:] + edges[:-1]), rtol=0, atol=1e-14)
         p = _von_mises_bin_probabilities(edges, MU[0], KAPPA[0])
         counting = np.sqrt((1 - p) / (n * p))
-        _assert_within_sampling_error(_aligned_deviation(free_energy, -np.log(p), counting, np.ones(36, dtype=bool)))
+        _assert_within_sampling_error(
+            _aligned_deviation(free_energy, -np.log(p), counting, np.ones(36, dtype=bool))
+        )
         # 200 replicates: each bootstrap s.d. is within ~5% of the truth; averaged over 36 bins much better.
         assert np.mean(error / counting) == pytest.approx(1.0, abs=0.05)
         errors[n] = error
@@ -112,7 +138,9 @@ def test_basin_difference_of_uniform_angles_with_wrapping_basin() -> None:
     basin_a = ((-1.0, 1.0), (-1.0, 1.0))  # 2 x 2 rad
     basin_b = ((2.5, -2.5), (-1.0, 1.0))  # wraps through +-pi: (2 pi - 5) x 2 rad
     p_a, p_b = 4 / (4 * math.pi**2), 2 * (2 * math.pi - 5) / (4 * math.pi**2)
-    delta, error = basin_free_energy_difference(phi, psi, basin_a, basin_b, n_bootstrap=300, seed=7)
+    delta, error = basin_free_energy_difference(
+        phi, psi, basin_a, basin_b, n_bootstrap=300, seed=7
+    )
     # Delta method for log(n_a / n_b) of a multinomial.
     expected_error = math.sqrt((1 - p_a) / (n * p_a) + (1 - p_b) / (n * p_b) + 2 / n)
     assert error == pytest.approx(expected_error, rel=0.2)

@@ -12,7 +12,13 @@ import torch
 from boltzgen import BoltzgenError
 from boltzgen.cli import main
 from boltzgen.config import apply_overrides, load_config
-from boltzgen.io import CHECKPOINT_FORMAT, load_checkpoint, load_samples, save_checkpoint, save_samples
+from boltzgen.io import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_samples,
+    save_checkpoint,
+    save_samples,
+)
 from boltzgen.recipes import resolve_config
 
 MINIMAL = """
@@ -48,7 +54,9 @@ class _Evil:
         (None, "foreign torch file"),
     ],
 )
-def test_corrupted_or_foreign_checkpoint_is_refused(tmp_path: Path, content: bytes | None, reason: str) -> None:
+def test_corrupted_or_foreign_checkpoint_is_refused(
+    tmp_path: Path, content: bytes | None, reason: str
+) -> None:
     path = tmp_path / "bad.pt"
     if reason == "corrupted":
         path.write_bytes(content)
@@ -78,7 +86,10 @@ def test_samples_round_trip(tmp_path: Path, suffix: str) -> None:
 
 
 def test_overrides_parse_toml_values() -> None:
-    config = apply_overrides({"trainer": {"name": "reverse-kl"}}, ["trainer.steps=5", "trainer.lr=1e-4", "model.mask=random", "seed=3"])
+    config = apply_overrides(
+        {"trainer": {"name": "reverse-kl"}},
+        ["trainer.steps=5", "trainer.lr=1e-4", "model.mask=random", "seed=3"],
+    )
     assert config["trainer"]["steps"] == 5 and config["trainer"]["lr"] == 1e-4
     assert config["model"]["mask"] == "random" and config["seed"] == 3
 
@@ -128,10 +139,20 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_console_script_version_and_exit_code(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "boltzgen", "--version"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "boltzgen", "--version"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and result.stdout.startswith("boltzgen ")
-    result = subprocess.run([sys.executable, "-m", "boltzgen", "train", str(tmp_path / "none.toml")], capture_output=True, text=True)
-    assert result.returncode == 2 and "Traceback" not in result.stderr and "does not exist" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "boltzgen", "train", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        result.returncode == 2
+        and "Traceback" not in result.stderr
+        and "does not exist" in result.stderr
+    )
 
 
 def test_init_writes_templates_that_resolve(tmp_path: Path) -> None:

@@ -12,10 +12,14 @@ import torch
 from boltzgen.cli import main
 from boltzgen.energy.exact import curie_weiss_log_z, ising_log_z_kaufman
 from boltzgen.energy.lattice import (
-    ISING_CRITICAL_BETA, CurieWeiss, EdwardsAnderson2D, IsingModel2D, SherringtonKirkpatrick,
+    ISING_CRITICAL_BETA,
+    CurieWeiss,
+    EdwardsAnderson2D,
+    IsingModel2D,
+    SherringtonKirkpatrick,
 )
 from boltzgen.errors import BoltzgenError
-from boltzgen.mcmc import sample_parallel_tempering, swendsen_wang_step, random_spins
+from boltzgen.mcmc import random_spins, sample_parallel_tempering, swendsen_wang_step
 
 
 @pytest.mark.parametrize("L", [3, 4])
@@ -29,18 +33,27 @@ def test_ising_reference_values() -> None:
     # DESIGN.md section 9: given to 12 (log Z) and 10 (F/N) decimals.
     assert abs(IsingModel2D(4, 0.4406868).log_z() - 15.521915621335) < 1e-11
     assert abs(IsingModel2D(4, 1.0).log_z() - 32.698721401879) < 1e-11
-    for beta, reference in [(0.1, -7.0323124229), (0.4406868, -2.1153261782), (1.0, -2.0030558899)]:
+    for beta, reference in [
+        (0.1, -7.0323124229),
+        (0.4406868, -2.1153261782),
+        (1.0, -2.0030558899),
+    ]:
         assert abs(-ising_log_z_kaufman(16, beta) / (beta * 256) - reference) < 1e-9
 
 
 def test_curie_weiss_log_z() -> None:
     assert abs(CurieWeiss(20, 1.5).log_z() - 17.1900607409) < 1e-9
     for n, beta, h in [(12, 1.5, 0.0), (9, 0.7, 0.3)]:
-        assert abs(curie_weiss_log_z(n, beta, h) - CurieWeiss(n, beta, h).log_z_by_enumeration()) < 1e-12
+        assert (
+            abs(curie_weiss_log_z(n, beta, h) - CurieWeiss(n, beta, h).log_z_by_enumeration())
+            < 1e-12
+        )
 
 
 def _random_spins(n: int, batch: int = 64) -> torch.Tensor:
-    return torch.where(torch.rand(batch, n, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0).double()
+    return torch.where(
+        torch.rand(batch, n, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0
+    ).double()
 
 
 def test_energies_match_direct_formulas() -> None:
@@ -65,14 +78,25 @@ def test_energies_match_direct_formulas() -> None:
     rng = np.random.default_rng(5)
     upper = np.triu(rng.standard_normal((n, n)) / math.sqrt(n), k=1)
     J = torch.from_numpy(upper + upper.T)
-    torch.testing.assert_close(sk.energy(s), -1.2 * 0.5 * torch.einsum("bi,ij,bj->b", s, J, s), rtol=0, atol=1e-12)
-    torch.testing.assert_close(CurieWeiss(n, 1.5).energy(s), -1.5 * s.sum(1) ** 2 / (2 * n), rtol=0, atol=1e-12)
-    torch.testing.assert_close(CurieWeiss(n, 1.5).energy(s.float()).double(), -1.5 * s.sum(1) ** 2 / (2 * n), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(
+        sk.energy(s), -1.2 * 0.5 * torch.einsum("bi,ij,bj->b", s, J, s), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        CurieWeiss(n, 1.5).energy(s), -1.5 * s.sum(1) ** 2 / (2 * n), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        CurieWeiss(n, 1.5).energy(s.float()).double(),
+        -1.5 * s.sum(1) ** 2 / (2 * n),
+        rtol=1e-6,
+        atol=1e-5,
+    )
 
 
 def test_ising_with_field_enumerates_or_refuses() -> None:
     model = IsingModel2D(3, 0.5, h=0.3)
-    reference = torch.logsumexp(torch.tensor([-model.energy(s).item() for s in _all_states(9)], dtype=torch.float64), 0)
+    reference = torch.logsumexp(
+        torch.tensor([-model.energy(s).item() for s in _all_states(9)], dtype=torch.float64), 0
+    )
     assert model.log_z_method() == "enumeration" and abs(model.log_z() - float(reference)) < 1e-12
     with pytest.raises(BoltzgenError, match="field"):
         IsingModel2D(6, 0.5, h=0.3).log_z()
@@ -80,7 +104,9 @@ def test_ising_with_field_enumerates_or_refuses() -> None:
 
 def _all_states(n: int):
     for i in range(2**n):
-        yield torch.tensor([[1.0 if (i >> (n - 1 - k)) & 1 else -1.0 for k in range(n)]], dtype=torch.float64)
+        yield torch.tensor(
+            [[1.0 if (i >> (n - 1 - k)) & 1 else -1.0 for k in range(n)]], dtype=torch.float64
+        )
 
 
 def test_exact_samples_match_probabilities() -> None:
@@ -89,7 +115,9 @@ def test_exact_samples_match_probabilities() -> None:
     exact = model.exact()
     samples = exact.sample(200_000, torch.Generator().manual_seed(0))
     u = model.energy(samples)
-    assert abs(float(u.mean() - exact.expectation(model.energy))) < 4 * float(u.std()) / math.sqrt(len(u))
+    assert abs(float(u.mean() - exact.expectation(model.energy))) < 4 * float(u.std()) / math.sqrt(
+        len(u)
+    )
 
 
 def test_swendsen_wang_matches_enumeration() -> None:
@@ -107,7 +135,10 @@ def test_swendsen_wang_matches_enumeration() -> None:
             s = swendsen_wang_step(model, s, generator)
         energies.append(model.coupling_energy(s))
         abs_m.append(s.mean(1).abs())
-    for records, observable in [(energies, model.coupling_energy), (abs_m, lambda x: x.mean(1).abs())]:
+    for records, observable in [
+        (energies, model.coupling_energy),
+        (abs_m, lambda x: x.mean(1).abs()),
+    ]:
         chain_means = torch.stack(records).mean(0)
         error = float(chain_means.std()) / math.sqrt(len(chain_means))
         assert abs(float(chain_means.mean() - exact.expectation(observable))) < 4 * error
@@ -116,8 +147,15 @@ def test_swendsen_wang_matches_enumeration() -> None:
 def test_parallel_tempering_on_sk_matches_enumeration() -> None:
     # SK N=10 at beta=2 (glassy); 500 chains x 8 replicas, 100 burn-in rounds, 10 records.
     model = SherringtonKirkpatrick(10, 2.0, seed=1)
-    samples = sample_parallel_tempering(model, 5000, n_chains=500, n_burn_in=100, thin=2, n_replicas=8,
-                                        generator=torch.Generator().manual_seed(0))
+    samples = sample_parallel_tempering(
+        model,
+        5000,
+        n_chains=500,
+        n_burn_in=100,
+        thin=2,
+        n_replicas=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     e = model.coupling_energy(samples).reshape(10, 500).mean(0)  # per-chain means
     error = float(e.std()) / math.sqrt(500)
     assert abs(float(e.mean() - model.exact().expectation(model.coupling_energy))) < 4 * error
@@ -126,12 +164,17 @@ def test_parallel_tempering_on_sk_matches_enumeration() -> None:
 def test_exact_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["exact", "ising", "--L", "16", "--beta", "0.4406868", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["method"] == "kaufman" and abs(result["free_energy_per_spin"] + 2.1153261782) < 1e-9
+    assert (
+        result["method"] == "kaufman" and abs(result["free_energy_per_spin"] + 2.1153261782) < 1e-9
+    )
     assert main(["exact", "curie-weiss", "--n", "20", "--beta", "1.5", "--json"]) == 0
     assert abs(json.loads(capsys.readouterr().out)["log_z"] - 17.1900607409) < 1e-9
     assert main(["exact", "sk", "--n", "8", "--seed", "2", "--beta", "1.0", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert abs(result["log_z"] - SherringtonKirkpatrick(8, 1.0, seed=2).log_z_by_enumeration()) < 1e-12
+    assert (
+        abs(result["log_z"] - SherringtonKirkpatrick(8, 1.0, seed=2).log_z_by_enumeration())
+        < 1e-12
+    )
     assert set(result) >= {"log_z", "free_energy_per_spin", "method"}
     assert main(["exact", "ea", "--L", "3", "--seed", "1", "--beta", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "enumeration"

@@ -41,7 +41,10 @@ class DoubleWell(Energy):
         well = lambda x: self.barrier * (x * x - 1.0) ** 2  # noqa: E731
         weight = lambda x: math.exp(-well(x) / temperature)  # noqa: E731
         z = integrate.quad(weight, -4, 4, points=[-1, 1])[0]
-        return integrate.quad(lambda x: well(x) * weight(x), -4, 4, points=[-1, 1])[0] / z + temperature
+        return (
+            integrate.quad(lambda x: well(x) * weight(x), -4, 4, points=[-1, 1])[0] / z
+            + temperature
+        )
 
 
 def test_exchange_log_acceptance_is_the_metropolis_formula() -> None:
@@ -64,9 +67,16 @@ def test_exchange_swaps_with_the_metropolis_probability_and_rescales_velocities(
     generator = torch.Generator().manual_seed(0)
 
     even = exchange.exchange(state, 0, generator)
-    assert torch.equal(even.reduced_energies[:chains], u[chains : 2 * chains])  # p = 1: all swapped
-    assert torch.allclose(even.velocities[:chains], torch.full((chains, 1, 3), math.sqrt(1.0 / 2.0), dtype=torch.float64))
-    assert torch.equal(even.positions[2 * chains :], identity[2 * chains :])  # rung 2 had no partner
+    assert torch.equal(
+        even.reduced_energies[:chains], u[chains : 2 * chains]
+    )  # p = 1: all swapped
+    assert torch.allclose(
+        even.velocities[:chains],
+        torch.full((chains, 1, 3), math.sqrt(1.0 / 2.0), dtype=torch.float64),
+    )
+    assert torch.equal(
+        even.positions[2 * chains :], identity[2 * chains :]
+    )  # rung 2 had no partner
 
     odd = exchange.exchange(state, 1, generator)
     p = math.exp((1.0 / 2.0 - 1.0 / 4.0) * (1.0 - 3.0))
@@ -83,8 +93,19 @@ def test_replica_exchange_keeps_each_temperature_distribution(device: torch.devi
     """Double well (barrier 8 kT at the lowest rung): exact <U>(T) and equal well populations."""
     energy = DoubleWell(barrier=2.0)
     temperatures, chains = [0.25, 0.5, 1.0, 2.0], 128
-    md = ReplicaExchangeMD(energy, torch.ones(1), temperatures, chains, timestep=0.02, friction=2.0,
-                           exchange_every=5, seed=1, device=device, dtype=torch.float64, boltzmann_constant=1.0)  # fmt: skip
+    md = ReplicaExchangeMD(
+        energy,
+        torch.ones(1),
+        temperatures,
+        chains,
+        timestep=0.02,
+        friction=2.0,
+        exchange_every=5,
+        seed=1,
+        device=device,
+        dtype=torch.float64,
+        boltzmann_constant=1.0,
+    )
     md.start(np.array([[1.0, 0.0, 0.0]]))  # every replica starts in the right-hand well
     md.advance(1000)
     energies, right = [], []
@@ -96,7 +117,11 @@ def test_replica_exchange_keeps_each_temperature_distribution(device: torch.devi
     for k, temperature in enumerate(temperatures):
         chain_means = energies_t[:, k].mean(0)
         se = chain_means.std(ddof=1) / math.sqrt(chains)
-        assert abs(chain_means.mean() - energy.exact_mean_energy(temperature)) < 4 * se, (temperature, chain_means.mean(), se)
+        assert abs(chain_means.mean() - energy.exact_mean_energy(temperature)) < 4 * se, (
+            temperature,
+            chain_means.mean(),
+            se,
+        )
     occupation = np.array(right).mean(0)
     se = occupation.std(ddof=1) / math.sqrt(chains)
     assert abs(occupation.mean() - 0.5) < 4 * se + 1e-12
@@ -108,7 +133,9 @@ def test_kinetic_temperature_and_constraints_for_hbond_constrained_peptide() -> 
     molecule = Molecule.from_catalog("ala3-vacuum")
     assert molecule.n_constraints > 0
     chains = 32
-    md = ReplicaExchangeMD.for_molecule(molecule, [300.0], chains, friction=10.0, seed=2, dtype=torch.float64)
+    md = ReplicaExchangeMD.for_molecule(
+        molecule, [300.0], chains, friction=10.0, seed=2, dtype=torch.float64
+    )
     assert md.integrator.n_dof == 3 * molecule.n_atoms - molecule.n_constraints
     md.start(molecule.positions)
     md.advance(300)
@@ -119,7 +146,9 @@ def test_kinetic_temperature_and_constraints_for_hbond_constrained_peptide() -> 
     replica_means = np.array(kinetic).mean(0)  # independent replicas
     se = replica_means.std(ddof=1) / math.sqrt(chains)
     assert abs(replica_means.mean() - 300.0) < 4 * se, (replica_means.mean(), se)
-    assert md.integrator.constraints.violation(md.state.positions).max().item() < 1e-10  # nm, float64
+    assert (
+        md.integrator.constraints.violation(md.state.positions).max().item() < 1e-10
+    )  # nm, float64
     lengths = torch.tensor([d for _, _, d in molecule.constrained_bonds()], dtype=torch.float64)
     c = md.integrator.constraints
     r = md.state.positions[:, c.atom_i] - md.state.positions[:, c.atom_j]
@@ -139,9 +168,14 @@ def test_constraint_drift_in_float32_stays_below_1e6_nm() -> None:
 
 @pytest.mark.parametrize(
     ("name", "timestep", "chains"),
-    [("alanine-dipeptide-vacuum", 0.001, 64), ("ala3-vacuum", 0.002, 32)],  # ala3: H-bond constraints (SHAKE/RATTLE)
+    [
+        ("alanine-dipeptide-vacuum", 0.001, 64),
+        ("ala3-vacuum", 0.002, 32),
+    ],  # ala3: H-bond constraints (SHAKE/RATTLE)
 )
-def test_potential_energy_distribution_matches_openmm_langevin_middle(name: str, timestep: float, chains: int) -> None:
+def test_potential_energy_distribution_matches_openmm_langevin_middle(
+    name: str, timestep: float, chains: int
+) -> None:
     """<U> and Var(U) at 300 K vs OpenMM's LangevinMiddle integrator with the same time step.
 
     Both sides start from the catalog structure with Maxwell-Boltzmann velocities and record the
@@ -149,9 +183,19 @@ def test_potential_energy_distribution_matches_openmm_langevin_middle(name: str,
     ala3-vacuum constrains bonds to hydrogen on both sides (OpenMM: its own constraint solver).
     """
     molecule = Molecule.from_catalog(name)
-    reference, _ = openmm_langevin_energies(molecule.system, molecule.positions, 300.0, n_runs=8, equilibration_steps=1000,
-                                            n_reports=50, report_every=20, timestep=timestep)  # fmt: skip
-    md = ReplicaExchangeMD.for_molecule(molecule, [300.0], chains, timestep=timestep, seed=4, dtype=torch.float64)
+    reference, _ = openmm_langevin_energies(
+        molecule.system,
+        molecule.positions,
+        300.0,
+        n_runs=8,
+        equilibration_steps=1000,
+        n_reports=50,
+        report_every=20,
+        timestep=timestep,
+    )
+    md = ReplicaExchangeMD.for_molecule(
+        molecule, [300.0], chains, timestep=timestep, seed=4, dtype=torch.float64
+    )
     md.start(molecule.positions)
     md.advance(1000)
     ours = []
@@ -175,14 +219,35 @@ def test_autocorrelation_time_of_an_ar1_process() -> None:
     for t in range(1, n):
         x[t] = rho * x[t - 1] + noise[t]
     tau = integrated_autocorrelation_time(x)
-    assert abs(tau - (1 + rho) / (1 - rho)) < 0.1 * 9.0  # 10 %: the estimator's spread at this size
+    assert (
+        abs(tau - (1 + rho) / (1 - rho)) < 0.1 * 9.0
+    )  # 10 %: the estimator's spread at this size
 
 
 def test_md_command_runs_resumes_and_reports(tmp_path) -> None:
     out = tmp_path / "run"
-    common = ["md", "alanine-dipeptide-vacuum", "--replicas", "8", "--t-max", "400", "--rungs", "2",
-              "--report-every", "10", "--checkpoint-every", "20", "--device", "cpu", "--seed", "5",
-              "--no-progress", "-o", str(out), "--json"]  # fmt: skip
+    common = [
+        "md",
+        "alanine-dipeptide-vacuum",
+        "--replicas",
+        "8",
+        "--t-max",
+        "400",
+        "--rungs",
+        "2",
+        "--report-every",
+        "10",
+        "--checkpoint-every",
+        "20",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+        "--no-progress",
+        "-o",
+        str(out),
+        "--json",
+    ]
     assert main(common + ["--steps", "40"]) == 0
     assert main(common + ["--steps", "60"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -194,4 +259,6 @@ def test_md_command_runs_resumes_and_reports(tmp_path) -> None:
     assert main([*common[:-3], "-o", str(straight), "--json", "--steps", "60"]) == 0
     again = np.load(straight / "chunks" / "frames-000000000060.npz")
     np.testing.assert_array_equal(frames["positions"], again["positions"])
-    assert main(common[:-3] + ["--friction", "2.0", "-o", str(out), "--steps", "80"]) == 2  # other settings: refused
+    assert (
+        main(common[:-3] + ["--friction", "2.0", "-o", str(out), "--steps", "80"]) == 2
+    )  # other settings: refused

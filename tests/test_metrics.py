@@ -30,7 +30,9 @@ TWO_PI = 2 * math.pi
 def test_log_importance_weights_is_minus_energy_minus_log_q() -> None:
     lw = log_importance_weights(torch.tensor([1.0, 2.0]), torch.tensor([-0.5, 0.25]))
     assert lw.dtype == torch.float64
-    torch.testing.assert_close(lw, torch.tensor([-0.5, -2.25], dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        lw, torch.tensor([-0.5, -2.25], dtype=torch.float64), rtol=0, atol=1e-15
+    )
 
 
 def test_reverse_ess_matches_hand_computation() -> None:
@@ -40,7 +42,9 @@ def test_reverse_ess_matches_hand_computation() -> None:
     assert float(reverse_ess(torch.log(torch.tensor(w)))) == pytest.approx(expected, rel=1e-12)
     # Equal weights give 1 whatever the (huge) offset: computed stably in log space (rounding of
     # logsumexp at 2e4 is ~1e-12 absolute).
-    assert float(reverse_ess(torch.full((10,), 1e4, dtype=torch.float64))) == pytest.approx(1.0, rel=1e-10)
+    assert float(reverse_ess(torch.full((10,), 1e4, dtype=torch.float64))) == pytest.approx(
+        1.0, rel=1e-10
+    )
 
 
 def test_reverse_ess_drops_nan_and_keeps_minus_inf_as_zero_weight() -> None:
@@ -71,7 +75,9 @@ def test_clipping_drops_nan_before_counting() -> None:
     # 20 finite + 80 NaN, fraction 0.1: k = floor(0.1 * 20) = 2, so the top two become the 2nd largest.
     lw = torch.cat([torch.arange(20.0), torch.full((80,), math.nan)]).double()
     clipped = clip_log_weights(lw, fraction=0.1)
-    assert torch.equal(clipped[:20], torch.cat([torch.arange(19.0), torch.tensor([18.0])]).double())
+    assert torch.equal(
+        clipped[:20], torch.cat([torch.arange(19.0), torch.tensor([18.0])]).double()
+    )
     assert bool(torch.isneginf(clipped[20:]).all())
 
 
@@ -79,11 +85,15 @@ def test_reverse_ess_with_clipping_matches_hand_computation() -> None:
     lw = torch.tensor([0.0] * 97 + [5.0, 6.0, 7.0], dtype=torch.float64)
     # fraction 0.03: k = 3, all three largest become 5.
     w = np.array([1.0] * 97 + [math.e**5] * 3)
-    assert float(reverse_ess(lw, clip_fraction=0.03)) == pytest.approx(w.sum() ** 2 / (100 * (w**2).sum()), rel=1e-12)
+    assert float(reverse_ess(lw, clip_fraction=0.03)) == pytest.approx(
+        w.sum() ** 2 / (100 * (w**2).sum()), rel=1e-12
+    )
 
 
 def test_self_normalized_weights_sum_to_one() -> None:
-    weights = self_normalized_weights(torch.tensor([0.0, math.log(3.0), math.nan], dtype=torch.float64))
+    weights = self_normalized_weights(
+        torch.tensor([0.0, math.log(3.0), math.nan], dtype=torch.float64)
+    )
     np.testing.assert_allclose(weights, [0.25, 0.75, 0.0], rtol=1e-12)
 
 
@@ -114,8 +124,12 @@ def test_ramachandran_histogram_is_periodic_and_normalized() -> None:
     assert h.sum() * (TWO_PI / 100) ** 2 == pytest.approx(1.0, rel=1e-12)
     # Angles shifted by multiples of 2 pi land in the same bins (shift by one bin width / 3 avoids edges).
     shifted = ramachandran_histogram(phi + 3 * TWO_PI, psi - 5 * TWO_PI)
-    np.testing.assert_array_equal(h, ramachandran_histogram(np.mod(phi, TWO_PI), np.mod(psi, TWO_PI)))
-    assert np.abs(shifted - h).sum() * (TWO_PI / 100) ** 2 < 2 * 1e-3  # at most a couple of edge samples move
+    np.testing.assert_array_equal(
+        h, ramachandran_histogram(np.mod(phi, TWO_PI), np.mod(psi, TWO_PI))
+    )
+    assert (
+        np.abs(shifted - h).sum() * (TWO_PI / 100) ** 2 < 2 * 1e-3
+    )  # at most a couple of edge samples move
     # -pi/2 is bin 75 of [0, 2 pi).
     single = ramachandran_histogram([-math.pi / 2 + 1e-3], [0.01])
     assert np.argwhere(single > 0).tolist() == [[75, 0]]
@@ -133,7 +147,9 @@ def test_ramachandran_kl_tv_identical_is_zero_and_known_values() -> None:
     q = np.zeros((100, 100))
     q[0, 0] = q[1, 1] = 0.5 / area
     assert ramachandran_tv(p, q) == pytest.approx(0.5, rel=1e-12)
-    assert ramachandran_kl(p, q) == pytest.approx(math.log((1 / area + 1e-10) / (0.5 / area + 1e-10)), rel=1e-12)
+    assert ramachandran_kl(p, q) == pytest.approx(
+        math.log((1 / area + 1e-10) / (0.5 / area + 1e-10)), rel=1e-12
+    )
     assert ramachandran_kl(p, q) == pytest.approx(math.log(2), rel=1e-8)
 
 

@@ -7,6 +7,7 @@ mdtraj's phi/psi, OpenMM's ``HBonds`` constraint lengths, binomial standard erro
 from __future__ import annotations
 
 import math
+
 import mdtraj as md
 import numpy as np
 import pytest
@@ -38,8 +39,9 @@ def _flow(molecule: object, chirality: str = "constrain", perturb: float = 0.0) 
     generator = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for parameter in flow.parameters():
-            parameter.add_(perturb * torch.randn(parameter.shape, generator=generator,
-                                                 dtype=parameter.dtype))
+            parameter.add_(
+                perturb * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+            )
     return flow
 
 
@@ -120,8 +122,10 @@ def test_dihedrals_equal_mdtraj(dipeptide) -> None:
     x = flow.sample(32)
     phi, psi = flow.dihedrals(x)
     trajectory = md.Trajectory(x.numpy(), md.Topology.from_openmm(dipeptide[0]))
-    for ours, (_, reference) in ((phi, md.compute_phi(trajectory)),
-                                 (psi, md.compute_psi(trajectory))):
+    for ours, (_, reference) in (
+        (phi, md.compute_phi(trajectory)),
+        (psi, md.compute_psi(trajectory)),
+    ):
         assert ours.shape == (32, 1)
         assert np.abs(np.angle(np.exp(1j * (ours.numpy() - reference)))).max() <= 1e-5
 
@@ -132,8 +136,9 @@ def test_constrained_bonds_stay_at_their_length() -> None:
     molecule = Molecule.from_catalog("ala3")
     system = molecule.system
     constraints = [system.getConstraintParameters(c) for c in range(system.getNumConstraints())]
-    lengths_nm = torch.tensor([d.value_in_unit(unit.nanometer) for _, _, d in constraints],
-                              dtype=torch.float64)
+    lengths_nm = torch.tensor(
+        [d.value_in_unit(unit.nanometer) for _, _, d in constraints], dtype=torch.float64
+    )
     pairs = torch.tensor([(i, j) for i, j, _ in constraints])
     assert len(constraints) > 0
     torch.manual_seed(4)

@@ -29,9 +29,15 @@ OPENMMTOOLS_MINIMUM_KJ = -138.97
 
 
 def _reference_energy(system: openmm.System, positions: np.ndarray) -> float:
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(
+        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
     context.setPositions(positions * unit.nanometer)
-    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    return (
+        context.getState(getEnergy=True)
+        .getPotentialEnergy()
+        .value_in_unit(unit.kilojoule_per_mole)
+    )
 
 
 def test_catalog_names_are_the_folders():
@@ -52,8 +58,9 @@ def test_catalog_system_builds_with_its_model(name):
     assert "CMMotionRemover" not in forces and (gb_force is None or gb_force in forces)
     assert all(
         f.getNonbondedMethod() == openmm.NonbondedForce.NoCutoff
-        for f in molecule.system.getForces() if isinstance(f, openmm.NonbondedForce)
-    )  # fmt: skip
+        for f in molecule.system.getForces()
+        if isinstance(f, openmm.NonbondedForce)
+    )
     assert molecule.temperature == 300.0
     trajectory = mdtraj.Trajectory(molecule.positions[None], molecule.mdtraj_topology())
     assert mdtraj.compute_phi(trajectory)[0].shape[0] == n_atoms // 10 - 1  # 1, 3, 5 residues
@@ -69,10 +76,16 @@ def test_alanine_dipeptide_energy_matches_independent_openmm_and_is_a_minimum():
     energy = _reference_energy(molecule.system, molecule.positions)
     assert energy == pytest.approx(_reference_energy(independent, positions), rel=1e-10)
     # Stored to 0.001 A: re-minimizing gains less than 0.5 kJ/mol.
-    context = openmm.Context(independent, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(
+        independent, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
     context.setPositions(positions * unit.nanometer)
     openmm.LocalEnergyMinimizer.minimize(context, 0.01)
-    minimum = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    minimum = (
+        context.getState(getEnergy=True)
+        .getPotentialEnergy()
+        .value_in_unit(unit.kilojoule_per_mole)
+    )
     assert 0.0 <= energy - minimum < 0.5
     # A local minimum at least as deep as the openmmtools reference structure's (-138.97).
     assert energy < OPENMMTOOLS_MINIMUM_KJ
@@ -82,13 +95,16 @@ def test_from_sequence_constrains_exactly_the_bonds_to_hydrogen():
     molecule = Molecule.from_sequence("AAA", solvent="amber99_obc.xml", constraints="hbonds")
     assert molecule.n_atoms == 42 and molecule.name == "ACE-AAA-NME"
     h_bonds = {
-        tuple(sorted((a.index, b.index))) for a, b in molecule.topology.bonds()
+        tuple(sorted((a.index, b.index)))
+        for a, b in molecule.topology.bonds()
         if "H" in (a.element.symbol, b.element.symbol)
-    }  # fmt: skip
+    }
     constrained = molecule.constrained_bonds()
     assert {tuple(sorted((i, j))) for i, j, _ in constrained} == h_bonds
     lengths = np.array([length for _, _, length in constrained])
-    measured = np.array([np.linalg.norm(molecule.positions[i] - molecule.positions[j]) for i, j, _ in constrained])
+    measured = np.array(
+        [np.linalg.norm(molecule.positions[i] - molecule.positions[j]) for i, j, _ in constrained]
+    )
     np.testing.assert_allclose(measured, lengths, atol=1e-6)  # minimized with the constraints
     assert set(np.round(lengths, 4)) <= {0.109, 0.101, 0.108}  # Amber C-H / N-H r0 (nm)
 
@@ -119,12 +135,26 @@ def _no_hydrogens(lines):
 @pytest.mark.parametrize(
     "name, edit, message",
     [
-        ("malformed", lambda ls: [l.replace(l[30:38], " xx.xxx ") if l.startswith("ATOM") else l for l in ls], "cannot read PDB file"),
+        (
+            "malformed",
+            lambda ls: [
+                l.replace(l[30:38], " xx.xxx ") if l.startswith("ATOM") else l for l in ls
+            ],
+            "cannot read PDB file",
+        ),
         ("no-atoms", lambda ls: ["REMARK nothing here\n"], "cannot read PDB file|no ATOM"),
-        ("unknown-residue", lambda ls: [l.replace(" ALA A", " XYZ A") for l in ls], "no template for residue XYZ 2"),
-        ("missing-hydrogens", _no_hydrogens, r"no template for residue ACE 1 .*missing 3 H atoms.*add missing hydrogens"),
+        (
+            "unknown-residue",
+            lambda ls: [l.replace(" ALA A", " XYZ A") for l in ls],
+            "no template for residue XYZ 2",
+        ),
+        (
+            "missing-hydrogens",
+            _no_hydrogens,
+            r"no template for residue ACE 1 .*missing 3 H atoms.*add missing hydrogens",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_pdb_files_give_one_line_errors(tmp_path, name, edit, message):
     path = _pdb_variant(tmp_path, name, edit)
     with pytest.raises(BoltzgenError, match=message) as error:

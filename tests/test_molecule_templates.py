@@ -17,31 +17,54 @@ from boltzgen.config import apply_overrides, parse_config_text
 from boltzgen.molecule import Molecule
 from boltzgen.runs import train_run
 
-MOLECULE_TEMPLATES = [name for name in template_names() if 'name = "molecule"' in template_text(name)]
-TABG_SHRINK = ["trainer.pretrain_steps=2", "trainer.pretrain_batch_size=8", "trainer.pretrain_warmup_steps=1",
-               "trainer.drop_top_k=1", "trainer.n_rungs=1", "trainer.extra_final_rungs=1", "trainer.buffer_samples=24",
-               "trainer.resample_size=16", "trainer.rung_steps=2", "trainer.rung_batch_size=8", "trainer.chunk_size=16"]  # fmt: skip
+MOLECULE_TEMPLATES = [
+    name for name in template_names() if 'name = "molecule"' in template_text(name)
+]
+TABG_SHRINK = [
+    "trainer.pretrain_steps=2",
+    "trainer.pretrain_batch_size=8",
+    "trainer.pretrain_warmup_steps=1",
+    "trainer.drop_top_k=1",
+    "trainer.n_rungs=1",
+    "trainer.extra_final_rungs=1",
+    "trainer.buffer_samples=24",
+    "trainer.resample_size=16",
+    "trainer.rung_steps=2",
+    "trainer.rung_batch_size=8",
+    "trainer.chunk_size=16",
+]
 PLAIN_SHRINK = ["trainer.steps=2", "trainer.batch_size=8", "trainer.warmup_steps=1"]
 
 
 def _shrunk(name: str, tmp_path: Path) -> dict:
     config = parse_config_text(template_text(name))
     trainer = config["trainer"]["name"]
-    overrides = ["sample.n=16", "device=\"cpu\""] + (TABG_SHRINK if trainer == "tabg" else PLAIN_SHRINK)
+    overrides = ["sample.n=16", 'device="cpu"'] + (
+        TABG_SHRINK if trainer == "tabg" else PLAIN_SHRINK
+    )
     if trainer == "reverse-kl":
         overrides.append("trainer.drop_top_k=1")
     if trainer == "forward-kl":
         molecule = Molecule.from_catalog(config["target"]["system"])
         noise = np.random.default_rng(0).normal(scale=0.002, size=(32, molecule.n_atoms, 3))
-        np.savez(tmp_path / "train.npz", positions=(np.asarray(molecule.positions)[None] + noise).astype(np.float32))
+        np.savez(
+            tmp_path / "train.npz",
+            positions=(np.asarray(molecule.positions)[None] + noise).astype(np.float32),
+        )
         overrides.append(f'trainer.data="{tmp_path / "train.npz"}"')
     return apply_overrides(config, overrides)
 
 
 def test_every_molecule_preset_is_listed() -> None:
-    assert {"tabg-alanine-dipeptide-paper", "tabg-alanine-dipeptide-gpu-fast", "tabg-alanine-dipeptide-cpu",
-            "tabg-ala3-paper", "tabg-ala5-paper", "reverse-kl-alanine-dipeptide",
-            "forward-kl-alanine-dipeptide"} <= set(MOLECULE_TEMPLATES)  # fmt: skip
+    assert {
+        "tabg-alanine-dipeptide-paper",
+        "tabg-alanine-dipeptide-gpu-fast",
+        "tabg-alanine-dipeptide-cpu",
+        "tabg-ala3-paper",
+        "tabg-ala5-paper",
+        "reverse-kl-alanine-dipeptide",
+        "forward-kl-alanine-dipeptide",
+    } <= set(MOLECULE_TEMPLATES)
 
 
 @pytest.mark.parametrize("name", MOLECULE_TEMPLATES)

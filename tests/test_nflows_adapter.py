@@ -39,8 +39,11 @@ def test_sample_and_log_prob_matches_log_prob(device) -> None:
     torch.manual_seed(0)
     model = nflows_rq_coupling_flow(6, n_layers=4, hidden=32, n_blocks=2, bins=8).to(device)
     assert model.dim == 6
-    assert sum(p.numel() for p in model.parameters()) == sum(
-        p.numel() for p in model.flow.parameters()) > 0
+    assert (
+        sum(p.numel() for p in model.parameters())
+        == sum(p.numel() for p in model.flow.parameters())
+        > 0
+    )
     x, log_q = model.sample_and_log_prob(1000)
     assert x.shape == (1000, 6) and log_q.shape == (1000,)
     # float32: the sampling pass inverts the splines, log_prob evaluates them forward

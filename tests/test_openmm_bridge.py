@@ -34,13 +34,17 @@ def batch(molecule) -> torch.Tensor:
 
 def _reference(system: openmm.System, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Energies (kJ/mol) and forces (kJ/mol/nm) from a fresh Reference-platform Context."""
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(
+        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
     energies, forces = [], []
     for x in positions:
         context.setPositions(x * unit.nanometer)
         state = context.getState(getEnergy=True, getForces=True)
         energies.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-        forces.append(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+        forces.append(
+            state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        )
     return np.array(energies), np.array(forces)
 
 
@@ -48,7 +52,9 @@ def _reference(system: openmm.System, positions: np.ndarray) -> tuple[np.ndarray
 def test_energies_and_forces_equal_openmm_reference(name):
     molecule = Molecule.from_catalog(name)
     x = torch.as_tensor(molecule.positions)[None].repeat(3, 1, 1)
-    x = (x + 0.003 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)).requires_grad_()
+    x = (
+        x + 0.003 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    ).requires_grad_()
     energy = OpenMMEnergy.from_molecule(molecule, platform="Reference")
     u = energy.energy(x)
     (gradient,) = torch.autograd.grad(u.sum(), x)
@@ -74,7 +80,9 @@ def test_temperature_scaling_and_dtype(molecule, batch):
     energy = OpenMMEnergy.from_molecule(molecule, platform="Reference")
     u300 = energy.energy(batch)
     kj = _reference(molecule.system, batch.numpy())[0]
-    np.testing.assert_allclose(energy.energy(batch, temperature=600.0).numpy(), kj / (KB * 600.0), rtol=1e-10)
+    np.testing.assert_allclose(
+        energy.energy(batch, temperature=600.0).numpy(), kj / (KB * 600.0), rtol=1e-10
+    )
     np.testing.assert_allclose(u300.numpy(), kj / (KB * 300.0), rtol=1e-10)
     u32 = energy.energy(batch.float())
     assert u32.dtype == torch.float32
@@ -110,7 +118,9 @@ def test_two_workers_give_the_same_numbers_as_one(molecule, batch):
 
 
 def test_platforms_work_or_say_they_are_unavailable(molecule, batch):
-    available = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    available = {
+        openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())
+    }
     reference = _reference(molecule.system, batch.numpy())[0] / (KB * molecule.temperature)
     for name in PLATFORMS:
         if name in available:
@@ -139,7 +149,9 @@ if __name__ == "__main__":
 
 def _run_script(body: str) -> subprocess.CompletedProcess:
     script = _SCRIPT_HEADER + textwrap.indent(textwrap.dedent(body), "    ")
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_killed_worker_raises_and_an_unclosed_pool_does_not_hang_at_exit():
@@ -160,5 +172,8 @@ def test_killed_worker_raises_and_an_unclosed_pool_does_not_hang_at_exit():
     """)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - start < 60
-    assert "CLEAR: OpenMM worker process 1" in result.stdout and "died (exit code -9)" in result.stdout
+    assert (
+        "CLEAR: OpenMM worker process 1" in result.stdout
+        and "died (exit code -9)" in result.stdout
+    )
     assert float(result.stdout.split("ENERGY")[1].split()[0]) < 0  # a real energy came back

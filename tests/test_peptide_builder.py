@@ -17,10 +17,29 @@ ALL_20 = "".join(ONE_LETTER_CODES)
 #: Atoms (with hydrogens) of each residue as Amber's templates have them at pH 7: charged
 #: ARG/LYS/ASP/GLU, neutral HIS (HIE or HID), CYS with HG; caps ACE and NME have 6 each.
 ATOMS_PER_RESIDUE = {
-    "ALA": 10, "ARG": 24, "ASN": 14, "ASP": 12, "CYS": 11, "GLN": 17, "GLU": 15, "GLY": 7,
-    "HIS": 17, "ILE": 19, "LEU": 19, "LYS": 22, "MET": 17, "PHE": 20, "PRO": 14, "SER": 11,
-    "THR": 14, "TRP": 24, "TYR": 21, "VAL": 16, "ACE": 6, "NME": 6,
-}  # fmt: skip
+    "ALA": 10,
+    "ARG": 24,
+    "ASN": 14,
+    "ASP": 12,
+    "CYS": 11,
+    "GLN": 17,
+    "GLU": 15,
+    "GLY": 7,
+    "HIS": 17,
+    "ILE": 19,
+    "LEU": 19,
+    "LYS": 22,
+    "MET": 17,
+    "PHE": 20,
+    "PRO": 14,
+    "SER": 11,
+    "THR": 14,
+    "TRP": 24,
+    "TYR": 21,
+    "VAL": 16,
+    "ACE": 6,
+    "NME": 6,
+}
 #: OpenMM's villin headpiece test structure: a real protein of L amino acids.
 VILLIN = Path(app.__file__).parent / "data" / "test.pdb"
 
@@ -32,8 +51,12 @@ def all_20() -> tuple[app.Topology, np.ndarray]:
 
 
 def _reference_state(topology: app.Topology, positions: np.ndarray) -> openmm.State:
-    system = app.ForceField("amber99sbildn.xml").createSystem(topology, nonbondedMethod=app.NoCutoff)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    system = app.ForceField("amber99sbildn.xml").createSystem(
+        topology, nonbondedMethod=app.NoCutoff
+    )
+    context = openmm.Context(
+        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
     context.setPositions(positions * unit.nanometer)
     return context.getState(getEnergy=True, getForces=True)
 
@@ -52,7 +75,9 @@ def test_all_20_residues_have_the_template_atom_counts(all_20):
     topology, positions = all_20
     names = [residue.name for residue in topology.residues()]
     assert names == ["ACE", *(ONE_LETTER_CODES[c] for c in ALL_20), "NME"]
-    assert [len(list(r.atoms())) for r in topology.residues()] == [ATOMS_PER_RESIDUE[n] for n in names]
+    assert [len(list(r.atoms())) for r in topology.residues()] == [
+        ATOMS_PER_RESIDUE[n] for n in names
+    ]
     assert positions.shape == (sum(ATOMS_PER_RESIDUE[n] for n in names), 3)
 
 

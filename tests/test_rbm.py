@@ -15,8 +15,12 @@ def _rbm(n_visible: int, n_hidden: int, visible: str, seed: int = 0, scale: floa
     rbm = RBM(n_visible, n_hidden, visible, init_std=scale, seed=seed, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed + 100)
     with torch.no_grad():
-        rbm.visible_bias.copy_(0.5 * torch.randn(n_visible, generator=generator, dtype=torch.float64))
-        rbm.hidden_bias.copy_(0.5 * torch.randn(n_hidden, generator=generator, dtype=torch.float64))
+        rbm.visible_bias.copy_(
+            0.5 * torch.randn(n_visible, generator=generator, dtype=torch.float64)
+        )
+        rbm.hidden_bias.copy_(
+            0.5 * torch.randn(n_hidden, generator=generator, dtype=torch.float64)
+        )
     return rbm
 
 
@@ -42,7 +46,9 @@ def test_free_energy_and_exact_log_z(visible: str, shape: tuple[int, int]) -> No
     assert abs(float(rbm.log_z_exact().detach()) - float(torch.logsumexp(joint, 0))) < 1e-12
     assert abs(float(rbm.exact().log_z) - float(torch.logsumexp(joint, 0))) < 1e-12
     target = RBMEnergy(rbm)
-    torch.testing.assert_close(target.energy(vis), rbm.free_energy(vis).detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        target.energy(vis), rbm.free_energy(vis).detach(), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("visible", ["spin", "binary"])
@@ -71,7 +77,9 @@ def test_gibbs_chains_match_exact_marginal(visible: str) -> None:
         v = rbm.gibbs_step(rbm.gibbs_step(v, generator), generator)
         index = ((v > 0).double() @ weights).long()
         counts += torch.bincount(index, minlength=2**7)
-    floor_counts = torch.bincount(torch.multinomial(probs, int(counts.sum()), True, generator=generator), minlength=2**7)
+    floor_counts = torch.bincount(
+        torch.multinomial(probs, int(counts.sum()), True, generator=generator), minlength=2**7
+    )
     floor = _total_variation(floor_counts.double(), probs)
     assert _total_variation(counts, probs) < 4 * floor
 

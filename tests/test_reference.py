@@ -23,21 +23,55 @@ torch.set_num_threads(1)
 
 
 def test_basins_partition_the_ramachandran_plane() -> None:
-    degrees = np.array([[-80, 150], [-150, -170], [-80, 70], [-70, -40], [-60, 20], [60, 40], [70, -70], [170, 170]])
+    degrees = np.array(
+        [
+            [-80, 150],
+            [-150, -170],
+            [-80, 70],
+            [-70, -40],
+            [-60, 20],
+            [60, 40],
+            [70, -70],
+            [170, 170],
+        ]
+    )
     phi, psi = np.radians(degrees[:, 0]), np.radians(degrees[:, 1])
     populations = basin_populations(phi, psi)
     # C7eq/C5: (-80,150) (-150,-170) (-80,70) (170,170: phi outside 0..120); alphaR: 2; alphaL: 2
     assert populations == {"C7eq/C5": 4 / 8, "alphaR": 2 / 8, "alphaL": 2 / 8}
     weights = np.array([1, 1, 1, 1, 2, 2, 6, 6])  # unnormalized importance weights
-    assert basin_populations(phi, psi, weights) == pytest.approx({"C7eq/C5": 9 / 20, "alphaR": 3 / 20, "alphaL": 8 / 20})
+    assert basin_populations(phi, psi, weights) == pytest.approx(
+        {"C7eq/C5": 9 / 20, "alphaR": 3 / 20, "alphaL": 8 / 20}
+    )
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("reference") / "ala2"
-    arguments = ["reference", "alanine-dipeptide-vacuum", "--frames", "80", "--replicas", "8", "--rungs", "2",
-                 "--t-max", "450", "--report-every", "10", "--equilibration", "50", "--device", "cpu",
-                 "--seed", "7", "--no-progress", "-o", str(folder), "--json"]  # fmt: skip
+    arguments = [
+        "reference",
+        "alanine-dipeptide-vacuum",
+        "--frames",
+        "80",
+        "--replicas",
+        "8",
+        "--rungs",
+        "2",
+        "--t-max",
+        "450",
+        "--report-every",
+        "10",
+        "--equilibration",
+        "50",
+        "--device",
+        "cpu",
+        "--seed",
+        "7",
+        "--no-progress",
+        "-o",
+        str(folder),
+        "--json",
+    ]
     assert main(arguments) == 0
     return folder, arguments
 
@@ -46,12 +80,21 @@ def test_dataset_format_and_metadata(dataset) -> None:
     folder, _ = dataset
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["temperature_K"] == 300.0 and metadata["seed"] == 7
-    assert metadata["frames"] == {"train": 64, "val": 8, "test": 8}  # 20 reports x 4 chains, 80/10/10 in time
+    assert metadata["frames"] == {
+        "train": 64,
+        "val": 8,
+        "test": 8,
+    }  # 20 reports x 4 chains, 80/10/10 in time
     assert metadata["tau_frames"] >= 1.0
     assert math.isclose(metadata["effective_frames"], 80 / metadata["tau_frames"])
     train = load_reference(folder, "train")
-    phi, psi = np.concatenate([load_reference(folder, s)["phi"] for s in SPLITS]), np.concatenate([load_reference(folder, s)["psi"] for s in SPLITS])
-    assert metadata["basin_populations"] == pytest.approx(basin_populations(phi[:, 0], psi[:, 0]), abs=1e-12)
+    phi, psi = (
+        np.concatenate([load_reference(folder, s)["phi"] for s in SPLITS]),
+        np.concatenate([load_reference(folder, s)["psi"] for s in SPLITS]),
+    )
+    assert metadata["basin_populations"] == pytest.approx(
+        basin_populations(phi[:, 0], psi[:, 0]), abs=1e-12
+    )
     assert train["positions"].shape == (64, 22, 3) and train["positions"].dtype == np.float32
     assert (train["step"] > 50).all()  # equilibration discarded
     with pytest.raises(BoltzgenError, match="unknown split"):
@@ -61,17 +104,33 @@ def test_dataset_format_and_metadata(dataset) -> None:
 def test_dihedrals_and_energies_match_mdtraj_and_openmm(dataset) -> None:
     folder, _ = dataset
     split = load_reference(folder, "test")
-    trajectory = mdtraj.Trajectory(split["positions"], mdtraj.load_pdb(str(folder / "topology.pdb")).topology)
-    np.testing.assert_allclose(split["phi"][:, 0], mdtraj.compute_phi(trajectory)[1][:, 0], atol=1e-5)
-    np.testing.assert_allclose(split["psi"][:, 0], mdtraj.compute_psi(trajectory)[1][:, 0], atol=1e-5)
+    trajectory = mdtraj.Trajectory(
+        split["positions"], mdtraj.load_pdb(str(folder / "topology.pdb")).topology
+    )
+    np.testing.assert_allclose(
+        split["phi"][:, 0], mdtraj.compute_phi(trajectory)[1][:, 0], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        split["psi"][:, 0], mdtraj.compute_psi(trajectory)[1][:, 0], atol=1e-5
+    )
     molecule = Molecule.from_catalog("alanine-dipeptide-vacuum")
-    context = openmm.Context(molecule.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context = openmm.Context(
+        molecule.system,
+        openmm.VerletIntegrator(0.001),
+        openmm.Platform.getPlatformByName("Reference"),
+    )
     kT = BOLTZMANN_CONSTANT * 300.0
     for positions, reduced in zip(split["positions"], split["reduced_energies"]):
         context.setPositions(positions.astype(np.float64))
-        energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        energy = (
+            context.getState(getEnergy=True)
+            .getPotentialEnergy()
+            .value_in_unit(unit.kilojoule_per_mole)
+        )
         assert abs(energy / kT - reduced) < 1e-3  # float32 MD positions vs float64 OpenMM
-    report_view = load_report_reference(folder / "val.npz")  # the diagnostics reader takes the same files
+    report_view = load_report_reference(
+        folder / "val.npz"
+    )  # the diagnostics reader takes the same files
     assert report_view is not None
 
 

@@ -22,15 +22,30 @@ from boltzgen.trainers import ForwardKL, ReverseKL, Trainer, TrainSettings
 from boltzgen.trainers.optim import MaskedAdam
 
 
-def small_flow(dim: int, scale: float = 1.0, n_layers: int = 6, hidden: int = 64, seed: int = 0, dtype: torch.dtype = torch.float32) -> CouplingFlow:
+def small_flow(
+    dim: int,
+    scale: float = 1.0,
+    n_layers: int = 6,
+    hidden: int = 64,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> CouplingFlow:
     torch.manual_seed(seed)
     domains = [real()] * dim
     prior = make_prior(domains, kind="normal", loc=0.0, scale=scale)
-    return CouplingFlow(domains, n_layers=n_layers, hidden=hidden, depth=2, bins=8, prior=prior).to(dtype)
+    return CouplingFlow(
+        domains, n_layers=n_layers, hidden=hidden, depth=2, bins=8, prior=prior
+    ).to(dtype)
 
 
 def fit(model, objective, steps: int, batch: int = 256, lr: float = 3e-3) -> None:
-    Trainer(model, objective, TrainSettings(steps=steps, batch_size=batch, lr=lr, warmup_steps=20, progress=False, log_every=50)).fit()
+    Trainer(
+        model,
+        objective,
+        TrainSettings(
+            steps=steps, batch_size=batch, lr=lr, warmup_steps=20, progress=False, log_every=50
+        ),
+    ).fit()
 
 
 def mode_masses(target: GaussianMixture2D, model, n: int = 20_000) -> torch.Tensor:
@@ -66,8 +81,13 @@ def test_reverse_kl_mode_seeking_vs_high_temperature() -> None:
 def test_reverse_kl_fits_correlated_gaussian() -> None:
     """A 4-D correlated Gaussian (log Z = 0): KL(q||p) < 0.02 nats, estimated from 1e5 samples."""
     torch.manual_seed(2)
-    cov = torch.tensor([[1.0, 0.8, 0.0, 0.3], [0.8, 1.5, 0.2, 0.0], [0.0, 0.2, 0.5, 0.1], [0.3, 0.0, 0.1, 1.0]], dtype=torch.float64)
-    gauss = torch.distributions.MultivariateNormal(torch.tensor([0.5, -1.0, 0.0, 1.0], dtype=torch.float64), cov)
+    cov = torch.tensor(
+        [[1.0, 0.8, 0.0, 0.3], [0.8, 1.5, 0.2, 0.0], [0.0, 0.2, 0.5, 0.1], [0.3, 0.0, 0.1, 1.0]],
+        dtype=torch.float64,
+    )
+    gauss = torch.distributions.MultivariateNormal(
+        torch.tensor([0.5, -1.0, 0.0, 1.0], dtype=torch.float64), cov
+    )
     target = LogProbEnergy(gauss.log_prob, (4,))
     model = small_flow(4, n_layers=4, hidden=64, seed=2)
     fit(model, ReverseKL(target), steps=1000, batch=256, lr=3e-3)
@@ -86,7 +106,7 @@ def test_forward_kl_on_many_well_recovers_log_z() -> None:
     fit(model, ForwardKL(target.sample(50_000, seed=3).float()), steps=600, batch=256, lr=3e-3)
     with torch.no_grad():
         x, log_q = model.sample_and_log_prob(50_000)
-        log_w = (-target.energy(x.double()) - log_q.double())
+        log_w = -target.energy(x.double()) - log_q.double()
     n = log_w.numel()
     log_z_hat = float(torch.logsumexp(log_w, 0) - math.log(n))
     w = torch.exp(log_w - log_w.max())
@@ -105,7 +125,11 @@ def test_masked_step_skips_non_finite_updates() -> None:
     before = param.detach().clone(), opt.exp_avg[0].clone(), opt.accepted.clone()
     param.grad = torch.full((5,), float("nan"))
     opt.step(torch.isfinite(param.grad).all())
-    assert torch.equal(param.detach(), before[0]) and torch.equal(opt.exp_avg[0], before[1]) and opt.accepted == before[2]
+    assert (
+        torch.equal(param.detach(), before[0])
+        and torch.equal(opt.exp_avg[0], before[1])
+        and opt.accepted == before[2]
+    )
 
 
 def test_masked_adam_matches_torch_adamw() -> None:
@@ -113,7 +137,10 @@ def test_masked_adam_matches_torch_adamw() -> None:
     torch.manual_seed(0)
     a = torch.nn.Parameter(torch.randn(7, dtype=torch.float64))
     b = torch.nn.Parameter(a.detach().clone())
-    ours, ref = MaskedAdam([a], lr=0.01, weight_decay=0.1), torch.optim.AdamW([b], lr=0.01, weight_decay=0.1)
+    ours, ref = (
+        MaskedAdam([a], lr=0.01, weight_decay=0.1),
+        torch.optim.AdamW([b], lr=0.01, weight_decay=0.1),
+    )
     for _ in range(20):
         g = torch.randn(7, dtype=torch.float64)
         a.grad, b.grad = g.clone(), g.clone()
@@ -160,7 +187,16 @@ n = 100
 
 
 def _train_command(config: Path, run_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "boltzgen", "train", str(config), "-o", str(run_dir), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "boltzgen",
+        "train",
+        str(config),
+        "-o",
+        str(run_dir),
+        "--no-progress",
+    ]
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
@@ -168,10 +204,17 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(RESUME_CONFIG.format(steps=200))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = subprocess.run(_train_command(config, tmp_path / "ref"), env=env, capture_output=True, text=True)
+    reference = subprocess.run(
+        _train_command(config, tmp_path / "ref"), env=env, capture_output=True, text=True
+    )
     assert reference.returncode == 0, reference.stderr
     killed_dir = tmp_path / "killed"
-    process = subprocess.Popen(_train_command(config, killed_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _train_command(config, killed_dir),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoint = killed_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 60
     while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
@@ -183,14 +226,19 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
 
     interrupted_at = load_checkpoint(checkpoint)["step"]
     assert interrupted_at < 200, "the run finished before it could be killed; make it longer"
-    resumed = subprocess.run(_train_command(config, killed_dir), env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        _train_command(config, killed_dir), env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     final_ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
     final_resumed = load_checkpoint(checkpoint)
     assert final_resumed["step"] == final_ref["step"] == 200
     for name, tensor in final_ref["model"].items():
         assert torch.equal(tensor, final_resumed["model"][name]), name
-    steps_logged = [int(line.split(",")[0]) for line in (killed_dir / "metrics.csv").read_text().splitlines()[1:]]
+    steps_logged = [
+        int(line.split(",")[0])
+        for line in (killed_dir / "metrics.csv").read_text().splitlines()[1:]
+    ]
     assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == 200
 
 
@@ -206,9 +254,18 @@ def test_training_step_is_sync_free(device: torch.device) -> None:
     target = GaussianMixture2D().to(device)
     model = small_flow(2, n_layers=4, hidden=32).to(device)
     before = [p.detach().clone() for p in model.parameters()]
-    objectives = [ReverseKL(target, temperature=2.0, energy_cap=5.0, drop_top_k=3), ForwardKL(target.sample(1000).float().to(device))]
+    objectives = [
+        ReverseKL(target, temperature=2.0, energy_cap=5.0, drop_top_k=3),
+        ForwardKL(target.sample(1000).float().to(device)),
+    ]
     for objective in objectives:
-        trainer = Trainer(model, objective, TrainSettings(steps=5, batch_size=64, log_every=1000, checkpoint_every=0, progress=False))
+        trainer = Trainer(
+            model,
+            objective,
+            TrainSettings(
+                steps=5, batch_size=64, log_every=1000, checkpoint_every=0, progress=False
+            ),
+        )
         accumulated: dict[str, torch.Tensor] = {}
         if device.type == "cuda":
             torch.cuda.set_sync_debug_mode("error")

@@ -43,9 +43,13 @@ def test_sidecar_round_trip_with_torch_inputs(tmp_path, molecule, positions):
     log_weights = torch.linspace(-3.0, 2.0, len(positions), dtype=torch.float64)
     reduced = torch.as_tensor(np.random.default_rng(1).normal(size=len(positions)))
     write_samples(
-        tmp_path / "s", torch.as_tensor(positions), molecule.mdtraj_topology(),
-        log_weights=log_weights, reduced_energies=reduced, temperature=300.0,
-    )  # fmt: skip
+        tmp_path / "s",
+        torch.as_tensor(positions),
+        molecule.mdtraj_topology(),
+        log_weights=log_weights,
+        reduced_energies=reduced,
+        temperature=300.0,
+    )
     trajectory, sidecar = read_samples(tmp_path / "s")
     assert trajectory.n_frames == len(positions) and trajectory.n_atoms == molecule.n_atoms
     np.testing.assert_array_equal(sidecar["log_weights"], log_weights.numpy())

@@ -24,8 +24,12 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``boltzgen energy check``."""
-    parser = subparsers.add_parser("energy", help="check molecular energies", description=__doc__.splitlines()[0])
-    actions = parser.add_subparsers(dest="energy_action", metavar="ACTION", parser_class=type(parser), required=True)
+    parser = subparsers.add_parser(
+        "energy", help="check molecular energies", description=__doc__.splitlines()[0]
+    )
+    actions = parser.add_subparsers(
+        dest="energy_action", metavar="ACTION", parser_class=type(parser), required=True
+    )
     check = actions.add_parser(
         "check",
         help="compare the torch force field with OpenMM Reference, force by force",
@@ -33,15 +37,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_molecule_arguments(check)
-    check.add_argument("--md-frames", type=int, default=4, help="MD frames between 300 and 600 K (default 4)")
-    check.add_argument("--perturbation", type=float, default=0.02, help="noise added to each frame, nm (default 0.02)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the MD and the noise (default 0)")
-    check.add_argument("--dtype", choices=tuple(_DTYPES), default="float64", help="torch dtype (default float64)")
     check.add_argument(
-        "--energy-tolerance", type=float, help="relative energy error allowed per force (default 1e-6 float64, 1e-3 float32)"
+        "--md-frames", type=int, default=4, help="MD frames between 300 and 600 K (default 4)"
     )
     check.add_argument(
-        "--force-tolerance", type=float, help="relative force error allowed per force (default 1e-5 float64, 1e-3 float32)"
+        "--perturbation",
+        type=float,
+        default=0.02,
+        help="noise added to each frame, nm (default 0.02)",
+    )
+    check.add_argument(
+        "--seed", type=int, default=0, help="seed of the MD and the noise (default 0)"
+    )
+    check.add_argument(
+        "--dtype", choices=tuple(_DTYPES), default="float64", help="torch dtype (default float64)"
+    )
+    check.add_argument(
+        "--energy-tolerance",
+        type=float,
+        help="relative energy error allowed per force (default 1e-6 float64, 1e-3 float32)",
+    )
+    check.add_argument(
+        "--force-tolerance",
+        type=float,
+        help="relative force error allowed per force (default 1e-5 float64, 1e-3 float32)",
     )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(run=run_check)
@@ -54,9 +73,13 @@ def format_report(name: str, report: ExactnessReport) -> str:
         f"{'force':<22} {'rel. energy error':>18} {'rel. force error':>17}",
     ]
     for force, errors in [*report.terms.items(), ("(total)", report.total)]:
-        lines.append(f"{force:<22} {errors.max_rel_energy_error:>18.2e} {errors.max_rel_force_error:>17.2e}")
+        lines.append(
+            f"{force:<22} {errors.max_rel_energy_error:>18.2e} {errors.max_rel_force_error:>17.2e}"
+        )
     verdict = "passed" if report.passed else "FAILED"
-    lines.append(f"{verdict} (tolerances: energy {report.energy_tolerance:g}, force {report.force_tolerance:g} per force)")
+    lines.append(
+        f"{verdict} (tolerances: energy {report.energy_tolerance:g}, force {report.force_tolerance:g} per force)"
+    )
     return "\n".join(lines)
 
 
@@ -64,12 +87,26 @@ def run_check(args: argparse.Namespace) -> int:
     """Run the check; 0 if it passed, 1 if a tolerance is exceeded."""
     molecule = molecule_from_args(args)
     configurations = probe_configurations(
-        molecule.system, np.asarray(molecule.positions), n_md=args.md_frames, perturbation=args.perturbation, seed=args.seed
+        molecule.system,
+        np.asarray(molecule.positions),
+        n_md=args.md_frames,
+        perturbation=args.perturbation,
+        seed=args.seed,
     )
     dtype = _DTYPES[args.dtype]
-    report = check_exactness(molecule.system, configurations, dtype, args.energy_tolerance, args.force_tolerance)
+    report = check_exactness(
+        molecule.system, configurations, dtype, args.energy_tolerance, args.force_tolerance
+    )
     if args.json:
-        print(json.dumps({"molecule": molecule.name, "n_atoms": molecule.system.getNumParticles(), **report.to_dict()}))
+        print(
+            json.dumps(
+                {
+                    "molecule": molecule.name,
+                    "n_atoms": molecule.system.getNumParticles(),
+                    **report.to_dict(),
+                }
+            )
+        )
     else:
         print(format_report(molecule.name, report))
     return 0 if report.passed else 1

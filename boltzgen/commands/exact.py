@@ -18,7 +18,13 @@ import json
 import math
 
 from ..energy.exact import MAX_ENUMERATION_UNITS
-from ..energy.lattice import CurieWeiss, EdwardsAnderson2D, IsingModel2D, PairwiseSpinEnergy, SherringtonKirkpatrick
+from ..energy.lattice import (
+    CurieWeiss,
+    EdwardsAnderson2D,
+    IsingModel2D,
+    PairwiseSpinEnergy,
+    SherringtonKirkpatrick,
+)
 from ..errors import BoltzgenError
 
 __all__ = ["add_parser", "run"]
@@ -26,19 +32,39 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``boltzgen exact`` and its four model sub-commands."""
-    parser = subparsers.add_parser("exact", help="exact log Z and free energy per spin of a lattice/spin model")
-    models = parser.add_subparsers(dest="model", metavar="MODEL", required=True, parser_class=type(parser))
+    parser = subparsers.add_parser(
+        "exact", help="exact log Z and free energy per spin of a lattice/spin model"
+    )
+    models = parser.add_subparsers(
+        dest="model", metavar="MODEL", required=True, parser_class=type(parser)
+    )
     specs = {
-        "ising": ("periodic L x L Ising model (Kaufman at h = 0)", [("--L", int), ("--J", float, 1.0), ("--h", float, 0.0)]),
-        "curie-weiss": ("Curie-Weiss model E = -(sum s)^2/(2N)", [("--n", int), ("--h", float, 0.0)]),
-        "sk": ("Sherrington-Kirkpatrick spin glass (enumeration)", [("--n", int), ("--seed", int, 0)]),
-        "ea": ("2-D Edwards-Anderson +-J spin glass (enumeration)", [("--L", int), ("--seed", int, 0)]),
+        "ising": (
+            "periodic L x L Ising model (Kaufman at h = 0)",
+            [("--L", int), ("--J", float, 1.0), ("--h", float, 0.0)],
+        ),
+        "curie-weiss": (
+            "Curie-Weiss model E = -(sum s)^2/(2N)",
+            [("--n", int), ("--h", float, 0.0)],
+        ),
+        "sk": (
+            "Sherrington-Kirkpatrick spin glass (enumeration)",
+            [("--n", int), ("--seed", int, 0)],
+        ),
+        "ea": (
+            "2-D Edwards-Anderson +-J spin glass (enumeration)",
+            [("--L", int), ("--seed", int, 0)],
+        ),
     }
     for name, (help_text, options) in specs.items():
         sub = models.add_parser(name, help=help_text)
         for flag, kind, *default in options:
-            sub.add_argument(flag, type=kind, required=not default, default=default[0] if default else None)
-        sub.add_argument("--beta", type=float, required=True, help="inverse temperature (units of 1/J)")
+            sub.add_argument(
+                flag, type=kind, required=not default, default=default[0] if default else None
+            )
+        sub.add_argument(
+            "--beta", type=float, required=True, help="inverse temperature (units of 1/J)"
+        )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.set_defaults(run=run)
 
@@ -78,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.model}: N = {model.n_spins}, beta = {model.beta:g}, method = {result['method']}")
+        print(
+            f"{args.model}: N = {model.n_spins}, beta = {model.beta:g}, method = {result['method']}"
+        )
         print(f"  log Z                 = {log_z:.12f}")
         print(f"  free energy per spin  = {result['free_energy_per_spin']:.10f}")
     return 0

@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("init", help="write an example config from a template", description="Write a commented example config.")
+    p = subparsers.add_parser(
+        "init",
+        help="write an example config from a template",
+        description="Write a commented example config.",
+    )
     p.add_argument("template", nargs="?", help="template name (see --list)")
     p.add_argument("--list", action="store_true", help="list the templates")
     p.add_argument("-o", "--output", help="file to write (default: TEMPLATE.toml)")

@@ -9,8 +9,9 @@ table with ``name``, ``pdb`` or ``sequence`` plus those keys.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import BoltzgenError
 from ..forcefields import CONSTRAINTS
@@ -34,9 +35,10 @@ _MODEL_KEYS = ("forcefield", "solvent", "constraints", "temperature")
 def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the positional ``MOLECULE`` and the model options to ``parser``."""
     parser.add_argument(
-        "molecule", metavar="MOLECULE",
+        "molecule",
+        metavar="MOLECULE",
         help="catalog name (see 'boltzgen systems list'), a PDB file, or seq:AAA for a capped peptide",
-    )  # fmt: skip
+    )
     add_model_options(parser)
 
 
@@ -44,13 +46,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--forcefield``, ``--solvent``, ``--constraints``, ``--temperature`` to ``parser``."""
     group = parser.add_argument_group("molecule options (override the catalog's values)")
     group.add_argument(
-        "--forcefield", nargs="+", metavar="F",
+        "--forcefield",
+        nargs="+",
+        metavar="F",
         help=f"force-field XML files (default for PDB/sequence: {' '.join(DEFAULT_FORCEFIELD)})",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--solvent", metavar="S",
+        "--solvent",
+        metavar="S",
         help="vacuum, obc1, obc2, gbn2, or an XML file such as amber99_obc.xml (default: vacuum)",
-    )  # fmt: skip
+    )
     group.add_argument("--constraints", choices=tuple(CONSTRAINTS), help="default: none")
     group.add_argument("--temperature", type=float, metavar="K", help="in kelvin (default: 300)")
 
@@ -91,7 +96,9 @@ def molecule_from_spec(spec: Mapping[str, Any]) -> Molecule:
         )
     sources = [key for key in _SOURCE_KEYS if key in spec]
     if len(sources) != 1:
-        raise BoltzgenError(f"a molecule needs exactly one of {', '.join(_SOURCE_KEYS)}, got {sources or 'none'}")
+        raise BoltzgenError(
+            f"a molecule needs exactly one of {', '.join(_SOURCE_KEYS)}, got {sources or 'none'}"
+        )
     overrides = {key: spec[key] for key in _MODEL_KEYS if spec.get(key) is not None}
     if isinstance(overrides.get("forcefield"), str):
         overrides["forcefield"] = [overrides["forcefield"]]

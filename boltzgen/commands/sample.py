@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import BoltzgenError
 from ..diagnostics.metrics import reverse_ess
+from ..errors import BoltzgenError
 from ..recipes import training_temperature
 from ..runs import draw_samples, load_run, write_samples
 
@@ -21,28 +21,49 @@ def run(args: argparse.Namespace) -> int:
         raise BoltzgenError("-n must be at least 1")
     resolved, target, model = load_run(args.run_dir)
     torch.manual_seed(args.seed)
-    temperature = args.temperature if args.temperature is not None else training_temperature(resolved)
+    temperature = (
+        args.temperature if args.temperature is not None else training_temperature(resolved)
+    )
     drawn = draw_samples(model, target, args.n, temperature)
     out = Path(args.output)
     prefix = out.with_suffix("") if out.suffix in (".pt", ".pdb", ".dcd", ".h5", ".xtc") else out
     paths = write_samples(prefix, target, drawn, temperature)
-    result = {"files": [str(p) for p in paths], "n_samples": args.n, "ess": float(reverse_ess(drawn["log_weights"])),
-              "temperature": temperature if temperature is not None else target.temperature}
+    result = {
+        "files": [str(p) for p in paths],
+        "n_samples": args.n,
+        "ess": float(reverse_ess(drawn["log_weights"])),
+        "temperature": temperature if temperature is not None else target.temperature,
+    }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"wrote {args.n} samples (ESS {result['ess']:.4f} at T = {result['temperature']:g}):")
+        print(
+            f"wrote {args.n} samples (ESS {result['ess']:.4f} at T = {result['temperature']:g}):"
+        )
         for path in paths:
             print(f"  {path}")
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sample", help="draw samples from a trained run", description="Draw samples from a trained run directory.")
+    p = subparsers.add_parser(
+        "sample",
+        help="draw samples from a trained run",
+        description="Draw samples from a trained run directory.",
+    )
     p.add_argument("run_dir", help="run directory written by 'boltzgen train'")
     p.add_argument("-n", type=int, default=10000, help="number of samples (default 10000)")
-    p.add_argument("-o", "--output", required=True, help="output file: FILE.pt for toy targets, a prefix (FILE or FILE.pdb) for molecules")
-    p.add_argument("--temperature", type=float, help="reweight to this temperature (target units; default: the run's)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file: FILE.pt for toy targets, a prefix (FILE or FILE.pdb) for molecules",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="reweight to this temperature (target units; default: the run's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)

@@ -19,7 +19,9 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for system in systems:
         files = " + ".join(system["forcefield"] + system["solvent"])
-        print(f"{system['name']:26s} {system['n_atoms']:4d} atoms  {files:36s} {system['description']}")
+        print(
+            f"{system['name']:26s} {system['n_atoms']:4d} atoms  {files:36s} {system['description']}"
+        )
     return 0
 
 
@@ -38,14 +40,17 @@ def run_show(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``systems list`` and ``systems show``."""
     parser = subparsers.add_parser(
-        "systems", help="list the built-in molecules or describe one",
+        "systems",
+        help="list the built-in molecules or describe one",
         description="The molecule catalog and molecule definitions.",
-    )  # fmt: skip
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=type(parser))
     listing = actions.add_parser("list", help="list the built-in systems")
     listing.add_argument("--json", action="store_true", help="print one JSON object")
     listing.set_defaults(run=run_list)
-    show = actions.add_parser("show", help="describe a molecule: atoms, degrees of freedom, model files")
+    show = actions.add_parser(
+        "show", help="describe a molecule: atoms, degrees of freedom, model files"
+    )
     add_molecule_arguments(show)
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(run=run_show)

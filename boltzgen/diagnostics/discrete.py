@@ -19,12 +19,17 @@ r"""Evaluation of discrete models against discrete targets.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from ..energy.exact import ExactDistribution, check_enumerable, enumerate_states, log_weights_by_enumeration
+from ..energy.exact import (
+    ExactDistribution,
+    check_enumerable,
+    enumerate_states,
+    log_weights_by_enumeration,
+)
 from ..energy.lattice import PairwiseSpinEnergy
 
 __all__ = [
@@ -43,8 +48,12 @@ __all__ = [
 ]
 
 
-def enumerated_log_prob(log_unnormalized: Callable[[Tensor], Tensor], n_units: int, spin: bool = True,
-                        dtype: torch.dtype = torch.float64) -> Tensor:
+def enumerated_log_prob(
+    log_unnormalized: Callable[[Tensor], Tensor],
+    n_units: int,
+    spin: bool = True,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
     """Normalised log-probabilities of all 2**n states, ``(2**n,)``, differentiable through the callable.
 
     For a model: ``enumerated_log_prob(lambda v: -rbm.free_energy(v), V, rbm.spin)``.
@@ -72,7 +81,9 @@ def exact_ratio_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
     return var_p + var_q + (mean_p - mean_q) ** 2
 
 
-def monte_carlo_kl(log_numerator: Tensor, log_denominator: Tensor, n_effective: int | None = None) -> tuple[float, float]:
+def monte_carlo_kl(
+    log_numerator: Tensor, log_denominator: Tensor, n_effective: int | None = None
+) -> tuple[float, float]:
     """Monte Carlo KL = mean(log_numerator - log_denominator) over samples of the numerator's distribution.
 
     Arguments:
@@ -137,7 +148,9 @@ def mode_masses(states: Tensor, modes: Tensor) -> Tensor:
 
 def exact_mode_masses(distribution: ExactDistribution, modes: Tensor) -> Tensor:
     """Exact probability of the basin (nearest-mode set) of each mode, ``(n_modes,)``."""
-    one_hot = lambda s: torch.nn.functional.one_hot(nearest_mode(s, modes), modes.shape[0]).to(torch.float64)
+    one_hot = lambda s: torch.nn.functional.one_hot(nearest_mode(s, modes), modes.shape[0]).to(
+        torch.float64
+    )
     return distribution.expectation(one_hot)
 
 

@@ -14,7 +14,7 @@ independent: for correlated MD frames, subsample first or the errors are too sma
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import mdtraj
 import numpy as np
@@ -50,7 +50,9 @@ def _weights(weights: ArrayLike | None, n: int) -> np.ndarray:
         return np.ones(n)
     array = np.asarray(weights, dtype=np.float64).ravel()
     if array.shape != (n,) or not (np.all(array >= 0) and array.sum() > 0):
-        raise BoltzgenError(f"weights must be {n} non-negative numbers, not all zero (one per sample)")
+        raise BoltzgenError(
+            f"weights must be {n} non-negative numbers, not all zero (one per sample)"
+        )
     return array
 
 
@@ -185,7 +187,9 @@ def _in_interval(angles: np.ndarray, interval: Sequence[float]) -> np.ndarray:
 
 def _basin_mask(x: np.ndarray, y: np.ndarray, basin: Basin) -> np.ndarray:
     if len(basin) != 2 or any(len(interval) != 2 for interval in basin):
-        raise BoltzgenError(f"a basin is ((x_low, x_high), (y_low, y_high)) in radians, got {basin!r}")
+        raise BoltzgenError(
+            f"a basin is ((x_low, x_high), (y_low, y_high)) in radians, got {basin!r}"
+        )
     return _in_interval(x, basin[0]) & _in_interval(y, basin[1])
 
 
@@ -227,7 +231,9 @@ def basin_free_energy_difference(
 
     def difference(sample_weights: np.ndarray, draw: np.ndarray | slice) -> float:
         with np.errstate(divide="ignore"):
-            return float(np.log(sample_weights[in_a[draw]].sum()) - np.log(sample_weights[in_b[draw]].sum()))
+            return float(
+                np.log(sample_weights[in_a[draw]].sum()) - np.log(sample_weights[in_b[draw]].sum())
+            )
 
     delta = difference(w, slice(None))
     error = math.nan
@@ -263,9 +269,15 @@ def backbone_dihedrals(
     phi_atoms, phi = mdtraj.compute_phi(trajectory)
     psi_atoms, psi = mdtraj.compute_psi(trajectory)
     phi_column = {int(atoms[2]): i for i, atoms in enumerate(phi_atoms)}
-    pairs = [(phi_column[int(atoms[1])], j) for j, atoms in enumerate(psi_atoms) if int(atoms[1]) in phi_column]
+    pairs = [
+        (phi_column[int(atoms[1])], j)
+        for j, atoms in enumerate(psi_atoms)
+        if int(atoms[1]) in phi_column
+    ]
     if not pairs:
-        raise BoltzgenError("the topology has no residue with both a phi and a psi backbone dihedral (need N, CA, C atoms of a peptide)")
+        raise BoltzgenError(
+            "the topology has no residue with both a phi and a psi backbone dihedral (need N, CA, C atoms of a peptide)"
+        )
     phi_index, psi_index = (list(columns) for columns in zip(*pairs))
     return phi[:, phi_index].astype(np.float64), psi[:, psi_index].astype(np.float64)
 
@@ -273,11 +285,17 @@ def backbone_dihedrals(
 def _trajectory(positions: ArrayLike, topology: object | None) -> mdtraj.Trajectory:
     """An mdtraj trajectory from positions in nm and an mdtraj or OpenMM topology."""
     if topology is None:
-        raise BoltzgenError("positions need a topology: pass topology= (mdtraj or OpenMM Topology)")
+        raise BoltzgenError(
+            "positions need a topology: pass topology= (mdtraj or OpenMM Topology)"
+        )
     if not isinstance(topology, mdtraj.Topology):
         topology = mdtraj.Topology.from_openmm(topology)
-    xyz = positions.detach().cpu().numpy() if hasattr(positions, "detach") else np.asarray(positions)
+    xyz = (
+        positions.detach().cpu().numpy() if hasattr(positions, "detach") else np.asarray(positions)
+    )
     xyz = xyz.reshape(-1, topology.n_atoms, 3) if xyz.ndim == 2 else xyz
     if xyz.ndim != 3 or xyz.shape[1:] != (topology.n_atoms, 3):
-        raise BoltzgenError(f"positions must have shape (n_frames, {topology.n_atoms}, 3) in nm, got {xyz.shape}")
+        raise BoltzgenError(
+            f"positions must have shape (n_frames, {topology.n_atoms}, 3) in nm, got {xyz.shape}"
+        )
     return mdtraj.Trajectory(xyz, topology)

@@ -22,7 +22,7 @@ Conventions:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -58,7 +58,9 @@ def _as_float64(values: Tensor | ArrayLike, name: str) -> Tensor:
     """A 1-D float64 tensor on the input's device (NumPy and sequences go to the CPU)."""
     tensor = values if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values))
     if tensor.dim() != 1:
-        raise BoltzgenError(f"{name} must be one-dimensional (one value per sample), got shape {tuple(tensor.shape)}")
+        raise BoltzgenError(
+            f"{name} must be one-dimensional (one value per sample), got shape {tuple(tensor.shape)}"
+        )
     if tensor.numel() == 0:
         raise BoltzgenError(f"{name} is empty: need at least one sample")
     return tensor.detach().to(torch.float64)
@@ -71,7 +73,9 @@ def _drop_undefined(log_w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return kept, undefined, (~undefined).sum().to(log_w.dtype)
 
 
-def log_importance_weights(reduced_energy: Tensor | ArrayLike, log_q: Tensor | ArrayLike) -> Tensor:
+def log_importance_weights(
+    reduced_energy: Tensor | ArrayLike, log_q: Tensor | ArrayLike
+) -> Tensor:
     """Unnormalized log importance weights ``log w = -u(x) - log q(x)`` of samples x ~ q.
 
     Arguments:
@@ -84,7 +88,9 @@ def log_importance_weights(reduced_energy: Tensor | ArrayLike, log_q: Tensor | A
     u = _as_float64(reduced_energy, "reduced_energy")
     lq = _as_float64(log_q, "log_q")
     if u.shape != lq.shape:
-        raise BoltzgenError(f"reduced_energy and log_q must have the same shape, got {tuple(u.shape)} and {tuple(lq.shape)}")
+        raise BoltzgenError(
+            f"reduced_energy and log_q must have the same shape, got {tuple(u.shape)} and {tuple(lq.shape)}"
+        )
     return -u - lq
 
 
@@ -203,7 +209,9 @@ def nll(log_q_on_test: Tensor | ArrayLike) -> dict[str, float]:
     }
 
 
-def importance_resample(log_w: Tensor | ArrayLike, n: int, generator: torch.Generator | None = None) -> Tensor:
+def importance_resample(
+    log_w: Tensor | ArrayLike, n: int, generator: torch.Generator | None = None
+) -> Tensor:
     """Indices of ``n`` draws with replacement, with probabilities proportional to the weights.
 
     Multinomial resampling by inverse-CDF lookup (works for any number of samples, unlike
@@ -250,13 +258,19 @@ def ramachandran_histogram(
     """
     phi_w, psi_w = _wrap(phi).ravel(), _wrap(psi).ravel()
     if phi_w.shape != psi_w.shape or phi_w.size == 0:
-        raise BoltzgenError(f"phi and psi must be non-empty and of equal length, got {phi_w.size} and {psi_w.size}")
+        raise BoltzgenError(
+            f"phi and psi must be non-empty and of equal length, got {phi_w.size} and {psi_w.size}"
+        )
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float64).ravel()
         if weights.shape != phi_w.shape or not (np.all(weights >= 0) and weights.sum() > 0):
-            raise BoltzgenError("weights must be non-negative, not all zero, one per (phi, psi) sample")
+            raise BoltzgenError(
+                "weights must be non-negative, not all zero, one per (phi, psi) sample"
+            )
     edges = np.linspace(0.0, _TWO_PI, bins + 1)
-    histogram, _, _ = np.histogram2d(phi_w, psi_w, bins=(edges, edges), weights=weights, density=True)
+    histogram, _, _ = np.histogram2d(
+        phi_w, psi_w, bins=(edges, edges), weights=weights, density=True
+    )
     return histogram
 
 
@@ -287,7 +301,9 @@ def ramachandran_tv(p_hist: np.ndarray, q_hist: np.ndarray) -> float:
 def _same_grid(p_hist: np.ndarray, q_hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p, q = np.asarray(p_hist, dtype=np.float64), np.asarray(q_hist, dtype=np.float64)
     if p.shape != q.shape or p.ndim != 2:
-        raise BoltzgenError(f"histograms must be 2-D on the same grid, got shapes {p.shape} and {q.shape}")
+        raise BoltzgenError(
+            f"histograms must be 2-D on the same grid, got shapes {p.shape} and {q.shape}"
+        )
     return p, q
 
 
@@ -303,11 +319,15 @@ def angle_pairs(angles: Sequence[ArrayLike], name: str) -> tuple[np.ndarray, np.
     phi, psi = (np.asarray(a, dtype=np.float64) for a in angles)
     phi, psi = (a[:, None] if a.ndim == 1 else a for a in (phi, psi))
     if phi.shape != psi.shape or phi.ndim != 2 or phi.shape[0] == 0:
-        raise BoltzgenError(f"{name}: phi and psi must both have shape (n, k) with n > 0, got {phi.shape} and {psi.shape}")
+        raise BoltzgenError(
+            f"{name}: phi and psi must both have shape (n, k) with n > 0, got {phi.shape} and {psi.shape}"
+        )
     return phi, psi
 
 
-def split_half_floor(reference_angles: Sequence[ArrayLike], bins: int = RAMACHANDRAN_BINS) -> dict[str, list[float]]:
+def split_half_floor(
+    reference_angles: Sequence[ArrayLike], bins: int = RAMACHANDRAN_BINS
+) -> dict[str, list[float]]:
     """Ramachandran KL and TV between the first and the second half of the reference frames.
 
     The noise floor of the histogram metrics: two independent samples of the *same* distribution
@@ -328,8 +348,12 @@ def split_half_floor(reference_angles: Sequence[ArrayLike], bins: int = RAMACHAN
     half = phi.shape[0] // 2
     if half == 0:
         raise BoltzgenError("split-half floor needs at least two reference frames")
-    first = [ramachandran_histogram(phi[:half, i], psi[:half, i], bins) for i in range(phi.shape[1])]
-    second = [ramachandran_histogram(phi[half:, i], psi[half:, i], bins) for i in range(phi.shape[1])]
+    first = [
+        ramachandran_histogram(phi[:half, i], psi[:half, i], bins) for i in range(phi.shape[1])
+    ]
+    second = [
+        ramachandran_histogram(phi[half:, i], psi[half:, i], bins) for i in range(phi.shape[1])
+    ]
     return {
         "kl": [ramachandran_kl(a, b) for a, b in zip(first, second)],
         "tv": [ramachandran_tv(a, b) for a, b in zip(first, second)],
@@ -362,7 +386,9 @@ def ramachandran_metrics(
     ref_phi, ref_psi = angle_pairs(reference_angles, "reference_angles")
     flow_phi, flow_psi = angle_pairs(flow_angles, "flow_angles")
     if ref_phi.shape[1] != flow_phi.shape[1]:
-        raise BoltzgenError(f"reference has {ref_phi.shape[1]} (phi, psi) pairs but the flow samples have {flow_phi.shape[1]}")
+        raise BoltzgenError(
+            f"reference has {ref_phi.shape[1]} (phi, psi) pairs but the flow samples have {flow_phi.shape[1]}"
+        )
     pairs = range(ref_phi.shape[1])
     reference = [ramachandran_histogram(ref_phi[:, i], ref_psi[:, i], bins) for i in pairs]
     plain = [ramachandran_histogram(flow_phi[:, i], flow_psi[:, i], bins) for i in pairs]
@@ -373,8 +399,12 @@ def ramachandran_metrics(
     if flow_log_weights is not None:
         weights = self_normalized_weights(flow_log_weights, clip_fraction)
         if weights.shape[0] != flow_phi.shape[0]:
-            raise BoltzgenError(f"got {weights.shape[0]} flow log-weights for {flow_phi.shape[0]} flow samples")
-        reweighted = [ramachandran_histogram(flow_phi[:, i], flow_psi[:, i], bins, weights) for i in pairs]
+            raise BoltzgenError(
+                f"got {weights.shape[0]} flow log-weights for {flow_phi.shape[0]} flow samples"
+            )
+        reweighted = [
+            ramachandran_histogram(flow_phi[:, i], flow_psi[:, i], bins, weights) for i in pairs
+        ]
         result["kl_reweighted"] = [ramachandran_kl(p, q) for p, q in zip(reference, reweighted)]
         result["tv_reweighted"] = [ramachandran_tv(p, q) for p, q in zip(reference, reweighted)]
     for key in list(result):

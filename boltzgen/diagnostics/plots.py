@@ -11,8 +11,8 @@ in kT or, given a temperature, kJ/mol.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -44,10 +44,17 @@ FigureData = dict[str, np.ndarray]
 _ANGLE_TICKS = np.arange(-180, 181, 90)
 _DIFFERENCE_LIMIT_KT = 3.0
 #: Approximate centres (phi, psi) in degrees of the conformational basins of alanine peptides.
-_BASINS = {r"C$_5$": (-155.0, 160.0), r"C$_{7\mathrm{eq}}$": (-80.0, 75.0), r"$\alpha_\mathrm{R}$": (-75.0, -40.0), r"$\alpha_\mathrm{L}$": (60.0, 40.0)}
+_BASINS = {
+    r"C$_5$": (-155.0, 160.0),
+    r"C$_{7\mathrm{eq}}$": (-80.0, 75.0),
+    r"$\alpha_\mathrm{R}$": (-75.0, -40.0),
+    r"$\alpha_\mathrm{L}$": (60.0, 40.0),
+}
 
 
-def save_figure(figure: Figure, path: str | Path, data: Mapping[str, ArrayLike], dpi: int = 150) -> Path:
+def save_figure(
+    figure: Figure, path: str | Path, data: Mapping[str, ArrayLike], dpi: int = 150
+) -> Path:
     """Write a figure (format from the suffix: .png, .svg, .pdf) and its numbers as ``.npz``.
 
     Arguments:
@@ -61,7 +68,9 @@ def save_figure(figure: Figure, path: str | Path, data: Mapping[str, ArrayLike],
     """
     path = Path(path)
     if path.suffix.lower() not in {".png", ".svg", ".pdf"}:
-        raise BoltzgenError(f"cannot save a figure as '{path.name}': use a .png, .svg or .pdf file name")
+        raise BoltzgenError(
+            f"cannot save a figure as '{path.name}': use a .png, .svg or .pdf file name"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
     numbers = path.with_suffix(".npz")
@@ -76,7 +85,9 @@ def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
 def _angle_axis(ax: Axes, axis: str, label: str) -> None:
     """Degrees from -180 to 180 with ticks every 90 degrees on the x or y axis."""
     limits, ticks, set_label = (
-        (ax.set_xlim, ax.set_xticks, ax.set_xlabel) if axis == "x" else (ax.set_ylim, ax.set_yticks, ax.set_ylabel)
+        (ax.set_xlim, ax.set_xticks, ax.set_xlabel)
+        if axis == "x"
+        else (ax.set_ylim, ax.set_yticks, ax.set_ylabel)
     )
     limits(-180, 180)
     ticks(_ANGLE_TICKS)
@@ -85,7 +96,11 @@ def _angle_axis(ax: Axes, axis: str, label: str) -> None:
 
 def _weights_or_none(log_w: ArrayLike | None, clip_fraction: float) -> np.ndarray | None:
     """Clipped, self-normalized importance weights, or ``None`` without log-weights."""
-    return None if log_w is None else self_normalized_weights(np.asarray(log_w, dtype=np.float64), clip_fraction)
+    return (
+        None
+        if log_w is None
+        else self_normalized_weights(np.asarray(log_w, dtype=np.float64), clip_fraction)
+    )
 
 
 def plot_ramachandran(
@@ -121,18 +136,50 @@ def plot_ramachandran(
     free_energy, (phi_edges, psi_edges) = free_energy_surface_2d(phi, psi, weights, bins=bins)
     phi_deg, psi_deg = np.degrees(phi_edges), np.degrees(psi_edges)
     shown = np.ma.masked_where(~(free_energy <= kT_cap), free_energy).T
-    mesh = ax.pcolormesh(phi_deg, psi_deg, shown, cmap="viridis", vmin=0.0, vmax=kT_cap, shading="flat", rasterized=True)
+    mesh = ax.pcolormesh(
+        phi_deg,
+        psi_deg,
+        shown,
+        cmap="viridis",
+        vmin=0.0,
+        vmax=kT_cap,
+        shading="flat",
+        rasterized=True,
+    )
     step = 2.0 if kT_cap <= 12 else 4.0
-    centres_phi, centres_psi = 0.5 * (phi_deg[1:] + phi_deg[:-1]), 0.5 * (psi_deg[1:] + psi_deg[:-1])
-    ax.contour(centres_phi, centres_psi, shown, levels=np.arange(step, kT_cap, step), colors="white", linewidths=0.5, alpha=0.7)
+    centres_phi, centres_psi = (
+        0.5 * (phi_deg[1:] + phi_deg[:-1]),
+        0.5 * (psi_deg[1:] + psi_deg[:-1]),
+    )
+    ax.contour(
+        centres_phi,
+        centres_psi,
+        shown,
+        levels=np.arange(step, kT_cap, step),
+        colors="white",
+        linewidths=0.5,
+        alpha=0.7,
+    )
     ax.figure.colorbar(mesh, ax=ax, label="free energy [kT]")
     _angle_axis(ax, "x", r"$\phi$")
     _angle_axis(ax, "y", r"$\psi$")
     ax.set_aspect("equal")
     if basin_labels:
         for label, (x, y) in _BASINS.items():
-            ax.annotate(label, (x, y), fontsize=10, ha="center", va="center", color="black",
-                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.6, "linewidth": 0})
+            ax.annotate(
+                label,
+                (x, y),
+                fontsize=10,
+                ha="center",
+                va="center",
+                color="black",
+                bbox={
+                    "boxstyle": "round,pad=0.15",
+                    "facecolor": "white",
+                    "alpha": 0.6,
+                    "linewidth": 0,
+                },
+            )
     if title:
         ax.set_title(title, fontsize=11)
     return ax, {"free_energy": free_energy, "phi_edges_deg": phi_deg, "psi_edges_deg": psi_deg}
@@ -173,13 +220,19 @@ def plot_ramachandran_comparison(
     ]
     if weights is not None:
         if weights.shape[0] != flow_phi.shape[0]:
-            raise BoltzgenError(f"got {weights.shape[0]} log-weights for {flow_phi.shape[0]} flow samples")
+            raise BoltzgenError(
+                f"got {weights.shape[0]} log-weights for {flow_phi.shape[0]} flow samples"
+            )
         ess = float(reverse_ess(np.asarray(flow_log_weights, dtype=np.float64), clip_fraction))
-        panels.append(("reweighted", f"flow reweighted (ESS {100 * ess:.1f}%)", flow_phi, flow_psi, weights))
+        panels.append(
+            ("reweighted", f"flow reweighted (ESS {100 * ess:.1f}%)", flow_phi, flow_psi, weights)
+        )
     if reference_angles is not None:
         md_phi, md_psi = angle_pairs(reference_angles, "reference_angles")
         if md_phi.shape[1] != flow_phi.shape[1]:
-            raise BoltzgenError(f"reference has {md_phi.shape[1]} (phi, psi) pairs, the flow samples {flow_phi.shape[1]}")
+            raise BoltzgenError(
+                f"reference has {md_phi.shape[1]} (phi, psi) pairs, the flow samples {flow_phi.shape[1]}"
+            )
         panels.append(("md", f"MD (n = {md_phi.shape[0]:,})", md_phi, md_psi, None))
     n_pairs, n_columns = flow_phi.shape[1], len(panels) + (reference_angles is not None)
     figure = Figure(figsize=(4.3 * n_columns, 3.7 * n_pairs), layout="constrained")
@@ -188,27 +241,51 @@ def plot_ramachandran_comparison(
     for i in range(n_pairs):
         surfaces = {}
         for column, (key, title, phi, psi, w) in enumerate(panels):
-            _, panel = plot_ramachandran(phi[:, i], psi[:, i], w, axes[i, column], title, kT_cap, bins=bins)
+            _, panel = plot_ramachandran(
+                phi[:, i], psi[:, i], w, axes[i, column], title, kT_cap, bins=bins
+            )
             surfaces[key] = panel["free_energy"]
             data[f"{key}_{i}"] = panel["free_energy"]
-            data["phi_edges_deg"], data["psi_edges_deg"] = panel["phi_edges_deg"], panel["psi_edges_deg"]
+            data["phi_edges_deg"], data["psi_edges_deg"] = (
+                panel["phi_edges_deg"],
+                panel["psi_edges_deg"],
+            )
         if "md" in surfaces:
             flow_key = "reweighted" if "reweighted" in surfaces else "flow"
             both_shown = (surfaces[flow_key] <= kT_cap) & (surfaces["md"] <= kT_cap)
-            difference = np.where(both_shown, surfaces[flow_key], np.nan) - np.where(both_shown, surfaces["md"], np.nan)
+            difference = np.where(both_shown, surfaces[flow_key], np.nan) - np.where(
+                both_shown, surfaces["md"], np.nan
+            )
             data[f"difference_{i}"] = difference
-            _plot_difference(axes[i, -1], difference, data["phi_edges_deg"], data["psi_edges_deg"],
-                             f"{'reweighted ' if flow_key == 'reweighted' else ''}flow − MD")
+            _plot_difference(
+                axes[i, -1],
+                difference,
+                data["phi_edges_deg"],
+                data["psi_edges_deg"],
+                f"{'reweighted ' if flow_key == 'reweighted' else ''}flow − MD",
+            )
         if n_pairs > 1:
             axes[i, 0].set_ylabel(f"residue {i + 1}\n" + axes[i, 0].get_ylabel(), fontsize=11)
     return figure, data
 
 
-def _plot_difference(ax: Axes, difference: np.ndarray, phi_deg: np.ndarray, psi_deg: np.ndarray, title: str) -> None:
+def _plot_difference(
+    ax: Axes, difference: np.ndarray, phi_deg: np.ndarray, psi_deg: np.ndarray, title: str
+) -> None:
     """Panel of F_flow - F_MD in kT on a diverging scale; bins empty in either stay blank."""
-    shown = np.ma.masked_invalid(np.clip(difference, -_DIFFERENCE_LIMIT_KT, _DIFFERENCE_LIMIT_KT)).T
-    mesh = ax.pcolormesh(phi_deg, psi_deg, shown, cmap="RdBu_r", vmin=-_DIFFERENCE_LIMIT_KT,
-                         vmax=_DIFFERENCE_LIMIT_KT, shading="flat", rasterized=True)
+    shown = np.ma.masked_invalid(
+        np.clip(difference, -_DIFFERENCE_LIMIT_KT, _DIFFERENCE_LIMIT_KT)
+    ).T
+    mesh = ax.pcolormesh(
+        phi_deg,
+        psi_deg,
+        shown,
+        cmap="RdBu_r",
+        vmin=-_DIFFERENCE_LIMIT_KT,
+        vmax=_DIFFERENCE_LIMIT_KT,
+        shading="flat",
+        rasterized=True,
+    )
     ax.figure.colorbar(mesh, ax=ax, label=r"$\Delta F$ [kT]")
     _angle_axis(ax, "x", r"$\phi$")
     _angle_axis(ax, "y", r"$\psi$")
@@ -248,12 +325,16 @@ def plot_free_energy_profile(
         "free_energy_error": its bootstrap standard deviation in kT})``.
     """
     ax = _new_axes(ax, (5.5, 3.5))
-    centres, free_energy, error = free_energy_profile_1d(x, weights, bins, periodic, n_bootstrap=n_bootstrap, seed=seed)
+    centres, free_energy, error = free_energy_profile_1d(
+        x, weights, bins, periodic, n_bootstrap=n_bootstrap, seed=seed
+    )
     shown_x = np.degrees(centres) if periodic else centres
     finite = np.where(np.isfinite(free_energy), free_energy, np.nan)
     (line,) = ax.plot(shown_x, finite, label=label, linewidth=1.5)
     band = np.nan_to_num(error, nan=0.0)
-    ax.fill_between(shown_x, finite - band, finite + band, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.fill_between(
+        shown_x, finite - band, finite + band, color=line.get_color(), alpha=0.25, linewidth=0
+    )
     if periodic:
         _angle_axis(ax, "x", xlabel)
     else:
@@ -292,10 +373,12 @@ def plot_energy_histogram(
         ``(ax, {"edges": bin edges (shown unit), "flow", "reweighted", "md": densities})``.
     """
     ax = _new_axes(ax, (5.5, 3.5))
-    scale, unit = (1.0, "kT") if temperature is None else (BOLTZMANN_CONSTANT * temperature, "kJ/mol")
+    scale, unit = (
+        (1.0, "kT") if temperature is None else (BOLTZMANN_CONSTANT * temperature, "kJ/mol")
+    )
     flow = np.asarray(energies_flow, dtype=np.float64).ravel() * scale
     md = None if energies_md is None else np.asarray(energies_md, dtype=np.float64).ravel() * scale
-    bulk = (md if md is not None else flow)
+    bulk = md if md is not None else flow
     bulk = bulk[np.isfinite(bulk)]
     if bulk.size == 0:
         raise BoltzgenError("no finite energy to histogram")
@@ -313,7 +396,9 @@ def plot_energy_histogram(
     data: FigureData = {"edges": edges}
     for key, label, values, w in curves:
         finite = np.isfinite(values)
-        density, _ = np.histogram(values[finite], edges, weights=None if w is None else w[finite], density=True)
+        density, _ = np.histogram(
+            values[finite], edges, weights=None if w is None else w[finite], density=True
+        )
         ax.stairs(density, edges, label=label, linewidth=1.5)
         data[key] = density
     ax.set_xlabel(f"energy [{unit}]")
@@ -349,12 +434,28 @@ def plot_log_weights(
     ess = float(reverse_ess(values, clip_fraction))
     threshold = float(clip_log_weights(values, clip_fraction).max().item()) - finite.max()
     if threshold < 0.0:
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"clip (top {clip_fraction:g})")
+        ax.axvline(
+            threshold,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"clip (top {clip_fraction:g})",
+        )
         ax.legend(fontsize=10, loc="upper left")
     dropped = values.size - finite.size
-    note = f"reverse ESS = {100 * ess:.2f}%\nN = {values.size:,}" + (f"\nnon-finite: {dropped:,}" if dropped else "")
-    ax.text(0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=10,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    note = f"reverse ESS = {100 * ess:.2f}%\nN = {values.size:,}" + (
+        f"\nnon-finite: {dropped:,}" if dropped else ""
+    )
+    ax.text(
+        0.97,
+        0.95,
+        note,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=10,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+    )
     ax.set_xlabel(r"$\log w - \max \log w$ [nats]")
     ax.set_ylabel("samples per bin")
     return ax, {"edges": edges, "counts": counts, "ess": np.array([ess])}
@@ -384,17 +485,28 @@ def plot_training_curves(metrics_table: Mapping[str, Sequence]) -> tuple[Figure,
     if "step" not in metrics_table:
         raise BoltzgenError("the metrics table has no 'step' column")
     steps = _continuous_steps(np.asarray(metrics_table["step"], dtype=np.float64))
-    panels = [(key, label) for key, label in (("loss", "loss [nats]"), ("ess", "reverse ESS [%]"),
-              ("energy_evaluations", "energy evaluations")) if key in metrics_table]
+    panels = [
+        (key, label)
+        for key, label in (
+            ("loss", "loss [nats]"),
+            ("ess", "reverse ESS [%]"),
+            ("energy_evaluations", "energy evaluations"),
+        )
+        if key in metrics_table
+    ]
     if not panels:
-        raise BoltzgenError("the metrics table has none of the columns loss, ess, energy_evaluations")
+        raise BoltzgenError(
+            "the metrics table has none of the columns loss, ess, energy_evaluations"
+        )
     stages = np.asarray(metrics_table.get("stage", [""] * steps.size), dtype=str)
     figure = Figure(figsize=(5.0 * len(panels), 3.6), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     data: FigureData = {"step": steps}
     colors = [f"C{i % 10}" for i in range(len(dict.fromkeys(stages)))]
     for ax, (key, label) in zip(axes, panels):
-        values = np.asarray(metrics_table[key], dtype=np.float64) * (100.0 if key == "ess" else 1.0)
+        values = np.asarray(metrics_table[key], dtype=np.float64) * (
+            100.0 if key == "ess" else 1.0
+        )
         data[key] = values
         for color, stage in zip(colors, dict.fromkeys(stages)):
             rows = (stages == stage) & np.isfinite(values)

@@ -14,9 +14,10 @@ import io
 import json
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import mdtraj
 import numpy as np
@@ -41,7 +42,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["RunData", "Reference", "load_run_data", "load_reference", "run_figure", "write_report", "FIGURE_KINDS"]
+__all__ = [
+    "RunData",
+    "Reference",
+    "load_run_data",
+    "load_reference",
+    "run_figure",
+    "write_report",
+    "FIGURE_KINDS",
+]
 
 #: Figures of a run, in report order: kind -> caption.
 FIGURE_KINDS: dict[str, str] = {
@@ -109,7 +118,9 @@ def load_run_data(run_dir: str | Path) -> RunData:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise BoltzgenError(f"run directory '{run_dir}' does not exist: pass the folder written by 'boltzgen train'")
+        raise BoltzgenError(
+            f"run directory '{run_dir}' does not exist: pass the folder written by 'boltzgen train'"
+        )
     run = RunData(run_dir)
     config_path = run_dir / "config.toml"
     if config_path.is_file():
@@ -122,7 +133,8 @@ def load_run_data(run_dir: str | Path) -> RunData:
     rows = MetricsLog(run_dir / "metrics.csv").read()
     if rows:
         run.metrics = {
-            column: np.array([row.get(column, "") or "" for row in rows], dtype=str) if column == "stage"
+            column: np.array([row.get(column, "") or "" for row in rows], dtype=str)
+            if column == "stage"
             else read_metrics_columns(rows, column)
             for column in rows[0]
         }
@@ -144,18 +156,24 @@ def _load_samples(run: RunData) -> None:
     """Fill the samples and their weights into ``run``, or add a note."""
     prefix = run.run_dir / "samples" / "samples"
     if not (prefix.parent / "samples.pdb").is_file():
-        run.notes.append("No molecular samples (samples/samples.pdb): sample figures skipped (expected for toy and lattice targets).")
+        run.notes.append(
+            "No molecular samples (samples/samples.pdb): sample figures skipped (expected for toy and lattice targets)."
+        )
         return
     try:
         run.samples, sidecar = read_samples(prefix)
     except (BoltzgenError, ImportError, OSError, ValueError) as error:
-        run.notes.append(f"Samples could not be read ({str(error).splitlines()[0][:160]}): sample figures skipped.")
+        run.notes.append(
+            f"Samples could not be read ({str(error).splitlines()[0][:160]}): sample figures skipped."
+        )
         return
     run.log_weights = sidecar.get("log_weights")
     run.reduced_energies = sidecar.get("reduced_energies")
     run.temperature = float(sidecar["temperature"]) if "temperature" in sidecar else None
     if run.log_weights is None:
-        run.notes.append("No log_weights in samples/samples.weights.npz: reweighted curves and weight figures skipped.")
+        run.notes.append(
+            "No log_weights in samples/samples.weights.npz: reweighted curves and weight figures skipped."
+        )
 
 
 def load_reference(path: str | Path, topology: str | Path | None = None) -> Reference:
@@ -179,20 +197,30 @@ def load_reference(path: str | Path, topology: str | Path | None = None) -> Refe
     if path.suffix == ".npz":
         with np.load(path) as archive:
             if "phi" not in archive or "psi" not in archive:
-                raise BoltzgenError(f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, k))")
+                raise BoltzgenError(
+                    f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, k))"
+                )
             energies = archive["reduced_energies"] if "reduced_energies" in archive else None
             return Reference(path, backbone_dihedrals((archive["phi"], archive["psi"])), energies)
     needs_topology = path.suffix not in {".pdb", ".h5", ".gz"}
     if needs_topology and (topology is None or not Path(topology).is_file()):
-        raise BoltzgenError(f"reference '{path}' needs a topology: the run has no samples/samples.pdb to use")
+        raise BoltzgenError(
+            f"reference '{path}' needs a topology: the run has no samples/samples.pdb to use"
+        )
     try:
-        trajectory = mdtraj.load(str(path), top=str(topology)) if needs_topology else mdtraj.load(str(path))
+        trajectory = (
+            mdtraj.load(str(path), top=str(topology)) if needs_topology else mdtraj.load(str(path))
+        )
     except Exception as error:  # mdtraj raises many types for foreign files
-        raise BoltzgenError(f"cannot read reference '{path}': {str(error).splitlines()[0][:160]}") from None
+        raise BoltzgenError(
+            f"cannot read reference '{path}': {str(error).splitlines()[0][:160]}"
+        ) from None
     return Reference(path, backbone_dihedrals(trajectory))
 
 
-def run_figure(run: RunData, kind: str, reference: Reference | None = None) -> tuple[Figure, FigureData]:
+def run_figure(
+    run: RunData, kind: str, reference: Reference | None = None
+) -> tuple[Figure, FigureData]:
     """One figure of a run.
 
     Arguments:
@@ -210,22 +238,36 @@ def run_figure(run: RunData, kind: str, reference: Reference | None = None) -> t
         raise BoltzgenError(f"unknown figure kind '{kind}': choose from {', '.join(FIGURE_KINDS)}")
     if kind == "training":
         if run.metrics is None:
-            raise BoltzgenError(f"'{run.run_dir}' has no metrics.csv rows to plot training curves from")
+            raise BoltzgenError(
+                f"'{run.run_dir}' has no metrics.csv rows to plot training curves from"
+            )
         return plot_training_curves(run.metrics)
     if run.samples is None:
-        raise BoltzgenError(f"'{run.run_dir}' has no readable molecular samples (samples/samples.pdb + trajectory) for a {kind} figure")
+        raise BoltzgenError(
+            f"'{run.run_dir}' has no readable molecular samples (samples/samples.pdb + trajectory) for a {kind} figure"
+        )
     if kind == "ramachandran":
-        return plot_ramachandran_comparison(backbone_dihedrals(run.samples), reference and reference.angles, run.log_weights)
+        return plot_ramachandran_comparison(
+            backbone_dihedrals(run.samples), reference and reference.angles, run.log_weights
+        )
     if kind == "fes1d":
         return _profiles_figure(run, reference)
     if kind == "energy":
         if run.reduced_energies is None:
-            raise BoltzgenError(f"'{run.run_dir}' has no reduced_energies in samples/samples.weights.npz for an energy figure")
-        ax, data = plot_energy_histogram(run.reduced_energies, run.log_weights, reference and reference.reduced_energies,
-                                         temperature=run.temperature)
+            raise BoltzgenError(
+                f"'{run.run_dir}' has no reduced_energies in samples/samples.weights.npz for an energy figure"
+            )
+        ax, data = plot_energy_histogram(
+            run.reduced_energies,
+            run.log_weights,
+            reference and reference.reduced_energies,
+            temperature=run.temperature,
+        )
         return ax.figure, data
     if run.log_weights is None:
-        raise BoltzgenError(f"'{run.run_dir}' has no log_weights in samples/samples.weights.npz for a weights figure")
+        raise BoltzgenError(
+            f"'{run.run_dir}' has no log_weights in samples/samples.weights.npz for a weights figure"
+        )
     ax, data = plot_log_weights(run.log_weights)
     return ax.figure, data
 
@@ -246,7 +288,9 @@ def _profiles_figure(run: RunData, reference: Reference | None) -> tuple[Figure,
             for label, angles, w in curves:
                 if label == "flow reweighted" and w is None:
                     continue
-                ax, curve = plot_free_energy_profile(angles[column][:, i], w, label, axes[i, column], xlabel=rf"$\{name}$")
+                ax, curve = plot_free_energy_profile(
+                    angles[column][:, i], w, label, axes[i, column], xlabel=rf"$\{name}$"
+                )
                 key = f"{name}_{i}_{label.replace(' ', '_')}"
                 data.update({f"{key}_{field_}": values for field_, values in curve.items()})
             if n_pairs > 1:
@@ -284,7 +328,8 @@ def _format(value: Any) -> str:
 def _table(rows: list[tuple[str, Any]], header: tuple[str, ...]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_format(cell))}</td>" for cell in row) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(_format(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -292,8 +337,14 @@ def _table(rows: list[tuple[str, Any]], header: tuple[str, ...]) -> str:
 def _title(run: RunData) -> str:
     target = run.config.get("target", {})
     molecule = target.get("molecule", {}) if isinstance(target, Mapping) else {}
-    name = target.get("name", "unknown target") if isinstance(target, Mapping) else "unknown target"
-    details = ", ".join(f"{key} {_format(value)}" for key, value in molecule.items() if not isinstance(value, Mapping))
+    name = (
+        target.get("name", "unknown target") if isinstance(target, Mapping) else "unknown target"
+    )
+    details = ", ".join(
+        f"{key} {_format(value)}"
+        for key, value in molecule.items()
+        if not isinstance(value, Mapping)
+    )
     return f"{name}" + (f" ({details})" if details else "")
 
 
@@ -303,25 +354,39 @@ def _sample_metrics(run: RunData) -> list[tuple[str, Any]]:
     if run.samples is not None:
         rows.append(("flow samples", run.samples.n_frames))
     if run.log_weights is not None:
-        rows.append(("reverse ESS (largest 1e-4 log-weights clipped), fraction", float(reverse_ess(run.log_weights))))
+        rows.append(
+            (
+                "reverse ESS (largest 1e-4 log-weights clipped), fraction",
+                float(reverse_ess(run.log_weights)),
+            )
+        )
     return rows
 
 
 def _ramachandran_section(run: RunData, reference: Reference) -> str:
     """Per-residue Ramachandran KL(MD || flow) and TV beside the MD split-half floor."""
-    result = ramachandran_metrics(reference.angles, backbone_dihedrals(run.samples), run.log_weights)
+    result = ramachandran_metrics(
+        reference.angles, backbone_dihedrals(run.samples), run.log_weights
+    )
     columns = [key for key in ("tv", "tv_reweighted", "kl", "kl_reweighted") if key in result]
     floor = result["split_half"]
     rows = [
         (i + 1, *(result[key][i] for key in columns), floor["tv"][i], floor["kl"][i])
         for i in range(len(result["tv"]))
     ]
-    header = ("residue", *(key.replace("_", " ").replace("tv", "TV").replace("kl", "KL") for key in columns),
-              "TV floor (MD split-half)", "KL floor (MD split-half)")
+    header = (
+        "residue",
+        *(key.replace("_", " ").replace("tv", "TV").replace("kl", "KL") for key in columns),
+        "TV floor (MD split-half)",
+        "KL floor (MD split-half)",
+    )
     n_md, n_flow = result["n_reference"], result["n_flow"]
-    return (f"<h2>Ramachandran metrics</h2><p>{result['bins']} x {result['bins']} histograms on [0, 2&pi;)^2; "
-            f"{n_flow:,} flow samples, {n_md:,} MD frames; the floor compares the two halves of the MD frames "
-            f"({n_md // 2:,} per side) and is meaningful only for decorrelated frames.</p>" + _table(rows, header))
+    return (
+        f"<h2>Ramachandran metrics</h2><p>{result['bins']} x {result['bins']} histograms on [0, 2&pi;)^2; "
+        f"{n_flow:,} flow samples, {n_md:,} MD frames; the floor compares the two halves of the MD frames "
+        f"({n_md // 2:,} per side) and is meaningful only for decorrelated frames.</p>"
+        + _table(rows, header)
+    )
 
 
 _STYLE = """
@@ -335,7 +400,9 @@ img { max-width: 100%; }
 """
 
 
-def write_report(run_dir: str | Path, output: str | Path, reference_path: str | Path | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, output: str | Path, reference_path: str | Path | None = None
+) -> Path:
     """Write one self-contained HTML page about a run: target, settings, metrics and figures.
 
     Figures are embedded as base64 PNG. Pieces the run lacks are skipped with a note.
@@ -356,14 +423,24 @@ def write_report(run_dir: str | Path, output: str | Path, reference_path: str | 
     if reference_path is not None:
         reference = load_reference(reference_path, run.run_dir / "samples" / "samples.pdb")
     else:
-        run.notes.append("No reference MD dataset (--reference): MD curves and Ramachandran KL/TV skipped.")
-    parts = [f"<h1>boltzgen run report: {html.escape(_title(run))}</h1>",
-             f"<p>Run directory: <code>{html.escape(str(run.run_dir.resolve()))}</code></p>"]
+        run.notes.append(
+            "No reference MD dataset (--reference): MD curves and Ramachandran KL/TV skipped."
+        )
+    parts = [
+        f"<h1>boltzgen run report: {html.escape(_title(run))}</h1>",
+        f"<p>Run directory: <code>{html.escape(str(run.run_dir.resolve()))}</code></p>",
+    ]
     if run.summary is not None:
-        parts += ["<h2>Final metrics (summary.json)</h2>", _table(_flatten(run.summary), ("metric", "value"))]
+        parts += [
+            "<h2>Final metrics (summary.json)</h2>",
+            _table(_flatten(run.summary), ("metric", "value")),
+        ]
     computed = _sample_metrics(run)
     if computed:
-        parts += ["<h2>Sample metrics (computed from the samples)</h2>", _table(computed, ("metric", "value"))]
+        parts += [
+            "<h2>Sample metrics (computed from the samples)</h2>",
+            _table(computed, ("metric", "value")),
+        ]
     if run.samples is not None and reference is not None:
         parts.append(_ramachandran_section(run, reference))
     parts.append("<h2>Figures</h2>")
@@ -371,16 +448,29 @@ def write_report(run_dir: str | Path, output: str | Path, reference_path: str | 
         try:
             figure, _ = run_figure(run, kind, reference)
         except BoltzgenError as error:
-            parts.append(f"<p class='note'>{html.escape(caption)}: skipped ({html.escape(str(error))}).</p>")
+            parts.append(
+                f"<p class='note'>{html.escape(caption)}: skipped ({html.escape(str(error))}).</p>"
+            )
             continue
-        parts.append(f"<figure><img alt='{kind}' src='data:image/png;base64,{_png_base64(figure)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img alt='{kind}' src='data:image/png;base64,{_png_base64(figure)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
     if run.config:
-        parts += ["<h2>Settings (config.toml)</h2>", _table(_flatten(run.config), ("setting", "value"))]
+        parts += [
+            "<h2>Settings (config.toml)</h2>",
+            _table(_flatten(run.config), ("setting", "value")),
+        ]
     if run.notes:
-        parts += ["<h2>Notes</h2><ul>", *(f"<li class='note'>{html.escape(n)}</li>" for n in run.notes), "</ul>"]
-    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>boltzgen report</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+        parts += [
+            "<h2>Notes</h2><ul>",
+            *(f"<li class='note'>{html.escape(n)}</li>" for n in run.notes),
+            "</ul>",
+        ]
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>boltzgen report</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")

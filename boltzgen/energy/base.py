@@ -9,7 +9,7 @@ exactly one place: u_T(x) = u_T0(x) * T0 / T.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -9,7 +9,7 @@ walks the 2**n states in chunks, so that n up to :data:`MAX_ENUMERATION_UNITS` f
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -92,7 +92,9 @@ def log_weights_by_enumeration(
             -energy(s)``. Autograd flows through it (useful for exact objectives on few units).
         n_units, spin, device, dtype: As in :func:`enumerate_states`.
     """
-    return torch.cat([log_weight(states) for states in enumerate_states(n_units, spin, device, dtype)])
+    return torch.cat(
+        [log_weight(states) for states in enumerate_states(n_units, spin, device, dtype)]
+    )
 
 
 class ExactDistribution:
@@ -111,18 +113,27 @@ class ExactDistribution:
         n_states = log_weights.shape[0]
         n_units = n_states.bit_length() - 1
         if log_weights.dim() != 1 or n_states != 1 << n_units:
-            raise BoltzgenError(f"log_weights must have 2**n entries, got shape {tuple(log_weights.shape)}")
+            raise BoltzgenError(
+                f"log_weights must have 2**n entries, got shape {tuple(log_weights.shape)}"
+            )
         self.n_units = n_units
         self.spin = spin
         self.log_z = torch.logsumexp(log_weights, dim=0)
         self.log_prob = log_weights - self.log_z
 
     @classmethod
-    def from_energy(cls, energy: Callable[[Tensor], Tensor], n_units: int, spin: bool = True,
-                    device: torch.device | str | None = None) -> "ExactDistribution":
+    def from_energy(
+        cls,
+        energy: Callable[[Tensor], Tensor],
+        n_units: int,
+        spin: bool = True,
+        device: torch.device | str | None = None,
+    ) -> ExactDistribution:
         """p(s) proportional to exp(-u(s)) for a reduced energy ``u`` (float64, by enumeration)."""
         with torch.no_grad():
-            return cls(log_weights_by_enumeration(lambda s: -energy(s), n_units, spin, device), spin)
+            return cls(
+                log_weights_by_enumeration(lambda s: -energy(s), n_units, spin, device), spin
+            )
 
     @property
     def probs(self) -> Tensor:
@@ -131,7 +142,9 @@ class ExactDistribution:
 
     def states(self, chunk: int = _CHUNK) -> Iterator[Tensor]:
         """All states in index order, in chunks (float64, device of the log-probabilities)."""
-        return enumerate_states(self.n_units, self.spin, self.log_prob.device, torch.float64, chunk)
+        return enumerate_states(
+            self.n_units, self.spin, self.log_prob.device, torch.float64, chunk
+        )
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Exact i.i.d. samples, shape ``(n, n_units)``, float64."""
@@ -144,7 +157,9 @@ class ExactDistribution:
         total, start = 0.0, 0
         for states in self.states():
             values = observable(states)
-            weights = probs[start : start + states.shape[0]].reshape(-1, *([1] * (values.dim() - 1)))
+            weights = probs[start : start + states.shape[0]].reshape(
+                -1, *([1] * (values.dim() - 1))
+            )
             total = total + (weights * values).sum(0)
             start += states.shape[0]
         return total
@@ -194,7 +209,9 @@ def ising_log_z_kaufman(L: int, coupling: float) -> float:
         return n_sites * math.log(2.0)
     if coupling < 0:
         if L % 2:
-            raise BoltzgenError("an antiferromagnet on an odd L torus is frustrated: use enumeration (L <= 4)")
+            raise BoltzgenError(
+                "an antiferromagnet on an odd L torus is frustrated: use enumeration (L <= 4)"
+            )
         coupling = -coupling
     K = torch.tensor(coupling, dtype=torch.float64)
     k = torch.arange(2 * L, dtype=torch.float64)
@@ -202,13 +219,22 @@ def ising_log_z_kaufman(L: int, coupling: float) -> float:
     gamma = torch.arccosh(arg.clamp(min=1.0))
     gamma[0] = 2 * K + torch.log(torch.tanh(K))
     odd, even = L * gamma[1::2] / 2, L * gamma[0::2] / 2
-    log_terms = torch.stack([
-        _log_2cosh(odd).sum(), _log_abs_2sinh(odd).sum(), _log_2cosh(even).sum(), _log_abs_2sinh(even).sum()
-    ])
-    signs = torch.stack([
-        torch.ones((), dtype=torch.float64), torch.sign(odd).prod(),
-        torch.ones((), dtype=torch.float64), torch.sign(even).prod(),
-    ])
+    log_terms = torch.stack(
+        [
+            _log_2cosh(odd).sum(),
+            _log_abs_2sinh(odd).sum(),
+            _log_2cosh(even).sum(),
+            _log_abs_2sinh(even).sum(),
+        ]
+    )
+    signs = torch.stack(
+        [
+            torch.ones((), dtype=torch.float64),
+            torch.sign(odd).prod(),
+            torch.ones((), dtype=torch.float64),
+            torch.sign(even).prod(),
+        ]
+    )
     log_prefactor = -math.log(2.0) + 0.5 * n_sites * float(torch.log(2 * torch.sinh(2 * K)))
     return log_prefactor + float(signed_logsumexp(log_terms, signs))
 
@@ -222,7 +248,9 @@ def curie_weiss_log_z(n_spins: int, beta: float, field: float = 0.0) -> float:
         raise BoltzgenError(f"curie-weiss needs N >= 1 spins, got {n_spins}")
     k = np.arange(n_spins + 1, dtype=np.float64)
     m = 2 * k - n_spins
-    log_binom = np.array([math.lgamma(n_spins + 1) - math.lgamma(j + 1) - math.lgamma(n_spins - j + 1) for j in k])
+    log_binom = np.array(
+        [math.lgamma(n_spins + 1) - math.lgamma(j + 1) - math.lgamma(n_spins - j + 1) for j in k]
+    )
     log_terms = log_binom + beta * (m**2 / (2 * n_spins) + field * m)
     shift = log_terms.max()
     return float(shift + np.log(np.exp(log_terms - shift).sum()))

@@ -64,8 +64,13 @@ class PairwiseSpinEnergy(Energy):
         offset: Constant added to E (e.g. the diagonal of the Curie-Weiss coupling).
     """
 
-    def __init__(self, coupling_matrix: np.ndarray, beta: float, field: float | np.ndarray = 0.0,
-                 offset: float = 0.0) -> None:
+    def __init__(
+        self,
+        coupling_matrix: np.ndarray,
+        beta: float,
+        field: float | np.ndarray = 0.0,
+        offset: float = 0.0,
+    ) -> None:
         coupling_matrix = np.asarray(coupling_matrix, dtype=np.float64)
         n = coupling_matrix.shape[0]
         if coupling_matrix.shape != (n, n) or not np.allclose(coupling_matrix, coupling_matrix.T):
@@ -78,7 +83,9 @@ class PairwiseSpinEnergy(Energy):
         neighbors, couplings = _neighbor_table(coupling_matrix)
         self.register_buffer("neighbors", neighbors)
         self.register_buffer("couplings", couplings)
-        self.register_buffer("field", torch.as_tensor(np.broadcast_to(field, (n,)).copy(), dtype=torch.float64))
+        self.register_buffer(
+            "field", torch.as_tensor(np.broadcast_to(field, (n,)).copy(), dtype=torch.float64)
+        )
 
     @property
     def n_spins(self) -> int:
@@ -136,7 +143,10 @@ def _torus_couplings(bonds_right: np.ndarray, bonds_down: np.ndarray) -> np.ndar
     n = L * L
     site = np.arange(n).reshape(L, L)
     matrix = np.zeros((n, n))
-    for bonds, neighbor in ((bonds_right, np.roll(site, -1, axis=1)), (bonds_down, np.roll(site, -1, axis=0))):
+    for bonds, neighbor in (
+        (bonds_right, np.roll(site, -1, axis=1)),
+        (bonds_down, np.roll(site, -1, axis=0)),
+    ):
         np.add.at(matrix, (site.ravel(), neighbor.ravel()), bonds.ravel())
         np.add.at(matrix, (neighbor.ravel(), site.ravel()), bonds.ravel())
     return matrix

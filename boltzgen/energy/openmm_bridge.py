@@ -50,7 +50,10 @@ def _check_platform(name: str) -> None:
     try:
         openmm.Platform.getPlatformByName(name)
     except Exception:
-        available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+        available = [
+            openmm.Platform.getPlatform(i).getName()
+            for i in range(openmm.Platform.getNumPlatforms())
+        ]
         raise BoltzgenError(
             f"OpenMM platform {name!r} is not available here: choose one of {', '.join(available)}"
         ) from None
@@ -87,13 +90,17 @@ class _WorkerPool:
     def evaluate(self, positions: np.ndarray, forces: bool) -> tuple[np.ndarray, np.ndarray]:
         """Split the batch over the workers; same contract as :meth:`ContextEvaluator.evaluate`."""
         if not self._processes:
-            raise BoltzgenError("the OpenMM energy's worker pool is closed: create a new OpenMMEnergy")
+            raise BoltzgenError(
+                "the OpenMM energy's worker pool is closed: create a new OpenMMEnergy"
+            )
         chunks = np.array_split(positions, len(self._processes))
         busy = [rank for rank, chunk in enumerate(chunks) if len(chunk)]
         for rank in busy:
             self._send(rank, (chunks[rank], forces))
         results = self._gather(busy)
-        return np.concatenate([results[r][0] for r in busy]), np.concatenate([results[r][1] for r in busy])
+        return np.concatenate([results[r][0] for r in busy]), np.concatenate(
+            [results[r][1] for r in busy]
+        )
 
     def _gather(self, ranks: list[int]) -> dict[int, Any]:
         """Answers of all ``ranks``, waiting on them together so that any dead worker is noticed at once."""
@@ -129,7 +136,11 @@ class _WorkerPool:
     def _fail(self, rank: int) -> None:
         process = self._processes[rank]
         process.join(timeout=_POLL_SECONDS)
-        state = "did not answer" if process.exitcode is None else f"died (exit code {process.exitcode})"
+        state = (
+            "did not answer"
+            if process.exitcode is None
+            else f"died (exit code {process.exitcode})"
+        )
         self.close()
         raise BoltzgenError(
             f"OpenMM worker process {rank} (pid {process.pid}) {state}; the pool is closed: "
@@ -193,9 +204,13 @@ class OpenMMEnergy(Energy):
         n_particles = system.getNumParticles()
         n_atoms = n_particles if n_atoms is None else int(n_atoms)
         if n_atoms != n_particles:
-            raise BoltzgenError(f"n_atoms={n_atoms} but the OpenMM System has {n_particles} particles")
+            raise BoltzgenError(
+                f"n_atoms={n_atoms} but the OpenMM System has {n_particles} particles"
+            )
         if platform not in PLATFORMS:
-            raise BoltzgenError(f"unknown OpenMM platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
+            raise BoltzgenError(
+                f"unknown OpenMM platform {platform!r}: choose one of {', '.join(PLATFORMS)}"
+            )
         if int(n_workers) != n_workers or n_workers < 1:
             raise BoltzgenError(f"n_workers must be a positive integer, got {n_workers!r}")
         super().__init__((n_atoms, 3), temperature)
@@ -205,18 +220,24 @@ class OpenMMEnergy(Energy):
         _check_platform(platform)  # fail here, with the available platforms, not in a worker
         system_xml = openmm.XmlSerializer.serialize(system)
         if self.n_workers == 1:
-            self._evaluator: ContextEvaluator | _WorkerPool = ContextEvaluator(system_xml, platform)
+            self._evaluator: ContextEvaluator | _WorkerPool = ContextEvaluator(
+                system_xml, platform
+            )
         else:
             self._evaluator = _WorkerPool(system_xml, platform, self.n_workers)
             # Runs at close(), at garbage collection, or at interpreter exit (atexit).
             self._finalizer = weakref.finalize(self, _close_pool, self._evaluator)
 
     @classmethod
-    def from_molecule(cls, molecule: Molecule, platform: str = "CPU", n_workers: int = 1) -> OpenMMEnergy:
+    def from_molecule(
+        cls, molecule: Molecule, platform: str = "CPU", n_workers: int = 1
+    ) -> OpenMMEnergy:
         """The energy of a :class:`~boltzgen.molecule.Molecule` at its own temperature."""
         return cls(molecule.system, molecule.temperature, molecule.n_atoms, platform, n_workers)
 
-    def evaluate(self, positions: np.ndarray, forces: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(
+        self, positions: np.ndarray, forces: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Raw OpenMM energies and forces of a batch.
 
         Arguments:

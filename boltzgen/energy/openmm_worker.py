@@ -32,7 +32,10 @@ class ContextEvaluator:
         system = openmm.XmlSerializer.deserialize(system_xml)
         properties = {"Threads": "1"} if platform == "CPU" else {}
         self._context = openmm.Context(
-            system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform), properties
+            system,
+            openmm.VerletIntegrator(0.001),
+            openmm.Platform.getPlatformByName(platform),
+            properties,
         )
 
     def evaluate(self, positions: np.ndarray, forces: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
@@ -22,7 +22,12 @@ class LogProbEnergy(Energy):
         discrete: Whether the teacher is a distribution over discrete states.
     """
 
-    def __init__(self, log_prob: Callable[[Tensor], Tensor], event_shape: Sequence[int], discrete: bool = False) -> None:
+    def __init__(
+        self,
+        log_prob: Callable[[Tensor], Tensor],
+        event_shape: Sequence[int],
+        discrete: bool = False,
+    ) -> None:
         super().__init__(event_shape=event_shape, discrete=discrete)
         self.log_prob = log_prob
 

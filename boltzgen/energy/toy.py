@@ -8,7 +8,7 @@ p(x) = exp(-u(x)) / Z. Each class documents its parameters and exposes exact ``l
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,11 @@ class GaussianMixture2D(Energy):
         if n_modes < 1 or radius < 0 or sigma <= 0:
             raise BoltzgenError("gaussian-mixture needs n_modes >= 1, radius >= 0 and sigma > 0")
         angles = torch.arange(n_modes, dtype=torch.float64) * (2 * math.pi / n_modes)
-        w = torch.full((n_modes,), 1.0 / n_modes, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        w = (
+            torch.full((n_modes,), 1.0 / n_modes, dtype=torch.float64)
+            if weights is None
+            else torch.as_tensor(weights, dtype=torch.float64)
+        )
         if w.shape != (n_modes,) or not bool((w > 0).all()):
             raise BoltzgenError(f"gaussian-mixture weights must be {n_modes} positive numbers")
         self.register_buffer("centers", radius * torch.stack([angles.cos(), angles.sin()], dim=1))
@@ -63,7 +67,10 @@ class GaussianMixture2D(Energy):
         centers = self.centers.to(x.dtype)
         sq = ((x[:, None, :] - centers) ** 2).sum(-1)  # (B, K)
         log_norm = -math.log(2 * math.pi * self.sigma**2)
-        log_p = torch.logsumexp(self.log_weights.to(x.dtype) - 0.5 * sq / self.sigma**2, dim=1) + log_norm
+        log_p = (
+            torch.logsumexp(self.log_weights.to(x.dtype) - 0.5 * sq / self.sigma**2, dim=1)
+            + log_norm
+        )
         return -log_p
 
     def mode_index(self, x: Tensor) -> Tensor:
@@ -85,7 +92,9 @@ class QuarticWell1D:
     the quadrature error is below 1e-12 for the default parameters.
     """
 
-    def __init__(self, a: float = 1.0, b: float = -6.0, c: float = -0.5, n_grid: int = 200_001) -> None:
+    def __init__(
+        self, a: float = 1.0, b: float = -6.0, c: float = -0.5, n_grid: int = 200_001
+    ) -> None:
         if a <= 0:
             raise BoltzgenError("the quartic coefficient a of a double well must be positive")
         self.a, self.b, self.c = float(a), float(b), float(c)
@@ -128,9 +137,13 @@ class DoubleWell(Energy):
         a, b, c: Coefficients of the quartic.
     """
 
-    def __init__(self, dim: int = 2, n_wells: int = 1, a: float = 1.0, b: float = -6.0, c: float = -0.5) -> None:
+    def __init__(
+        self, dim: int = 2, n_wells: int = 1, a: float = 1.0, b: float = -6.0, c: float = -0.5
+    ) -> None:
         if not 1 <= n_wells <= dim:
-            raise BoltzgenError(f"double-well needs 1 <= n_wells <= dim, got n_wells={n_wells}, dim={dim}")
+            raise BoltzgenError(
+                f"double-well needs 1 <= n_wells <= dim, got n_wells={n_wells}, dim={dim}"
+            )
         super().__init__(event_shape=(dim,))
         self.n_wells = int(n_wells)
         self.well = QuarticWell1D(a, b, c)
@@ -169,7 +182,9 @@ class ManyWell(DoubleWell):
     by quadrature, as for :class:`DoubleWell`.
     """
 
-    def __init__(self, n_pairs: int = 16, a: float = 1.0, b: float = -6.0, c: float = -0.5) -> None:
+    def __init__(
+        self, n_pairs: int = 16, a: float = 1.0, b: float = -6.0, c: float = -0.5
+    ) -> None:
         self.n_pairs = int(n_pairs)
         super().__init__(dim=2 * n_pairs, n_wells=n_pairs, a=a, b=b, c=c)
 

@@ -8,7 +8,8 @@ re-creates such buffers from the floats after every dtype or device change.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,10 +30,10 @@ class ExactBuffers(nn.Module):
 
     def register_constant(self, name: str, values: Sequence[Any]) -> None:
         """Register ``values`` (floats, or rows of floats) as a float buffer ``name``."""
-        self._constants[name] = [list(v) if isinstance(v, Sequence) else float(v)
-                                 for v in values]
-        self.register_buffer(name, torch.tensor(self._constants[name],
-                                                dtype=torch.get_default_dtype()))
+        self._constants[name] = [list(v) if isinstance(v, Sequence) else float(v) for v in values]
+        self.register_buffer(
+            name, torch.tensor(self._constants[name], dtype=torch.get_default_dtype())
+        )
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> ExactBuffers:
         super()._apply(fn, recurse)

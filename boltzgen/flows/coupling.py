@@ -21,7 +21,7 @@ clamped (intervals) or wrapped (circles), never checked.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -75,16 +75,21 @@ class _CouplingLayer(ExactBuffers):
         bounded = [domains[i] for i in transformed]
         spline_scale = [1.0 if d.kind == "real" else 2 * bound / d.width for d in bounded]
         self.register_constant("spline_scale", spline_scale)
-        self.register_constant("spline_offset", [
-            0.0 if d.kind == "real" else -bound - a * d.low for d, a in zip(bounded, spline_scale)
-        ])
+        self.register_constant(
+            "spline_offset",
+            [
+                0.0 if d.kind == "real" else -bound - a * d.low
+                for d, a in zip(bounded, spline_scale)
+            ],
+        )
         # conditioner inputs: interval features scaled to [-1, 1], circles to angles in radians
         seen = [domains[i] for i in linear]
         lin_scale = [1.0 if d.kind == "real" else 2 / d.width for d in seen]
         self.register_constant("linear_scale", lin_scale)
-        self.register_constant("linear_offset", [
-            0.0 if d.kind == "real" else -1 - a * d.low for d, a in zip(seen, lin_scale)
-        ])
+        self.register_constant(
+            "linear_offset",
+            [0.0 if d.kind == "real" else -1 - a * d.low for d, a in zip(seen, lin_scale)],
+        )
         turned = [domains[i] for i in angular]
         ang_scale = [2 * math.pi / d.width for d in turned]
         self.register_constant("angular_scale", ang_scale)
@@ -196,8 +201,15 @@ class CouplingFlow(ExactBuffers):
         generator = torch.Generator().manual_seed(seed)
         self.layers = nn.ModuleList(
             _CouplingLayer(
-                self.domains, transformed, bins=bins, bound=float(bound), hidden=hidden,
-                depth=depth, activation=activation, resnet=resnet, generator=generator,
+                self.domains,
+                transformed,
+                bins=bins,
+                bound=float(bound),
+                hidden=hidden,
+                depth=depth,
+                activation=activation,
+                resnet=resnet,
+                generator=generator,
             )
             for transformed in self._masks(mask, n_layers, generator)
         )
@@ -207,8 +219,9 @@ class CouplingFlow(ExactBuffers):
         # layer l works in a frame rotated by offset[l] (offset[0] = 0); shifts[l] moves from
         # frame l-1 to frame l, shifts[n_layers] back to the data frame, so a fresh flow is the
         # identity while each layer's spline has its fixed point elsewhere on the circle
-        period = torch.tensor([d.width if c else 0.0 for d, c in zip(self.domains, circular)],
-                              dtype=torch.float64)
+        period = torch.tensor(
+            [d.width if c else 0.0 for d, c in zip(self.domains, circular)], dtype=torch.float64
+        )
         offsets = torch.rand(n_layers, self.dim, generator=generator, dtype=torch.float64)
         zero = torch.zeros(1, self.dim, dtype=torch.float64)
         offsets = torch.cat([zero, offsets[1:] * period, zero])
@@ -325,6 +338,7 @@ class CouplingFlow(ExactBuffers):
 
     def extra_repr(self) -> str:
         kinds = [d.kind for d in self.domains]
-        counts = ", ".join(f"{k}: {kinds.count(k)}" for k in ("real", "interval", "circular")
-                           if k in kinds)
+        counts = ", ".join(
+            f"{k}: {kinds.count(k)}" for k in ("real", "interval", "circular") if k in kinds
+        )
         return f"dim={self.dim} ({counts}), n_layers={len(self.layers)}"

@@ -15,7 +15,7 @@ single vectorized expression without data-dependent branches.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -73,8 +73,19 @@ class Prior(ExactBuffers):
             for i, (d, f, m, s) in enumerate(zip(self.domains, self.families, loc, scale))
         ]
         columns = {key: [row[key] for row in rows] for key in rows[0]}
-        for key in ("loc", "scale", "low", "high", "support_low", "support_high", "const",
-                    "quad_weight", "cdf_low", "cdf_high", "side"):
+        for key in (
+            "loc",
+            "scale",
+            "low",
+            "high",
+            "support_low",
+            "support_high",
+            "const",
+            "quad_weight",
+            "cdf_low",
+            "cdf_high",
+            "side",
+        ):
             self.register_constant(key, columns[key])
         for family in _FAMILIES:
             mask = torch.tensor([f == family for f in self.families], dtype=torch.bool)
@@ -149,9 +160,16 @@ def _factor(i: int, domain: Domain, family: str, loc: float, scale: float) -> di
         raise BoltzgenError(
             f"feature {i} is circular: a truncated normal is not periodic, use 'uniform'"
         )
-    row = dict(loc=loc if gaussian else 0.0, scale=scale if gaussian else 1.0,
-               low=domain.low, high=domain.high, quad_weight=1.0 if gaussian else 0.0,
-               cdf_low=0.25, cdf_high=0.75, side=1.0)
+    row = dict(
+        loc=loc if gaussian else 0.0,
+        scale=scale if gaussian else 1.0,
+        low=domain.low,
+        high=domain.high,
+        quad_weight=1.0 if gaussian else 0.0,
+        cdf_low=0.25,
+        cdf_high=0.75,
+        side=1.0,
+    )
     # circular features are periodic: their uniform density holds on the whole line
     bounded = domain.kind == "interval"
     row["support_low"] = domain.low if bounded else -math.inf

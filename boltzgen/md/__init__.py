@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from .constraints import BondConstraints
 from .integrator import LangevinMiddleIntegrator, MDState
-from .replica_exchange import ReplicaExchange, exchange_log_acceptance, geometric_ladder
 from .recording import MDRun
+from .replica_exchange import ReplicaExchange, exchange_log_acceptance, geometric_ladder
 from .simulation import ReplicaExchangeMD, resolve_device, system_masses
 from .statistics import block_standard_error, integrated_autocorrelation_time
 

@@ -23,17 +23,27 @@ __all__ = ["benchmark_md", "openmm_platforms", "time_openmm_md", "time_torch_md"
 
 def openmm_platforms() -> list[str]:
     """OpenMM platforms the benchmark uses that this installation has: ``CPU`` and ``CUDA``."""
-    names = {openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())}
+    names = {
+        openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())
+    }
     return [name for name in ("CPU", "CUDA") if name in names]
 
 
 def time_openmm_md(
-    system: openmm.System, positions: np.ndarray, temperature: float, platform: str, seconds: float,
-    timestep: float = 0.001, friction: float = 1.0, steps_per_call: int = 100,
+    system: openmm.System,
+    positions: np.ndarray,
+    temperature: float,
+    platform: str,
+    seconds: float,
+    timestep: float = 0.001,
+    friction: float = 1.0,
+    steps_per_call: int = 100,
 ) -> tuple[float, float]:
     """MD steps/s of one OpenMM ``LangevinMiddleIntegrator`` trajectory (``Threads=1`` on the CPU
     platform), and the seconds of the first ``steps_per_call`` steps (Context creation excluded)."""
-    context, integrator = langevin_context(system, positions, temperature, timestep, friction, platform=platform)
+    context, integrator = langevin_context(
+        system, positions, temperature, timestep, friction, platform=platform
+    )
 
     def step() -> None:
         integrator.step(steps_per_call)
@@ -43,18 +53,33 @@ def time_openmm_md(
 
 
 def time_torch_md(
-    molecule: object, replicas: int, device: torch.device, dtype: torch.dtype, seconds: float,
-    timestep: float = 0.001, friction: float = 1.0, steps_per_call: int = 10, compiled: bool = False,
+    molecule: object,
+    replicas: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    seconds: float,
+    timestep: float = 0.001,
+    friction: float = 1.0,
+    steps_per_call: int = 10,
+    compiled: bool = False,
 ) -> tuple[float, float]:
     """Replica-steps/s of ``replicas`` chains of batched Langevin MD at the molecule's temperature,
     and the seconds of the first ``steps_per_call`` steps (includes any compilation)."""
     simulation = ReplicaExchangeMD.for_molecule(
-        molecule, [molecule.temperature], replicas, energy="torch-compile" if compiled else "torch",
-        timestep=timestep, friction=friction, device=device, dtype=dtype,
-    )  # fmt: skip
+        molecule,
+        [molecule.temperature],
+        replicas,
+        energy="torch-compile" if compiled else "torch",
+        timestep=timestep,
+        friction=friction,
+        device=device,
+        dtype=dtype,
+    )
     simulation.start(np.asarray(molecule.positions))
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return measure_rate(lambda: simulation.advance(steps_per_call), steps_per_call * replicas, seconds, synchronize)
+    return measure_rate(
+        lambda: simulation.advance(steps_per_call), steps_per_call * replicas, seconds, synchronize
+    )
 
 
 def benchmark_md(
@@ -75,8 +100,12 @@ def benchmark_md(
     positions = np.asarray(molecule.positions)
     rows = []
     for platform in openmm_platforms():
-        rate = time_openmm_md(molecule.system, positions, molecule.temperature, platform, seconds, timestep)
-        rows.append(Measurement(molecule.name, "openmm-langevin", platform.lower(), "mixed", 1, 1, *rate))
+        rate = time_openmm_md(
+            molecule.system, positions, molecule.temperature, platform, seconds, timestep
+        )
+        rows.append(
+            Measurement(molecule.name, "openmm-langevin", platform.lower(), "mixed", 1, 1, *rate)
+        )
     runs = [("torch", torch.device("cpu"), r) for r in cpu_replicas]
     if compiled:
         runs.append(("torch-compile", torch.device("cpu"), max(cpu_replicas)))
@@ -84,6 +113,16 @@ def benchmark_md(
         runs += [("torch", torch.device("cuda"), r) for r in gpu_replicas]
         runs += [("torch-compile", torch.device("cuda"), r) for r in gpu_replicas if compiled]
     for backend, device, replicas in runs:
-        rate = time_torch_md(molecule, replicas, device, torch.float32, seconds, timestep, compiled=backend == "torch-compile")
-        rows.append(Measurement(molecule.name, backend, device.type, "float32", replicas, 1, *rate))
+        rate = time_torch_md(
+            molecule,
+            replicas,
+            device,
+            torch.float32,
+            seconds,
+            timestep,
+            compiled=backend == "torch-compile",
+        )
+        rows.append(
+            Measurement(molecule.name, backend, device.type, "float32", replicas, 1, *rate)
+        )
     return rows

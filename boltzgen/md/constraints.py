@@ -10,7 +10,7 @@ hydrogens) converge geometrically at a rate of about m_H / m_heavy per sweep; th
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -29,20 +29,28 @@ class BondConstraints(torch.nn.Module):
         iterations: Jacobi sweeps per projection.
     """
 
-    def __init__(self, bonds: Sequence[tuple[int, int, float]], masses: Tensor, iterations: int = 12) -> None:
+    def __init__(
+        self, bonds: Sequence[tuple[int, int, float]], masses: Tensor, iterations: int = 12
+    ) -> None:
         super().__init__()
         if iterations < 1:
             raise BoltzgenError(f"constraint iterations must be at least 1, got {iterations}")
         masses = torch.as_tensor(masses, dtype=torch.float64)
         pairs = torch.tensor([(i, j) for i, j, _ in bonds], dtype=torch.long).reshape(-1, 2)
         if len(pairs) and (pairs.min() < 0 or pairs.max() >= len(masses)):
-            raise BoltzgenError(f"constraint atom indices must lie in [0, {len(masses)}), check the bonds")
+            raise BoltzgenError(
+                f"constraint atom indices must lie in [0, {len(masses)}), check the bonds"
+            )
         if len(pairs) and bool((masses[pairs] <= 0).any()):
-            raise BoltzgenError("constrained atoms must have positive masses (massless virtual sites cannot be constrained)")
+            raise BoltzgenError(
+                "constrained atoms must have positive masses (massless virtual sites cannot be constrained)"
+            )
         self.iterations = int(iterations)
         self.register_buffer("atom_i", pairs[:, 0].contiguous())
         self.register_buffer("atom_j", pairs[:, 1].contiguous())
-        self.register_buffer("lengths", torch.tensor([d for _, _, d in bonds], dtype=torch.float64))
+        self.register_buffer(
+            "lengths", torch.tensor([d for _, _, d in bonds], dtype=torch.float64)
+        )
         inverse = torch.where(masses > 0, 1.0 / masses.clamp_min(1e-30), torch.zeros_like(masses))
         self.register_buffer("inverse_masses", inverse)
 

@@ -88,7 +88,9 @@ class LangevinMiddleIntegrator:
             raise BoltzgenError(f"friction must be non-negative (1/ps), got {friction!r}")
         masses = torch.as_tensor(masses)
         if masses.dim() != 1 or not bool((masses > 0).all()):
-            raise BoltzgenError("masses must be a positive (N,) vector in amu: massless particles are not supported")
+            raise BoltzgenError(
+                "masses must be a positive (N,) vector in amu: massless particles are not supported"
+            )
         temperatures = torch.as_tensor(temperatures)
         if temperatures.dim() != 1 or not bool((temperatures > 0).all()):
             raise BoltzgenError("temperatures must be a positive (R,) vector, one per replica")
@@ -129,7 +131,9 @@ class LangevinMiddleIntegrator:
     def _project_velocities(self, v: Tensor, x: Tensor) -> Tensor:
         return self.constraints.velocities(v, x) if self.constraints is not None else v
 
-    def initial_state(self, positions: Tensor, generator: torch.Generator | None = None) -> MDState:
+    def initial_state(
+        self, positions: Tensor, generator: torch.Generator | None = None
+    ) -> MDState:
         """Constrained positions with Maxwell-Boltzmann velocities at each replica's temperature.
 
         Arguments:
@@ -152,7 +156,9 @@ class LangevinMiddleIntegrator:
 
     def maxwell_boltzmann(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Velocities ``(R, N, 3)`` nm/ps drawn at each replica's temperature, projected on the constraints."""
-        sigma = torch.sqrt(self.boltzmann_constant * self._per_replica(self.temperatures, x) / self._masses(x))
+        sigma = torch.sqrt(
+            self.boltzmann_constant * self._per_replica(self.temperatures, x) / self._masses(x)
+        )
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return self._project_velocities(sigma * noise, x)
 
@@ -164,7 +170,12 @@ class LangevinMiddleIntegrator:
         a = math.exp(-self.friction * self.timestep)
         v = self._project_velocities(state.velocities + self.timestep * forces / masses, x)
         moved = x + half * v
-        sigma = torch.sqrt((1.0 - a * a) * self.boltzmann_constant * self._per_replica(self.temperatures, x) / masses)
+        sigma = torch.sqrt(
+            (1.0 - a * a)
+            * self.boltzmann_constant
+            * self._per_replica(self.temperatures, x)
+            / masses
+        )
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         v = a * v + sigma * noise
         moved = moved + half * v
@@ -175,7 +186,9 @@ class LangevinMiddleIntegrator:
         u, forces = self.evaluate(moved)
         return MDState(moved, v, forces, u, state.step + 1)
 
-    def run(self, state: MDState, n_steps: int, generator: torch.Generator | None = None) -> MDState:
+    def run(
+        self, state: MDState, n_steps: int, generator: torch.Generator | None = None
+    ) -> MDState:
         """``n_steps`` steps of every replica."""
         for _ in range(n_steps):
             state = self.step(state, generator)
@@ -189,4 +202,3 @@ class LangevinMiddleIntegrator:
     def potential_energies(self, state: MDState) -> Tensor:
         """Potential energies ``(R,)`` in the energy units of k_B T (kJ/mol for molecules)."""
         return state.reduced_energies * self.energy_kT
-

@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -51,7 +52,11 @@ class MDRun:
         if settings_path.is_file():
             existing = json.loads(settings_path.read_text())
             if existing != self.settings:
-                changed = sorted(k for k in set(existing) | set(self.settings) if existing.get(k) != self.settings.get(k))
+                changed = sorted(
+                    k
+                    for k in set(existing) | set(self.settings)
+                    if existing.get(k) != self.settings.get(k)
+                )
                 raise BoltzgenError(
                     f"{self.directory} holds a run with different settings ({', '.join(changed)}): "
                     "use another output folder or the same settings to resume"
@@ -77,7 +82,11 @@ class MDRun:
         return True
 
     def run(
-        self, simulation: ReplicaExchangeMD, total_steps: int, report_every: int, checkpoint_every: int,
+        self,
+        simulation: ReplicaExchangeMD,
+        total_steps: int,
+        report_every: int,
+        checkpoint_every: int,
         progress: bool = True,
     ) -> None:
         """Advance to ``total_steps``, observing every ``report_every`` steps and writing a chunk
@@ -88,10 +97,18 @@ class MDRun:
         if report_every < 1 or checkpoint_every < 1:
             raise BoltzgenError("report and checkpoint intervals must be at least 1 step")
         if total_steps % report_every:
-            raise BoltzgenError(f"the number of steps ({total_steps}) must be a multiple of the report interval ({report_every})")
+            raise BoltzgenError(
+                f"the number of steps ({total_steps}) must be a multiple of the report interval ({report_every})"
+            )
         reports_per_chunk = max(1, -(-checkpoint_every // report_every))
         buffer: list[dict[str, np.ndarray]] = []
-        bar = tqdm(total=total_steps, initial=simulation.step, unit="step", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=total_steps,
+            initial=simulation.step,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         try:
             while simulation.step < total_steps:
                 started = time.perf_counter()
@@ -106,18 +123,27 @@ class MDRun:
         finally:
             bar.close()
 
-    def _write_chunk(self, buffer: list[dict[str, np.ndarray]], simulation: ReplicaExchangeMD) -> None:
-        arrays = {key: np.stack([entry[key] for entry in buffer]) for key in ("step", *_OBSERVABLES)}
+    def _write_chunk(
+        self, buffer: list[dict[str, np.ndarray]], simulation: ReplicaExchangeMD
+    ) -> None:
+        arrays = {
+            key: np.stack([entry[key] for entry in buffer]) for key in ("step", *_OBSERVABLES)
+        }
         self.chunk_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.chunk_dir / f"frames-{simulation.step:012d}.npz") as handle:
             np.savez(handle, **arrays)
-        save_checkpoint(self.checkpoint_path, {"simulation": simulation.state_dict(), "wall_time": self.wall_time})
+        save_checkpoint(
+            self.checkpoint_path,
+            {"simulation": simulation.state_dict(), "wall_time": self.wall_time},
+        )
 
     def frames(self) -> dict[str, np.ndarray]:
         """All recorded observations in step order (see the module docstring for the arrays)."""
         chunks = self._chunks()
         if not chunks:
-            raise BoltzgenError(f"{self.directory} has no recorded frames yet: run some steps first")
+            raise BoltzgenError(
+                f"{self.directory} has no recorded frames yet: run some steps first"
+            )
         parts = []
         for chunk in chunks:
             with np.load(chunk) as archive:
@@ -125,7 +151,11 @@ class MDRun:
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def _chunks(self) -> list[Path]:
-        return sorted(self.chunk_dir.glob("frames-*.npz"), key=_chunk_step) if self.chunk_dir.is_dir() else []
+        return (
+            sorted(self.chunk_dir.glob("frames-*.npz"), key=_chunk_step)
+            if self.chunk_dir.is_dir()
+            else []
+        )
 
 
 def _chunk_step(path: Path) -> int:

@@ -15,7 +15,7 @@ each stays Maxwell-Boltzmann at its new rung. No host-device synchronisation.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -29,15 +29,20 @@ __all__ = ["geometric_ladder", "exchange_log_acceptance", "ReplicaExchange"]
 def geometric_ladder(t_min: float, t_max: float, n: int) -> list[float]:
     """Temperatures T_k = t_min (t_max/t_min)^(k/(n-1)), k = 0..n-1 (``[t_min]`` for n = 1)."""
     if n < 1 or not (0 < t_min <= t_max) or not math.isfinite(t_max):
-        raise BoltzgenError(f"a temperature ladder needs n >= 1 and 0 < t_min <= t_max, got n={n}, {t_min}..{t_max}")
+        raise BoltzgenError(
+            f"a temperature ladder needs n >= 1 and 0 < t_min <= t_max, got n={n}, {t_min}..{t_max}"
+        )
     if n == 1:
         return [float(t_min)]
     return [float(t_min * (t_max / t_min) ** (k / (n - 1))) for k in range(n)]
 
 
 def exchange_log_acceptance(
-    reduced_energy_i: Tensor, reduced_energy_j: Tensor, temperature_i: float | Tensor,
-    temperature_j: float | Tensor, energy_temperature: float,
+    reduced_energy_i: Tensor,
+    reduced_energy_j: Tensor,
+    temperature_i: float | Tensor,
+    temperature_j: float | Tensor,
+    energy_temperature: float,
 ) -> Tensor:
     """Log Metropolis probability (before the min with 0) of swapping configurations i and j.
 
@@ -50,7 +55,9 @@ def exchange_log_acceptance(
     Returns:
         (T0/T_i - T0/T_j) (u0_i - u0_j), same shape as the energies.
     """
-    return (energy_temperature / temperature_i - energy_temperature / temperature_j) * (reduced_energy_i - reduced_energy_j)
+    return (energy_temperature / temperature_i - energy_temperature / temperature_j) * (
+        reduced_energy_i - reduced_energy_j
+    )
 
 
 class ReplicaExchange:
@@ -66,10 +73,14 @@ class ReplicaExchange:
         attempted: ``(K - 1,)`` attempted swaps per neighbour pair.
     """
 
-    def __init__(self, temperatures: Sequence[float], n_chains: int, energy_temperature: float) -> None:
+    def __init__(
+        self, temperatures: Sequence[float], n_chains: int, energy_temperature: float
+    ) -> None:
         temperatures = [float(t) for t in temperatures]
         if not temperatures or any(b <= a for a, b in zip(temperatures, temperatures[1:])):
-            raise BoltzgenError(f"the temperature ladder must be strictly increasing, got {temperatures}")
+            raise BoltzgenError(
+                f"the temperature ladder must be strictly increasing, got {temperatures}"
+            )
         if n_chains < 1:
             raise BoltzgenError(f"need at least one chain per temperature, got {n_chains}")
         self.temperatures = temperatures
@@ -85,13 +96,17 @@ class ReplicaExchange:
 
     def replica_temperatures(self) -> Tensor:
         """``(R,)`` temperature of each replica (rung-major), float64."""
-        return torch.tensor(self.temperatures, dtype=torch.float64).repeat_interleave(self.n_chains)
+        return torch.tensor(self.temperatures, dtype=torch.float64).repeat_interleave(
+            self.n_chains
+        )
 
     def acceptance_rates(self) -> Tensor:
         """``(K - 1,)`` accepted / attempted swaps per neighbour pair (NaN where never attempted)."""
         return self.accepted / self.attempted
 
-    def exchange(self, state: MDState, attempt: int, generator: torch.Generator | None = None) -> MDState:
+    def exchange(
+        self, state: MDState, attempt: int, generator: torch.Generator | None = None
+    ) -> MDState:
         """One round of swap attempts between rungs (k, k + 1) with k = attempt mod 2, 2 + attempt mod 2, ...
 
         Arguments:
@@ -113,7 +128,13 @@ class ReplicaExchange:
         u = state.reduced_energies.view(k_count, c)
         temperatures = torch.tensor(self.temperatures, dtype=u.dtype, device=device)
         low = torch.tensor(lower, device=device)
-        log_p = exchange_log_acceptance(u[low], u[low + 1], temperatures[low, None], temperatures[low + 1, None], self.energy_temperature)
+        log_p = exchange_log_acceptance(
+            u[low],
+            u[low + 1],
+            temperatures[low, None],
+            temperatures[low + 1, None],
+            self.energy_temperature,
+        )
         uniform = torch.rand(log_p.shape, generator=generator, device=device, dtype=u.dtype)
         accept = torch.log(uniform) < log_p  # (pairs, C)
         self.accepted[low] += accept.sum(-1).to(self.accepted)
@@ -127,5 +148,9 @@ class ReplicaExchange:
         replica_t = temperatures.repeat_interleave(c)
         scale = torch.sqrt(replica_t / replica_t[order]).to(x.dtype)[:, None, None]
         return MDState(
-            x[order], state.velocities[order] * scale, state.forces[order], state.reduced_energies[order], state.step
+            x[order],
+            state.velocities[order] * scale,
+            state.forces[order],
+            state.reduced_energies[order],
+            state.step,
         )

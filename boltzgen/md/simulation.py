@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import openmm
@@ -23,7 +24,10 @@ __all__ = ["ReplicaExchangeMD", "system_masses", "resolve_device"]
 def system_masses(system: openmm.System) -> Tensor:
     """Particle masses of an OpenMM ``System``, shape ``(N,)`` in amu (g/mol), float64."""
     return torch.tensor(
-        [system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())],
+        [
+            system.getParticleMass(i).value_in_unit(unit.dalton)
+            for i in range(system.getNumParticles())
+        ],
         dtype=torch.float64,
     )
 
@@ -33,7 +37,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BoltzgenError(f"device {name!r} requested but CUDA is not available: use --device cpu")
+        raise BoltzgenError(
+            f"device {name!r} requested but CUDA is not available: use --device cpu"
+        )
     try:
         return torch.device(name)
     except RuntimeError:
@@ -85,23 +91,41 @@ class ReplicaExchangeMD:
         if constraints is not None:
             constraints = constraints.to(self.device)
         self.integrator = LangevinMiddleIntegrator(
-            energy, torch.as_tensor(masses).to(self.device, dtype), self.exchange.replica_temperatures().to(self.device, dtype),
-            timestep, friction, constraints, boltzmann_constant,
-        )  # fmt: skip
+            energy,
+            torch.as_tensor(masses).to(self.device, dtype),
+            self.exchange.replica_temperatures().to(self.device, dtype),
+            timestep,
+            friction,
+            constraints,
+            boltzmann_constant,
+        )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
         self.state: MDState | None = None
 
     @classmethod
-    def for_molecule(cls, molecule: Any, temperatures: Sequence[float], n_chains: int, energy: str = "torch",
-                     **options: Any) -> ReplicaExchangeMD:
+    def for_molecule(
+        cls,
+        molecule: Any,
+        temperatures: Sequence[float],
+        n_chains: int,
+        energy: str = "torch",
+        **options: Any,
+    ) -> ReplicaExchangeMD:
         """A run of a :class:`~boltzgen.molecule.Molecule`: torch force field (``energy``:
         ``"torch"`` or ``"torch-compile"``, see :func:`energy_for_molecule`), System masses, its
         constraints (SHAKE/RATTLE). ``options`` as in the constructor."""
         masses = system_masses(molecule.system)
         bonds = molecule.constrained_bonds()
         constraints = BondConstraints(bonds, masses) if bonds else None
-        return cls(energy_for_molecule(molecule, prefer=energy), masses, temperatures, n_chains, constraints=constraints, **options)
+        return cls(
+            energy_for_molecule(molecule, prefer=energy),
+            masses,
+            temperatures,
+            n_chains,
+            constraints=constraints,
+            **options,
+        )
 
     @property
     def n_chains(self) -> int:
@@ -120,12 +144,16 @@ class ReplicaExchangeMD:
 
     def _current(self) -> MDState:
         if self.state is None:
-            raise BoltzgenError("the simulation has not started: call start(positions) or load_state_dict first")
+            raise BoltzgenError(
+                "the simulation has not started: call start(positions) or load_state_dict first"
+            )
         return self.state
 
     def start(self, positions: Tensor | np.ndarray) -> MDState:
         """Start every replica from ``positions`` ``(N, 3)`` or ``(R, N, 3)`` nm with fresh velocities."""
-        x = torch.as_tensor(np.asarray(positions) if not isinstance(positions, Tensor) else positions)
+        x = torch.as_tensor(
+            np.asarray(positions) if not isinstance(positions, Tensor) else positions
+        )
         self.state = self.integrator.initial_state(x.to(self.device, self.dtype), self.generator)
         return self.state
 
@@ -135,7 +163,9 @@ class ReplicaExchangeMD:
         for _ in range(n_steps):
             state = self.integrator.step(state, self.generator)
             if state.step % self.exchange_every == 0:
-                state = self.exchange.exchange(state, state.step // self.exchange_every, self.generator)
+                state = self.exchange.exchange(
+                    state, state.step // self.exchange_every, self.generator
+                )
         self.state = state
         return state
 
@@ -163,22 +193,31 @@ class ReplicaExchangeMD:
         """Everything needed to continue bit-for-bit: state tensors, step, RNG, exchange counters."""
         state = self._current()
         return {
-            "positions": state.positions.cpu(), "velocities": state.velocities.cpu(), "forces": state.forces.cpu(),
-            "reduced_energies": state.reduced_energies.cpu(), "step": state.step,
-            "rng": self.generator.get_state(), "accepted": self.exchange.accepted.cpu(),
+            "positions": state.positions.cpu(),
+            "velocities": state.velocities.cpu(),
+            "forces": state.forces.cpu(),
+            "reduced_energies": state.reduced_energies.cpu(),
+            "step": state.step,
+            "rng": self.generator.get_state(),
+            "accepted": self.exchange.accepted.cpu(),
             "attempted": self.exchange.attempted.cpu(),
-        }  # fmt: skip
+        }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict` output (same ladder, chains and molecule)."""
         positions = saved["positions"]
         if positions.shape[0] != self.exchange.n_replicas:
-            raise BoltzgenError(f"checkpoint holds {positions.shape[0]} replicas, this run has {self.exchange.n_replicas}")
+            raise BoltzgenError(
+                f"checkpoint holds {positions.shape[0]} replicas, this run has {self.exchange.n_replicas}"
+            )
         to = {"device": self.device, "dtype": self.dtype}
         self.state = MDState(
-            positions.to(**to), saved["velocities"].to(**to), saved["forces"].to(**to),
-            saved["reduced_energies"].to(**to), int(saved["step"]),
-        )  # fmt: skip
+            positions.to(**to),
+            saved["velocities"].to(**to),
+            saved["forces"].to(**to),
+            saved["reduced_energies"].to(**to),
+            int(saved["step"]),
+        )
         self.generator.set_state(saved["rng"])
         self.exchange.accepted = saved["accepted"].to(self.device)
         self.exchange.attempted = saved["attempted"].to(self.device)

@@ -27,11 +27,15 @@ def integrated_autocorrelation_time(series: np.ndarray, window_factor: float = 5
     x = x[:, None] if x.ndim == 1 else x
     n = x.shape[0]
     if x.ndim != 2 or n < 4:
-        raise BoltzgenError(f"need a (n_frames >= 4, n_chains) series for an autocorrelation time, got {x.shape}")
+        raise BoltzgenError(
+            f"need a (n_frames >= 4, n_chains) series for an autocorrelation time, got {x.shape}"
+        )
     x = x - x.mean()
     size = 1 << (2 * n - 1).bit_length()
     spectrum = np.fft.rfft(x, size, axis=0)
-    autocovariance = np.fft.irfft(spectrum * np.conj(spectrum), size, axis=0)[:n].mean(1) / np.arange(n, 0, -1)
+    autocovariance = np.fft.irfft(spectrum * np.conj(spectrum), size, axis=0)[:n].mean(
+        1
+    ) / np.arange(n, 0, -1)
     if autocovariance[0] <= 0:
         return 1.0
     rho = autocovariance / autocovariance[0]
@@ -51,6 +55,8 @@ def block_standard_error(series: np.ndarray, n_blocks: int = 20) -> float:
     x = np.asarray(series, dtype=np.float64)
     x = x.mean(1) if x.ndim == 2 else x
     if n_blocks < 2 or len(x) < n_blocks:
-        raise BoltzgenError(f"need at least {max(n_blocks, 2)} frames for {n_blocks} blocks, got {len(x)}")
+        raise BoltzgenError(
+            f"need at least {max(n_blocks, 2)} frames for {n_blocks} blocks, got {len(x)}"
+        )
     blocks = x[: len(x) // n_blocks * n_blocks].reshape(n_blocks, -1).mean(1)
     return float(blocks.std(ddof=1) / np.sqrt(n_blocks))

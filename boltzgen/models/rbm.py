@@ -42,16 +42,27 @@ class RBM(nn.Module):
         dtype: Parameter dtype (float32 or float64).
     """
 
-    def __init__(self, n_visible: int, n_hidden: int, visible: str = "spin", init_std: float = 0.01,
-                 seed: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        visible: str = "spin",
+        init_std: float = 0.01,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         super().__init__()
         if n_visible < 1 or n_hidden < 1:
-            raise BoltzgenError(f"an RBM needs >= 1 visible and hidden units, got {n_visible}, {n_hidden}")
+            raise BoltzgenError(
+                f"an RBM needs >= 1 visible and hidden units, got {n_visible}, {n_hidden}"
+            )
         if visible not in _VISIBLE_KINDS:
             raise BoltzgenError(f"visible must be one of {_VISIBLE_KINDS}, got {visible!r}")
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         self.visible = visible
-        self.weight = nn.Parameter(init_std * torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype))
+        self.weight = nn.Parameter(
+            init_std * torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype)
+        )
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype))
 
@@ -99,31 +110,56 @@ class RBM(nn.Module):
         x = scale * (h @ self.weight.T + self.visible_bias)
         return torch.sigmoid(2 * x if self.spin else x)
 
-    def sample_hidden(self, v: Tensor, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
+    def sample_hidden(
+        self, v: Tensor, generator: torch.Generator | None = None, scale: float = 1.0
+    ) -> Tensor:
         """h ~ p(h | v), shape ``(batch, H)``, values {0, 1}."""
         probs = self.hidden_probs(v, scale)
-        return (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs).to(probs.dtype)
+        return (
+            torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+            < probs
+        ).to(probs.dtype)
 
-    def sample_visible(self, h: Tensor, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
+    def sample_visible(
+        self, h: Tensor, generator: torch.Generator | None = None, scale: float = 1.0
+    ) -> Tensor:
         """v ~ p(v | h), shape ``(batch, V)``, values +-1 or {0, 1}."""
         probs = self.visible_probs(h, scale)
-        bits = (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs).to(probs.dtype)
+        bits = (
+            torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+            < probs
+        ).to(probs.dtype)
         return 2 * bits - 1 if self.spin else bits
 
     @torch.no_grad()
-    def gibbs_step(self, v: Tensor, generator: torch.Generator | None = None, scale: float = 1.0) -> Tensor:
+    def gibbs_step(
+        self, v: Tensor, generator: torch.Generator | None = None, scale: float = 1.0
+    ) -> Tensor:
         """One block-Gibbs sweep v -> h -> v' (no gradient), shape ``(batch, V)``."""
         return self.sample_visible(self.sample_hidden(v, generator, scale), generator, scale)
 
     def random_visible(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Uniformly random visible states, shape ``(n, V)``, on the parameters' device and dtype."""
-        bits = (torch.rand(n, self.n_visible, generator=generator, device=self.weight.device,
-                           dtype=self.weight.dtype) < 0.5).to(self.weight.dtype)
+        bits = (
+            torch.rand(
+                n,
+                self.n_visible,
+                generator=generator,
+                device=self.weight.device,
+                dtype=self.weight.dtype,
+            )
+            < 0.5
+        ).to(self.weight.dtype)
         return 2 * bits - 1 if self.spin else bits
 
     @torch.no_grad()
-    def sample(self, n: int, k_steps: int = 100, generator: torch.Generator | None = None,
-               init: Tensor | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        k_steps: int = 100,
+        generator: torch.Generator | None = None,
+        init: Tensor | None = None,
+    ) -> Tensor:
         """Visible samples after ``k_steps`` Gibbs sweeps from ``init`` (default: uniform), ``(n, V)``."""
         v = self.random_visible(n, generator) if init is None else init.to(self.weight.dtype)
         for _ in range(k_steps):
@@ -138,12 +174,20 @@ class RBM(nn.Module):
         """
         if self.n_hidden <= self.n_visible:
             check_enumerable(self.n_hidden, "exact RBM log Z (enumerating the hidden layer)")
-            parts = [torch.logsumexp(-self.hidden_free_energy(h), 0)
-                     for h in enumerate_states(self.n_hidden, False, self.weight.device, self.weight.dtype)]
+            parts = [
+                torch.logsumexp(-self.hidden_free_energy(h), 0)
+                for h in enumerate_states(
+                    self.n_hidden, False, self.weight.device, self.weight.dtype
+                )
+            ]
         else:
             check_enumerable(self.n_visible, "exact RBM log Z (enumerating the visible layer)")
-            parts = [torch.logsumexp(-self.free_energy(v), 0)
-                     for v in enumerate_states(self.n_visible, self.spin, self.weight.device, self.weight.dtype)]
+            parts = [
+                torch.logsumexp(-self.free_energy(v), 0)
+                for v in enumerate_states(
+                    self.n_visible, self.spin, self.weight.device, self.weight.dtype
+                )
+            ]
         return torch.logsumexp(torch.stack(parts), 0)
 
     def log_prob(self, v: Tensor) -> Tensor:
@@ -155,11 +199,14 @@ class RBM(nn.Module):
         check_enumerable(self.n_visible, "exact RBM visible distribution")
         model = copy.deepcopy(self).to(torch.float64)
         with torch.no_grad():
-            return ExactDistribution.from_energy(model.free_energy, self.n_visible, self.spin, self.weight.device)
+            return ExactDistribution.from_energy(
+                model.free_energy, self.n_visible, self.spin, self.weight.device
+            )
 
     @torch.no_grad()
-    def log_z_ais(self, n_chains: int = 1000, n_betas: int = 10_000,
-                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def log_z_ais(
+        self, n_chains: int = 1000, n_betas: int = 10_000, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Annealed importance sampling estimate of log Z_theta (Neal 2001; Salakhutdinov & Murray 2008).
 
         Anneals from the RBM with all parameters scaled by 0 (uniform over 2**(V+H) joint states,

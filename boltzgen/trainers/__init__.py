@@ -7,4 +7,11 @@ from .loop import Trainer, TrainingInterrupted, TrainSettings
 from .objective import Objective
 from .reverse_kl import ReverseKL
 
-__all__ = ["Objective", "Trainer", "TrainSettings", "TrainingInterrupted", "ReverseKL", "ForwardKL"]
+__all__ = [
+    "Objective",
+    "Trainer",
+    "TrainSettings",
+    "TrainingInterrupted",
+    "ReverseKL",
+    "ForwardKL",
+]

@@ -35,8 +35,9 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,14 +50,22 @@ from .loop import Trainer, TrainingInterrupted, TrainSettings, rng_state, set_rn
 from .reverse_kl import ReverseKL
 from .reweighting import BufferStatistics, draw_weighted_samples, resample_buffer
 
-__all__ = ["AnnealingSettings", "TemperatureAnnealing", "temperature_ladder", "rung_stage", "tabg_from_config"]
+__all__ = [
+    "AnnealingSettings",
+    "TemperatureAnnealing",
+    "temperature_ladder",
+    "rung_stage",
+    "tabg_from_config",
+]
 
 PRETRAIN_STAGE = "pretrain"
 #: Settings that may change when a run is resumed (they do not change the result).
 _COSMETIC = ("progress", "log_every", "checkpoint_every")
 
 
-def temperature_ladder(t_high: float, t_low: float, n_rungs: int, extra_final_rungs: int = 0) -> list[float]:
+def temperature_ladder(
+    t_high: float, t_low: float, n_rungs: int, extra_final_rungs: int = 0
+) -> list[float]:
     """The annealing ladder [T_0, ..., T_n, T_low, ...].
 
     T_k = T_high (T_low / T_high)^(k / n_rungs) for k = 0 .. n_rungs (T_0 = T_high, T_n = T_low
@@ -72,9 +81,13 @@ def temperature_ladder(t_high: float, t_low: float, n_rungs: int, extra_final_ru
         ``n_rungs + 1 + extra_final_rungs`` temperatures.
     """
     if not (0 < t_low <= t_high and math.isfinite(t_high)):
-        raise BoltzgenError(f"TA-BG anneals down: need 0 < t_low <= t_high, got t_high={t_high}, t_low={t_low}")
+        raise BoltzgenError(
+            f"TA-BG anneals down: need 0 < t_low <= t_high, got t_high={t_high}, t_low={t_low}"
+        )
     if n_rungs < 1 or extra_final_rungs < 0:
-        raise BoltzgenError(f"need n_rungs >= 1 and extra_final_rungs >= 0, got {n_rungs} and {extra_final_rungs}")
+        raise BoltzgenError(
+            f"need n_rungs >= 1 and extra_final_rungs >= 0, got {n_rungs} and {extra_final_rungs}"
+        )
     ratio = t_low / t_high
     ladder = [t_high * ratio ** (k / n_rungs) for k in range(n_rungs)] + [float(t_low)]
     return ladder + [float(t_low)] * extra_final_rungs
@@ -151,7 +164,9 @@ class AnnealingSettings:
         }
         for name, ok in checks.items():
             if not ok:
-                raise BoltzgenError(f"TA-BG setting {name} = {getattr(self, name)!r} is out of range")
+                raise BoltzgenError(
+                    f"TA-BG setting {name} = {getattr(self, name)!r} is out of range"
+                )
         self.pretrain_settings()  # range checks of the shared loop settings
         self.rung_settings()
 
@@ -161,24 +176,44 @@ class AnnealingSettings:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(params) - fields - {"name"})
         if unknown:
-            raise BoltzgenError(f"[trainer] unknown key(s) for 'tabg': {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
+            raise BoltzgenError(
+                f"[trainer] unknown key(s) for 'tabg': {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+            )
         if "t_high" not in params:
-            raise BoltzgenError("[trainer] 'tabg' needs the key 't_high' (the pretraining temperature)")
+            raise BoltzgenError(
+                "[trainer] 'tabg' needs the key 't_high' (the pretraining temperature)"
+            )
         return cls(**{k: v for k, v in params.items() if k in fields})
 
     def _shared(self) -> dict[str, Any]:
-        return {"min_lr_factor": self.min_lr_factor, "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
-                "log_every": self.log_every, "checkpoint_every": self.checkpoint_every, "progress": self.progress}
+        return {
+            "min_lr_factor": self.min_lr_factor,
+            "weight_decay": self.weight_decay,
+            "grad_clip": self.grad_clip,
+            "log_every": self.log_every,
+            "checkpoint_every": self.checkpoint_every,
+            "progress": self.progress,
+        }
 
     def pretrain_settings(self) -> TrainSettings:
         """Loop settings of the reverse-KL pretraining."""
-        return TrainSettings(steps=self.pretrain_steps, batch_size=self.pretrain_batch_size, lr=self.pretrain_lr,
-                             warmup_steps=self.pretrain_warmup_steps, **self._shared())
+        return TrainSettings(
+            steps=self.pretrain_steps,
+            batch_size=self.pretrain_batch_size,
+            lr=self.pretrain_lr,
+            warmup_steps=self.pretrain_warmup_steps,
+            **self._shared(),
+        )
 
     def rung_settings(self) -> TrainSettings:
         """Loop settings of one annealing rung (maximum likelihood on its buffer)."""
-        return TrainSettings(steps=self.rung_steps, batch_size=self.rung_batch_size, lr=self.rung_lr,
-                             warmup_steps=self.rung_warmup_steps, **self._shared())
+        return TrainSettings(
+            steps=self.rung_steps,
+            batch_size=self.rung_batch_size,
+            lr=self.rung_lr,
+            warmup_steps=self.rung_warmup_steps,
+            **self._shared(),
+        )
 
 
 class TemperatureAnnealing:
@@ -211,14 +246,20 @@ class TemperatureAnnealing:
         self.settings = settings
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.on_rung = on_rung
-        self.temperature = float(settings.t_low if settings.t_low is not None else target.temperature)
-        self.temperatures = temperature_ladder(settings.t_high, self.temperature, settings.n_rungs, settings.extra_final_rungs)
+        self.temperature = float(
+            settings.t_low if settings.t_low is not None else target.temperature
+        )
+        self.temperatures = temperature_ladder(
+            settings.t_high, self.temperature, settings.n_rungs, settings.extra_final_rungs
+        )
         self.energy_evaluations = 0
         self.wall_time_s = 0.0
         self.step = 0
         self.skipped = 0
         self.record: dict[str, Any] = {
-            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC},
+            "settings": {
+                k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC
+            },
             "temperatures": self.temperatures,
             "pretrain": None,
             "rungs": [],
@@ -228,7 +269,9 @@ class TemperatureAnnealing:
     @property
     def stages(self) -> list[str]:
         """Stage names in order: ``"pretrain"``, then one per rung."""
-        return [PRETRAIN_STAGE] + [rung_stage(k, t) for k, t in enumerate(self.temperatures[1:], start=1)]
+        return [PRETRAIN_STAGE] + [
+            rung_stage(k, t) for k, t in enumerate(self.temperatures[1:], start=1)
+        ]
 
     def _path(self, name: str) -> Path | None:
         return None if self.run_dir is None else self.run_dir / name
@@ -243,7 +286,10 @@ class TemperatureAnnealing:
         if path is None or not path.is_file():
             return
         saved = json.loads(path.read_text())
-        if saved.get("settings") != self.record["settings"] or saved.get("temperatures") != self.temperatures:
+        if (
+            saved.get("settings") != self.record["settings"]
+            or saved.get("temperatures") != self.temperatures
+        ):
             raise BoltzgenError(
                 f"{path} records a TA-BG run with other settings; use a new run directory "
                 "or the settings the run was started with"
@@ -256,8 +302,12 @@ class TemperatureAnnealing:
             write_json(path, self.record)
 
     def _counters(self) -> dict[str, Any]:
-        return {"energy_evaluations": self.energy_evaluations, "wall_time_s": self.wall_time_s,
-                "steps": self.step, "skipped_steps": self.skipped}
+        return {
+            "energy_evaluations": self.energy_evaluations,
+            "wall_time_s": self.wall_time_s,
+            "steps": self.step,
+            "skipped_steps": self.skipped,
+        }
 
     def _take_counters(self, trainer: Trainer, steps_before: int, skipped_before: int) -> None:
         self.energy_evaluations = trainer.energy_evaluations
@@ -267,11 +317,15 @@ class TemperatureAnnealing:
 
     def _restore_completed(self) -> None:
         """Load the model, RNG and counters at the end of the last finished stage."""
-        done = ([self.record["pretrain"]] if self.record["pretrain"] else []) + self.record["rungs"]
+        done = ([self.record["pretrain"]] if self.record["pretrain"] else []) + self.record[
+            "rungs"
+        ]
         if not done or self.run_dir is None:  # without a run directory the model is already there
             return
         last = done[-1]
-        state = load_checkpoint(self.run_dir / "checkpoints" / f"{last['stage']}.pt", map_location=self._device)
+        state = load_checkpoint(
+            self.run_dir / "checkpoints" / f"{last['stage']}.pt", map_location=self._device
+        )
         self.model.load_state_dict(state["model"])
         set_rng_state(state["rng"])
         self.energy_evaluations = int(last["energy_evaluations"])
@@ -282,12 +336,24 @@ class TemperatureAnnealing:
     # -- stages --------------------------------------------------------------------------------
     def _pretrain(self) -> None:
         s = self.settings
-        objective = ReverseKL(self.target, temperature=self.temperatures[0], energy_cap=s.energy_cap, drop_top_k=s.drop_top_k)
-        trainer = Trainer(self.model, objective, s.pretrain_settings(), self.run_dir, PRETRAIN_STAGE)
+        objective = ReverseKL(
+            self.target,
+            temperature=self.temperatures[0],
+            energy_cap=s.energy_cap,
+            drop_top_k=s.drop_top_k,
+        )
+        trainer = Trainer(
+            self.model, objective, s.pretrain_settings(), self.run_dir, PRETRAIN_STAGE
+        )
         last = trainer.fit()
         self._take_counters(trainer, 0, 0)
-        self.record["pretrain"] = {"stage": PRETRAIN_STAGE, "temperature": self.temperatures[0],
-                                   "loss": last.get("loss"), "ess": last.get("ess"), **self._counters()}
+        self.record["pretrain"] = {
+            "stage": PRETRAIN_STAGE,
+            "temperature": self.temperatures[0],
+            "loss": last.get("loss"),
+            "ess": last.get("ess"),
+            **self._counters(),
+        }
         self._write_record()
 
     def _buffer(self, stage: str, temperature: float) -> tuple[Tensor, BufferStatistics]:
@@ -301,32 +367,56 @@ class TemperatureAnnealing:
             return state["samples"], BufferStatistics(**state["statistics"])
         s = self.settings
         started = time.perf_counter()
-        drawn = draw_weighted_samples(self.model, self.target, s.buffer_samples, temperature, s.chunk_size)
+        drawn = draw_weighted_samples(
+            self.model, self.target, s.buffer_samples, temperature, s.chunk_size
+        )
         buffer, stats = resample_buffer(drawn, s.resample_size, s.clip_fraction)
         del drawn
         self.energy_evaluations += s.buffer_samples
         self.wall_time_s += time.perf_counter() - started
         if path is not None:
-            save_checkpoint(path, {"stage": stage, "samples": buffer, "statistics": dataclasses.asdict(stats),
-                                   "rng": rng_state(), "energy_evaluations": self.energy_evaluations,
-                                   "wall_time_s": self.wall_time_s})
+            save_checkpoint(
+                path,
+                {
+                    "stage": stage,
+                    "samples": buffer,
+                    "statistics": dataclasses.asdict(stats),
+                    "rng": rng_state(),
+                    "energy_evaluations": self.energy_evaluations,
+                    "wall_time_s": self.wall_time_s,
+                },
+            )
             MetricsLog(self.run_dir / "metrics.csv").append(
-                {"step": 0, "stage": stage, "ess": stats.ess, "energy_evaluations": self.energy_evaluations,
-                 "wall_time_s": self.wall_time_s})
+                {
+                    "step": 0,
+                    "stage": stage,
+                    "ess": stats.ess,
+                    "energy_evaluations": self.energy_evaluations,
+                    "wall_time_s": self.wall_time_s,
+                }
+            )
         return buffer, stats
 
     def _rung(self, k: int) -> None:
         stage = rung_stage(k, self.temperatures[k])
         buffer, stats = self._buffer(stage, self.temperatures[k])
-        trainer = Trainer(self.model, ForwardKL(buffer), self.settings.rung_settings(), self.run_dir, stage)
+        trainer = Trainer(
+            self.model, ForwardKL(buffer), self.settings.rung_settings(), self.run_dir, stage
+        )
         trainer.energy_evaluations = self.energy_evaluations  # cumulative counters in metrics.csv
         trainer.wall_time_s = self.wall_time_s
         steps_before, skipped_before = self.step, self.skipped
         last = trainer.fit()
         self._take_counters(trainer, steps_before, skipped_before)
-        entry = {"rung": k, "stage": stage, "sample_temperature": self.temperatures[k - 1],
-                 "temperature": self.temperatures[k], **dataclasses.asdict(stats),
-                 "nll": last.get("loss"), **self._counters()}
+        entry = {
+            "rung": k,
+            "stage": stage,
+            "sample_temperature": self.temperatures[k - 1],
+            "temperature": self.temperatures[k],
+            **dataclasses.asdict(stats),
+            "nll": last.get("loss"),
+            **self._counters(),
+        }
         self.record["rungs"].append(entry)
         self._write_record()
         path = self._path(f"checkpoints/buffer-{stage}.pt")
@@ -340,8 +430,16 @@ class TemperatureAnnealing:
         self._write_record()
         path = self._path("checkpoints/last.pt")
         if path is not None:
-            save_checkpoint(path, {"stage": "", "protocol": "tabg", "model": self.model.state_dict(),
-                                   "rng": rng_state(), **self._counters()})
+            save_checkpoint(
+                path,
+                {
+                    "stage": "",
+                    "protocol": "tabg",
+                    "model": self.model.state_dict(),
+                    "rng": rng_state(),
+                    **self._counters(),
+                },
+            )
 
     def fit(self) -> dict[str, float]:
         """Run (or resume) the whole protocol; returns the last rung's NLL and buffer ESS and the counters.
@@ -357,15 +455,31 @@ class TemperatureAnnealing:
             for k in range(len(self.record["rungs"]) + 1, len(self.temperatures)):
                 self._rung(k)
         except KeyboardInterrupt:
-            where = f"; resume by running the same command again ({self.run_dir})" if self.run_dir else ""
-            raise TrainingInterrupted(f"TA-BG interrupted after {len(self.record['rungs'])} rung(s){where}") from None
+            where = (
+                f"; resume by running the same command again ({self.run_dir})"
+                if self.run_dir
+                else ""
+            )
+            raise TrainingInterrupted(
+                f"TA-BG interrupted after {len(self.record['rungs'])} rung(s){where}"
+            ) from None
         self._save_final()
         last = self.record["rungs"][-1]
-        return {"loss": last["nll"], "ess": last["ess"], "temperature": self.temperature, **self._counters()}
+        return {
+            "loss": last["nll"],
+            "ess": last["ess"],
+            "temperature": self.temperature,
+            **self._counters(),
+        }
 
 
-def tabg_from_config(target: Energy, model: torch.nn.Module, params: Mapping[str, Any], run_dir: str | Path | None,
-                     progress: bool = True) -> TemperatureAnnealing:
+def tabg_from_config(
+    target: Energy,
+    model: torch.nn.Module,
+    params: Mapping[str, Any],
+    run_dir: str | Path | None,
+    progress: bool = True,
+) -> TemperatureAnnealing:
     """The TA-BG protocol of a ``[trainer] name = "tabg"`` table (keys: the fields of :class:`AnnealingSettings`).
 
     Arguments:

@@ -91,7 +91,9 @@ class PersistentChains:
         self.states = state["states"]
 
 
-def forward_kl_surrogate(model: FreeEnergyModel, data: Tensor, model_samples: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+def forward_kl_surrogate(
+    model: FreeEnergyModel, data: Tensor, model_samples: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Forward-KL surrogate whose gradient is E_data[grad F] - E_model[grad F].
 
     Arguments:
@@ -110,7 +112,9 @@ def forward_kl_surrogate(model: FreeEnergyModel, data: Tensor, model_samples: Te
     return loss, {"data_free_energy": f_data.mean().detach(), "free_energy_gap": loss.detach()}
 
 
-def reverse_kl_surrogate(model: FreeEnergyModel, target: Energy, model_samples: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+def reverse_kl_surrogate(
+    model: FreeEnergyModel, target: Energy, model_samples: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Reverse-KL score-function surrogate whose gradient is an unbiased estimate of Cov_q(l, grad F).
 
     Arguments:
@@ -171,7 +175,9 @@ class ForwardKLPCD(PersistentChainObjective):
 
     name = "forward-kl"
 
-    def __init__(self, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__(k_steps, generator)
         self.data = data
         self.generator = generator
@@ -179,7 +185,6 @@ class ForwardKLPCD(PersistentChainObjective):
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         x = sample_rows(self.data, batch_size, self.generator)
         return forward_kl_surrogate(model, x, self.chains.sample(model, batch_size))
-
 
 
 class ReverseKLScore(PersistentChainObjective):
@@ -195,13 +200,14 @@ class ReverseKLScore(PersistentChainObjective):
     energy_calls_per_sample = 1
     min_batch_size = 2  # the leave-one-out baseline of the score estimator
 
-    def __init__(self, target: Energy, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, target: Energy, k_steps: int = 1, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__(k_steps, generator)
         self.target = target
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         return reverse_kl_surrogate(model, self.target, self.chains.sample(model, batch_size))
-
 
 
 class ForwardReverseKL(ForwardKLPCD):
@@ -217,7 +223,13 @@ class ForwardReverseKL(ForwardKLPCD):
     energy_calls_per_sample = 1
     min_batch_size = 2  # the leave-one-out baseline of the score estimator
 
-    def __init__(self, target: Energy, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        target: Energy,
+        data: Tensor,
+        k_steps: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__(data, k_steps, generator)
         self.target = target
 
@@ -227,4 +239,3 @@ class ForwardReverseKL(ForwardKLPCD):
         forward, forward_diagnostics = forward_kl_surrogate(model, x, y)
         reverse, reverse_diagnostics = reverse_kl_surrogate(model, self.target, y)
         return forward + reverse, {**forward_diagnostics, **reverse_diagnostics}
-

@@ -29,7 +29,9 @@ class ForwardKL:
 
     def __init__(self, data: Tensor) -> None:
         if data.dim() < 2 or data.shape[0] < 1:
-            raise BoltzgenError(f"forward-kl needs data of shape (n, ...), got {tuple(data.shape)}")
+            raise BoltzgenError(
+                f"forward-kl needs data of shape (n, ...), got {tuple(data.shape)}"
+            )
         self.data = data
 
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:

@@ -94,7 +94,9 @@ class TrainSettings:
         }
         for name, ok in checks.items():
             if not ok:
-                raise BoltzgenError(f"trainer setting {name} = {getattr(self, name)!r} is out of range")
+                raise BoltzgenError(
+                    f"trainer setting {name} = {getattr(self, name)!r} is out of range"
+                )
 
 
 class Trainer:
@@ -119,14 +121,18 @@ class Trainer:
     ) -> None:
         minimum = getattr(objective, "min_batch_size", 1)
         if settings.batch_size < minimum:
-            raise BoltzgenError(f"trainer setting batch_size = {settings.batch_size} is too small: the "
-                                f"{getattr(objective, 'name', type(objective).__name__)} objective needs at least {minimum} samples per step")
+            raise BoltzgenError(
+                f"trainer setting batch_size = {settings.batch_size} is too small: the "
+                f"{getattr(objective, 'name', type(objective).__name__)} objective needs at least {minimum} samples per step"
+            )
         self.model = model
         self.objective = objective
         self.settings = settings
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.stage = stage
-        self.optimizer = MaskedAdam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.optimizer = MaskedAdam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
         device = self.optimizer.accepted.device
         self.step = 0
         self.energy_evaluations = 0
@@ -159,7 +165,9 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses a checkpoint of another model or stage."""
         if state.get("stage", "") != self.stage:
-            raise BoltzgenError(f"checkpoint is of stage '{state.get('stage')}', not '{self.stage}'")
+            raise BoltzgenError(
+                f"checkpoint is of stage '{state.get('stage')}', not '{self.stage}'"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -202,23 +210,37 @@ class Trainer:
         self.skipped += (~ok).to(self.skipped.dtype)
         for name, value in {"loss": loss.detach(), **diagnostics}.items():
             value = value.detach().to(torch.float64)
-            accumulated[name] = accumulated.get(name, 0) + torch.where(torch.isfinite(value), value, 0)
-            accumulated[f"_n_{name}"] = accumulated.get(f"_n_{name}", 0) + torch.isfinite(value).to(torch.float64)
+            accumulated[name] = accumulated.get(name, 0) + torch.where(
+                torch.isfinite(value), value, 0
+            )
+            accumulated[f"_n_{name}"] = accumulated.get(f"_n_{name}", 0) + torch.isfinite(
+                value
+            ).to(torch.float64)
         self.energy_evaluations += self.objective.energy_evaluations(s.batch_size)
         self.step += 1
 
-    def _flush(self, accumulated: dict[str, torch.Tensor], log: MetricsLog | None, started: float) -> dict[str, float]:
+    def _flush(
+        self, accumulated: dict[str, torch.Tensor], log: MetricsLog | None, started: float
+    ) -> dict[str, float]:
         names = [n for n in accumulated if not n.startswith("_n_")]
         if not names:
             return {}
-        values = torch.stack([accumulated[n] / accumulated[f"_n_{n}"] for n in names] + [self.skipped.to(torch.float64)])
+        values = torch.stack(
+            [accumulated[n] / accumulated[f"_n_{n}"] for n in names]
+            + [self.skipped.to(torch.float64)]
+        )
         numbers = values.cpu().tolist()  # the one device read per log interval
         row = {"step": self.step, "stage": self.stage}
         row.update({n: v for n, v in zip(names, numbers)})
         row["skipped_steps"] = int(numbers[-1])
         row["energy_evaluations"] = self.energy_evaluations
         row["wall_time_s"] = self.wall_time_s + (time.perf_counter() - started)
-        row["lr"] = self.settings.lr * warmup_cosine(self.step - 1, self.settings.steps, self.settings.warmup_steps, self.settings.min_lr_factor)
+        row["lr"] = self.settings.lr * warmup_cosine(
+            self.step - 1,
+            self.settings.steps,
+            self.settings.warmup_steps,
+            self.settings.min_lr_factor,
+        )
         if log is not None:
             log.append(row)
         accumulated.clear()
@@ -234,13 +256,22 @@ class Trainer:
             self.resume()
         log = MetricsLog(self.run_dir / "metrics.csv") if self.run_dir is not None else None
         if log is not None:
-            log.truncate_after(self.step, self.stage)  # rows newer than the checkpoint belong to a lost future
+            log.truncate_after(
+                self.step, self.stage
+            )  # rows newer than the checkpoint belong to a lost future
         s = self.settings
         self.model.train()
         accumulated: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
-        bar = tqdm(total=s.steps, initial=self.step, unit="step", desc=self.stage or "train",
-                   disable=not s.progress, dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(
+            total=s.steps,
+            initial=self.step,
+            unit="step",
+            desc=self.stage or "train",
+            disable=not s.progress,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         try:
             with _interrupts_at_step_boundaries() as interrupted:
                 while self.step < s.steps:
@@ -250,18 +281,35 @@ class Trainer:
                     if self.step % s.log_every == 0 or self.step == s.steps:
                         self.last_diagnostics = self._flush(accumulated, log, started)
                         bar.update(self.step - bar.n)
-                        bar.set_postfix({k: f"{self.last_diagnostics[k]:.4g}" for k in ("loss", "ess") if k in self.last_diagnostics}, refresh=False)
-                    if s.checkpoint_every and self.step % s.checkpoint_every == 0 and self.step < s.steps:
+                        bar.set_postfix(
+                            {
+                                k: f"{self.last_diagnostics[k]:.4g}"
+                                for k in ("loss", "ess")
+                                if k in self.last_diagnostics
+                            },
+                            refresh=False,
+                        )
+                    if (
+                        s.checkpoint_every
+                        and self.step % s.checkpoint_every == 0
+                        and self.step < s.steps
+                    ):
                         self._checkpoint(started)
                         started = time.perf_counter()
         except _StopAtBoundary:
             self._checkpoint(started)
             bar.close()
-            where = f"; resume by running the same command again (checkpoint {self.checkpoint_path})" if self.checkpoint_path else ""
+            where = (
+                f"; resume by running the same command again (checkpoint {self.checkpoint_path})"
+                if self.checkpoint_path
+                else ""
+            )
             raise TrainingInterrupted(f"training interrupted at step {self.step}{where}") from None
         except KeyboardInterrupt:  # a second Ctrl-C inside a step: the last checkpoint stands
             bar.close()
-            raise TrainingInterrupted(f"training stopped inside step {self.step + 1}; the last checkpoint is kept") from None
+            raise TrainingInterrupted(
+                f"training stopped inside step {self.step + 1}; the last checkpoint is kept"
+            ) from None
         bar.close()
         self._checkpoint(started)
         return self.last_diagnostics

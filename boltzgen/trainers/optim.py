@@ -9,7 +9,8 @@ accepted steps on the device (for bias correction).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,7 +18,9 @@ from torch import Tensor
 __all__ = ["MaskedAdam", "warmup_cosine"]
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
+def warmup_cosine(
+    step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0
+) -> float:
     """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to ``min_factor``.
 
     Computed from the Python step counter, so it never reads the device.
@@ -89,7 +92,9 @@ class MaskedAdam:
         """Restore :meth:`state_dict`, checking that shapes match the parameters."""
         for name in ("exp_avg", "exp_avg_sq"):
             saved = state[name]
-            if len(saved) != len(self.params) or any(s.shape != p.shape for s, p in zip(saved, self.params)):
+            if len(saved) != len(self.params) or any(
+                s.shape != p.shape for s, p in zip(saved, self.params)
+            ):
                 raise ValueError(f"optimizer state '{name}' does not match the model's parameters")
             for mine, theirs in zip(getattr(self, name), saved):
                 mine.copy_(theirs)

@@ -23,7 +23,6 @@ computed once, when the objective is built.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 
@@ -33,8 +32,9 @@ from .discrete_kl import FreeEnergyModel, PersistentChainObjective
 __all__ = ["ratio_divergence_surrogate", "RatioDivergence"]
 
 
-def ratio_divergence_surrogate(model: FreeEnergyModel, data: Tensor, data_log_p: Tensor, target: Energy,
-                               model_samples: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+def ratio_divergence_surrogate(
+    model: FreeEnergyModel, data: Tensor, data_log_p: Tensor, target: Energy, model_samples: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
     """RD surrogate whose gradient is an unbiased estimate of grad RD.
 
     Arguments:
@@ -83,7 +83,13 @@ class RatioDivergence(PersistentChainObjective):
     name = "ratio-divergence"
     energy_calls_per_sample = 1
 
-    def __init__(self, target: Energy, data: Tensor, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        target: Energy,
+        data: Tensor,
+        k_steps: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__(k_steps, generator)
         self.target = target
         self.data = data
@@ -92,6 +98,10 @@ class RatioDivergence(PersistentChainObjective):
         self.generator = generator
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
-        index = torch.randint(self.data.shape[0], (batch_size,), generator=self.generator, device=self.data.device)
+        index = torch.randint(
+            self.data.shape[0], (batch_size,), generator=self.generator, device=self.data.device
+        )
         y = self.chains.sample(model, batch_size)
-        return ratio_divergence_surrogate(model, self.data[index], self.data_log_p[index], self.target, y)
+        return ratio_divergence_surrogate(
+            model, self.data[index], self.data_log_p[index], self.target, y
+        )

@@ -47,7 +47,13 @@ class ReverseKL:
 
     name = "reverse-kl"
 
-    def __init__(self, target: Energy, temperature: float | None = None, energy_cap: float | None = None, drop_top_k: int = 0) -> None:
+    def __init__(
+        self,
+        target: Energy,
+        temperature: float | None = None,
+        energy_cap: float | None = None,
+        drop_top_k: int = 0,
+    ) -> None:
         if target.is_discrete:
             raise BoltzgenError(
                 "reverse-kl uses the pathwise gradient and needs a continuous target; "
@@ -66,7 +72,9 @@ class ReverseKL:
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
         """Surrogate loss mean(log q + capped u) over the kept samples of one model batch."""
         if self.drop_top_k >= batch_size:
-            raise BoltzgenError(f"drop_top_k ({self.drop_top_k}) must be smaller than the batch size ({batch_size})")
+            raise BoltzgenError(
+                f"drop_top_k ({self.drop_top_k}) must be smaller than the batch size ({batch_size})"
+            )
         x, log_q = model.sample_and_log_prob(batch_size)
         u = self.target.energy(x, self.temperature)
         per_sample = log_q + soft_energy_cap(u, self.energy_cap)

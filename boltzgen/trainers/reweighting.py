@@ -21,7 +21,7 @@ distribution but not the same values.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -104,7 +104,9 @@ def draw_weighted_samples(
         :class:`WeightedSamples` with tensors of leading size ``n``.
     """
     if n < 1 or chunk_size < 1:
-        raise BoltzgenError(f"need at least one sample and a positive chunk size, got n={n}, chunk_size={chunk_size}")
+        raise BoltzgenError(
+            f"need at least one sample and a positive chunk size, got n={n}, chunk_size={chunk_size}"
+        )
     was_training = model.training
     model.eval()
     sampler = model.sample_and_log_prob if sampler is None else sampler
@@ -127,7 +129,10 @@ def draw_weighted_samples(
 
 
 def resample_buffer(
-    drawn: WeightedSamples, size: int, clip_fraction: float = 1e-4, generator: torch.Generator | None = None
+    drawn: WeightedSamples,
+    size: int,
+    clip_fraction: float = 1e-4,
+    generator: torch.Generator | None = None,
 ) -> tuple[Tensor, BufferStatistics]:
     """Clip the log-weights of ``drawn`` and resample a buffer of ``size`` states with replacement.
 
@@ -149,18 +154,26 @@ def resample_buffer(
         BoltzgenError: No sample has a positive finite weight (every energy NaN or infinite).
     """
     if size < 1:
-        raise BoltzgenError(f"the resampled buffer needs at least one sample, got resample_size={size}")
+        raise BoltzgenError(
+            f"the resampled buffer needs at least one sample, got resample_size={size}"
+        )
     log_w = drawn.log_weights
     clipped = clip_log_weights(log_w, clip_fraction)
     n_kept = (~(torch.isnan(log_w) | torch.isposinf(log_w))).sum().to(torch.float64)
     k = torch.floor(n_kept * clip_fraction)
-    numbers = torch.stack([
-        torch.isfinite(clipped).sum().to(torch.float64),
-        n_kept,
-        torch.where(k > 1, k, torch.zeros_like(k)),
-        reverse_ess(log_w, clip_fraction),
-        torch.exp(clipped.max() - torch.logsumexp(clipped, 0)),
-    ]).cpu().tolist()  # one device read per buffer
+    numbers = (
+        torch.stack(
+            [
+                torch.isfinite(clipped).sum().to(torch.float64),
+                n_kept,
+                torch.where(k > 1, k, torch.zeros_like(k)),
+                reverse_ess(log_w, clip_fraction),
+                torch.exp(clipped.max() - torch.logsumexp(clipped, 0)),
+            ]
+        )
+        .cpu()
+        .tolist()
+    )  # one device read per buffer
     n_finite, n_kept_value, n_clipped, ess, max_fraction = numbers
     if n_finite == 0:
         raise BoltzgenError(

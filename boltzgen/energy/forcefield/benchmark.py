@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 import openmm
@@ -21,7 +21,14 @@ from ..base import Energy
 from ..openmm_bridge import OpenMMEnergy
 from .compile import compile_system
 
-__all__ = ["Measurement", "benchmark_molecule", "format_table", "measure_rate", "time_openmm", "time_torch"]
+__all__ = [
+    "Measurement",
+    "benchmark_molecule",
+    "format_table",
+    "measure_rate",
+    "time_openmm",
+    "time_torch",
+]
 
 
 @dataclass
@@ -44,7 +51,10 @@ class Measurement:
 
 
 def measure_rate(
-    step: Callable[[], None], per_step: int, seconds: float, synchronize: Callable[[], None] = lambda: None
+    step: Callable[[], None],
+    per_step: int,
+    seconds: float,
+    synchronize: Callable[[], None] = lambda: None,
 ) -> tuple[float, float]:
     """Evaluations per second of ``step`` (``per_step`` evaluations each) after one warm-up call,
     and the duration of that first call (s; includes any compilation)."""
@@ -62,12 +72,21 @@ def measure_rate(
 
 def _configurations(positions: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` thermal-looking copies of a structure (0.005 nm noise), shape ``(n, N, 3)``, nm."""
-    return positions[None] + np.random.default_rng(seed).normal(scale=0.005, size=(n, *positions.shape))
+    return positions[None] + np.random.default_rng(seed).normal(
+        scale=0.005, size=(n, *positions.shape)
+    )
 
 
-def time_openmm(system: openmm.System, positions: np.ndarray, seconds: float) -> tuple[float, float]:
+def time_openmm(
+    system: openmm.System, positions: np.ndarray, seconds: float
+) -> tuple[float, float]:
     """Energy+force evaluations/s of OpenMM's CPU platform with one thread, one configuration per call."""
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    context = openmm.Context(
+        system,
+        openmm.VerletIntegrator(0.001),
+        openmm.Platform.getPlatformByName("CPU"),
+        {"Threads": "1"},
+    )
     frames = itertools.cycle(_configurations(positions, 64))
 
     def step() -> None:
@@ -78,7 +97,12 @@ def time_openmm(system: openmm.System, positions: np.ndarray, seconds: float) ->
 
 
 def time_torch(
-    forcefield: Energy, positions: np.ndarray, batch: int, dtype: torch.dtype, device: torch.device, seconds: float
+    forcefield: Energy,
+    positions: np.ndarray,
+    batch: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    seconds: float,
 ) -> tuple[float, float]:
     """Energy+force (autograd backward) evaluations/s of an :class:`Energy` at one batch size."""
     forcefield = forcefield.to(device=device, dtype=dtype)
@@ -124,7 +148,11 @@ def benchmark_molecule(
             batch size and on the GPU; ``first_call_seconds`` then holds the compile time.
     """
     cpu = torch.device("cpu")
-    rows = [Measurement(name, "openmm", "cpu", "float64", 1, 1, *time_openmm(system, positions, seconds))]
+    rows = [
+        Measurement(
+            name, "openmm", "cpu", "float64", 1, 1, *time_openmm(system, positions, seconds)
+        )
+    ]
     for count in workers:
         rate = _time_bridge(system, temperature, positions, count, seconds)
         rows.append(Measurement(name, "openmm-bridge", "cpu", "float64", 256, count, *rate))
@@ -133,29 +161,54 @@ def benchmark_molecule(
         runs.append(("torch-compile", cpu, batches[0]))
     if torch.cuda.is_available():
         runs += [("torch", torch.device("cuda"), batch) for batch in gpu_batches]
-        runs += [("torch-compile", torch.device("cuda"), batch) for batch in gpu_batches if compiled]
+        runs += [
+            ("torch-compile", torch.device("cuda"), batch) for batch in gpu_batches if compiled
+        ]
     for backend, device, batch in runs:
         for dtype in (torch.float32, torch.float64):
             forcefield = compile_system(system, temperature)
             if backend == "torch-compile":
                 forcefield.enable_compile()
             rate, first = time_torch(forcefield, positions, batch, dtype, device, seconds)
-            rows.append(Measurement(name, backend, device.type, str(dtype).removeprefix("torch."), batch, 1, rate, first))
+            rows.append(
+                Measurement(
+                    name,
+                    backend,
+                    device.type,
+                    str(dtype).removeprefix("torch."),
+                    batch,
+                    1,
+                    rate,
+                    first,
+                )
+            )
     return rows
 
 
-def format_table(rows: list[Measurement], reference_backend: str = "openmm", rate_label: str = "evals/s",
-                 batch_label: str = "batch") -> str:
+def format_table(
+    rows: list[Measurement],
+    reference_backend: str = "openmm",
+    rate_label: str = "evals/s",
+    batch_label: str = "batch",
+) -> str:
     """A plain-text table; ``x OpenMM`` is the speed-up over the CPU row of ``reference_backend``
     (OpenMM's CPU platform) of the same molecule."""
-    reference = {row.molecule: row.evaluations_per_second for row in rows if row.backend == reference_backend and row.device == "cpu"}
+    reference = {
+        row.molecule: row.evaluations_per_second
+        for row in rows
+        if row.backend == reference_backend and row.device == "cpu"
+    }
     width = max(14, *(len(row.backend) for row in rows)) if rows else 14
     lines = [
         f"{'molecule':<26} {'backend':<{width}} {'device':<6} {'dtype':<8} {batch_label:>8} {'workers':>7} "
         f"{rate_label:>15} {'x OpenMM':>9} {'1st call s':>10}"
     ]
     for row in rows:
-        speedup = row.evaluations_per_second / reference[row.molecule] if row.molecule in reference else float("nan")
+        speedup = (
+            row.evaluations_per_second / reference[row.molecule]
+            if row.molecule in reference
+            else float("nan")
+        )
         lines.append(
             f"{row.molecule:<26} {row.backend:<{width}} {row.device:<6} {row.dtype:<8} {row.batch:>8} {row.workers:>7} "
             f"{row.evaluations_per_second:>15,.0f} {speedup:>9.1f} {row.first_call_seconds:>10.2f}"

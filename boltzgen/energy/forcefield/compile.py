@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import openmm
 
@@ -22,7 +22,9 @@ _BUILDERS: dict[str, Callable[[openmm.Force, PairList], ForceTerm]] = {
     "HarmonicAngleForce": lambda force, pairs: HarmonicAngleTerm.from_force(force),
     "PeriodicTorsionForce": lambda force, pairs: PeriodicTorsionTerm.from_force(force),
     "NonbondedForce": CoulombLennardJonesTerm.from_force,
-    "GBSAOBCForce": lambda force, pairs: GeneralizedBornTerm(GeneralizedBornParameters.from_gbsaobc(force), pairs),
+    "GBSAOBCForce": lambda force, pairs: GeneralizedBornTerm(
+        GeneralizedBornParameters.from_gbsaobc(force), pairs
+    ),
     "CustomGBForce": lambda force, pairs: GeneralizedBornTerm(read_custom_gb(force), pairs),
 }
 

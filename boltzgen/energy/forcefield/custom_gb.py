@@ -42,7 +42,10 @@ _SCREENING = {
     "pair": ("1/solventDielectric", "exp(-kappa*f)/solventDielectric"),
 }
 _SELF_TERM = "-0.5*{coulomb}*(1/soluteDielectric-{screening})*charge^2/B" + _SETTINGS
-_PAIR_TERM = "-{coulomb}*(1/soluteDielectric-{screening})*charge1*charge2/f;f=sqrt(r^2+B1*B2*exp(-r^2/(4*B1*B2)))" + _SETTINGS
+_PAIR_TERM = (
+    "-{coulomb}*(1/soluteDielectric-{screening})*charge1*charge2/f;f=sqrt(r^2+B1*B2*exp(-r^2/(4*B1*B2)))"
+    + _SETTINGS
+)
 _SURFACE_TERM = "{surface}*(radius+{probe})^2*(radius/B)^6;radius=or+offset" + _SETTINGS
 _POLYNOMIAL_TERM = re.compile(rf"([-+]?)(?:({_NUMBER}|[A-Za-z_]\w*)\*)?psi(?:\^([23]))?")
 
@@ -74,7 +77,9 @@ def _refuse(reason: str) -> UnsupportedForceError:
     )
 
 
-def _tanh_coefficients(polynomial: str, per_atom: dict[str, np.ndarray], n_atoms: int) -> np.ndarray:
+def _tanh_coefficients(
+    polynomial: str, per_atom: dict[str, np.ndarray], n_atoms: int
+) -> np.ndarray:
     """(c1, c2, c3) per atom of tanh(c1 psi + c2 psi^2 + c3 psi^3), shape ``(N, 3)``."""
     coefficients = np.zeros((n_atoms, 3))
     position = 0
@@ -98,12 +103,18 @@ def _tanh_coefficients(polynomial: str, per_atom: dict[str, np.ndarray], n_atoms
 
 
 def _per_atom_parameters(force: openmm.CustomGBForce) -> dict[str, np.ndarray]:
-    names = [force.getPerParticleParameterName(k) for k in range(force.getNumPerParticleParameters())]
-    values = np.array([force.getParticleParameters(a) for a in range(force.getNumParticles())], dtype=np.float64)
+    names = [
+        force.getPerParticleParameterName(k) for k in range(force.getNumPerParticleParameters())
+    ]
+    values = np.array(
+        [force.getParticleParameters(a) for a in range(force.getNumParticles())], dtype=np.float64
+    )
     return {name: values[:, k] for k, name in enumerate(names)}
 
 
-def _neck_tables(force: openmm.CustomGBForce, per_atom: dict[str, np.ndarray], neck: dict[str, str]) -> NeckIntegral:
+def _neck_tables(
+    force: openmm.CustomGBForce, per_atom: dict[str, np.ndarray], neck: dict[str, str]
+) -> NeckIntegral:
     tables: dict[str, np.ndarray] = {}
     for k in range(force.getNumTabulatedFunctions()):
         function = force.getTabulatedFunction(k)
@@ -111,13 +122,21 @@ def _neck_tables(force: openmm.CustomGBForce, per_atom: dict[str, np.ndarray], n
             raise _refuse("has a tabulated function that is not a Discrete2DFunction")
         xsize, ysize, values = function.getFunctionParameters()
         # OpenMM: values[x + xsize*y] = f(x, y); store f[x, y].
-        tables[force.getTabulatedFunctionName(k)] = np.asarray(values, dtype=np.float64).reshape(ysize, xsize).T
+        tables[force.getTabulatedFunctionName(k)] = (
+            np.asarray(values, dtype=np.float64).reshape(ysize, xsize).T
+        )
     if set(tables) != {"getm0", "getd0"} or "radindex" not in per_atom:
         raise _refuse("lacks the neck tables getm0/getd0 or the radindex parameter")
     index = per_atom["radindex"].astype(np.int64)
     if index.min() < 0 or index.max() >= min(tables["getm0"].shape + tables["getd0"].shape):
         raise _refuse("has radindex values outside its neck tables")
-    return NeckIntegral(float(neck["neck_scale"]), float(neck["neck_cutoff"]), index, tables["getm0"], tables["getd0"])
+    return NeckIntegral(
+        float(neck["neck_scale"]),
+        float(neck["neck_cutoff"]),
+        index,
+        tables["getm0"],
+        tables["getd0"],
+    )
 
 
 def read_custom_gb(force: openmm.CustomGBForce) -> GeneralizedBornParameters:

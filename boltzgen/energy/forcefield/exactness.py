@@ -40,7 +40,10 @@ __all__ = [
 #: float32 bounds are ~10-30x above the largest errors measured on the catalog and test peptides
 #: (energy <= 1e-4: NonbondedForce of ala5-vacuum, a sum of large cancelling Coulomb pairs; force
 #: <= 4e-5).
-TOLERANCES: dict[torch.dtype, tuple[float, float]] = {torch.float64: (1e-6, 1e-5), torch.float32: (1e-3, 1e-3)}
+TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-6, 1e-5),
+    torch.float32: (1e-3, 1e-3),
+}
 _ENERGY_FLOOR = 1.0  # kJ/mol
 _FORCE_FLOOR = 1.0  # kJ/mol/nm
 
@@ -72,7 +75,8 @@ class ExactnessReport:
         self.max_rel_energy_error = max(e.max_rel_energy_error for e in errors)
         self.max_rel_force_error = max(e.max_rel_force_error for e in errors)
         self.passed = bool(
-            self.max_rel_energy_error <= self.energy_tolerance and self.max_rel_force_error <= self.force_tolerance
+            self.max_rel_energy_error <= self.energy_tolerance
+            and self.max_rel_force_error <= self.force_tolerance
         )
 
     def to_dict(self) -> dict:
@@ -104,8 +108,13 @@ def reference_energies_and_forces(
         of arrays of shape ``(M,)`` (kJ/mol) and ``(M, N, 3)`` (kJ/mol/nm).
     """
     grouped, groups = _grouped_system(system)
-    context = openmm.Context(grouped, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    selections = {**{name: {group} for name, group in groups.items()}, "total": set(groups.values())}
+    context = openmm.Context(
+        grouped, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
+    selections = {
+        **{name: {group} for name, group in groups.items()},
+        "total": set(groups.values()),
+    }
     energies = {name: np.empty(len(positions)) for name in selections}
     forces = {name: np.empty(positions.shape) for name in selections}
     for m, configuration in enumerate(positions):
@@ -113,7 +122,9 @@ def reference_energies_and_forces(
         for name, selection in selections.items():
             state = context.getState(getEnergy=True, getForces=True, groups=selection)
             energies[name][m] = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-            forces[name][m] = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+            forces[name][m] = state.getForces(asNumpy=True).value_in_unit(
+                unit.kilojoule_per_mole / unit.nanometer
+            )
     return energies, forces
 
 
@@ -146,22 +157,34 @@ def probe_configurations(
         perturbed copies of each.
     """
     platform = openmm.Platform.getPlatformByName("CPU")
-    integrator = openmm.LangevinMiddleIntegrator(md_temperatures[0] * unit.kelvin, 1.0 / unit.picosecond, 0.002 * unit.picoseconds)
+    integrator = openmm.LangevinMiddleIntegrator(
+        md_temperatures[0] * unit.kelvin, 1.0 / unit.picosecond, 0.002 * unit.picoseconds
+    )
     integrator.setRandomNumberSeed(seed + 1)
     context = openmm.Context(system, integrator, platform, {"Threads": "1"})
     context.setPositions(np.asarray(positions))
     openmm.LocalEnergyMinimizer.minimize(context, 1.0, max_iterations)
-    frames = [context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)]
+    frames = [
+        context.getState(getPositions=True)
+        .getPositions(asNumpy=True)
+        .value_in_unit(unit.nanometer)
+    ]
     for temperature in np.linspace(*md_temperatures, n_md):
         integrator.setTemperature(temperature * unit.kelvin)
         integrator.step(md_steps)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        frames.append(
+            context.getState(getPositions=True)
+            .getPositions(asNumpy=True)
+            .value_in_unit(unit.nanometer)
+        )
     clean = np.stack(frames)
     noise = np.random.default_rng(seed).normal(scale=perturbation, size=clean.shape)
     return np.concatenate([clean, clean + noise])
 
 
-def _relative(difference: np.ndarray, reference: np.ndarray, floor: float, axes: tuple[int, ...]) -> float:
+def _relative(
+    difference: np.ndarray, reference: np.ndarray, floor: float, axes: tuple[int, ...]
+) -> float:
     scale = np.maximum(np.abs(reference).max(axis=axes) if axes else np.abs(reference), floor)
     worst = np.abs(difference).max(axis=axes) if axes else np.abs(difference)
     return float((worst / scale).max())
@@ -191,7 +214,9 @@ def check_exactness(
         raise BoltzgenError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
     forcefield = compile_system(system, temperature=300.0).to(dtype)
     x = torch.as_tensor(configurations, dtype=dtype)
-    energies, forces = reference_energies_and_forces(system, np.asarray(configurations, dtype=np.float64))
+    energies, forces = reference_energies_and_forces(
+        system, np.asarray(configurations, dtype=np.float64)
+    )
     terms = {}
     for name in [*forcefield.force_names, "total"]:
         u, f = forcefield.energy_and_forces(x, None if name == "total" else [name])

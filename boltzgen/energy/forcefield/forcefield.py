@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import openmm.unit as unit
 import torch
@@ -65,7 +65,11 @@ class TorchForceField(Energy):
         self.pairs = pairs
         self.kT = BOLTZMANN_CONSTANT * self.temperature
         n_pairs = max(pairs.n_pairs if pairs is not None else 0, n_atoms)
-        self.max_batch = int(max_batch) if max_batch is not None else max(1, memory_budget // (_BYTES_PER_PAIR * n_pairs))
+        self.max_batch = (
+            int(max_batch)
+            if max_batch is not None
+            else max(1, memory_budget // (_BYTES_PER_PAIR * n_pairs))
+        )
         if self.max_batch < 1:
             raise BoltzgenError(f"max_batch must be at least 1, got {max_batch}")
         self.cpu_chunk = min(self.max_batch, max(1, _CPU_CHUNK_ELEMENTS // n_pairs))
@@ -97,7 +101,11 @@ class TorchForceField(Energy):
         if not terms:
             return (x * 0.0).sum((1, 2)).unsqueeze(1)  # no energy, but a graph to x
         xt = x.permute(2, 1, 0)
-        distances = self.pairs.distances(xt) if self.pairs is not None and any(t.uses_pairs for t in terms) else None
+        distances = (
+            self.pairs.distances(xt)
+            if self.pairs is not None and any(t.uses_pairs for t in terms)
+            else None
+        )
         return torch.stack([term(xt, distances) for term in terms], dim=1)
 
     def _validated(self, x: Tensor) -> Tensor:
@@ -118,7 +126,12 @@ class TorchForceField(Energy):
         if x.shape[0] <= self._chunk_size(x):
             return function(x)
         if torch.is_grad_enabled() and x.requires_grad and x.shape[0] > self.max_batch:
-            return torch.cat([checkpoint(function, chunk, use_reentrant=False) for chunk in x.split(self.max_batch)])
+            return torch.cat(
+                [
+                    checkpoint(function, chunk, use_reentrant=False)
+                    for chunk in x.split(self.max_batch)
+                ]
+            )
         return torch.cat([function(chunk) for chunk in x.split(self._chunk_size(x))])
 
     def potential_energy(self, x: Tensor) -> Tensor:
@@ -143,9 +156,14 @@ class TorchForceField(Energy):
         """
         per_term = self._chunked(self._term_energies, self._validated(x))
         names = [term.force_name for term in self.terms]
-        return {name: per_term[:, [k for k, n in enumerate(names) if n == name]].sum(-1) for name in self.force_names}
+        return {
+            name: per_term[:, [k for k, n in enumerate(names) if n == name]].sum(-1)
+            for name in self.force_names
+        }
 
-    def energy_and_forces(self, x: Tensor, forces: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
+    def energy_and_forces(
+        self, x: Tensor, forces: Sequence[str] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Potential energies and forces, chunk by chunk (no graph is kept).
 
         Arguments:
@@ -160,7 +178,11 @@ class TorchForceField(Energy):
         for chunk in self._validated(x).detach().split(self._chunk_size(x)):
             with torch.enable_grad():
                 chunk = chunk.requires_grad_(True)
-                u = self._kernel(chunk) if forces is None else self._term_energies(chunk, forces).sum(-1)
+                u = (
+                    self._kernel(chunk)
+                    if forces is None
+                    else self._term_energies(chunk, forces).sum(-1)
+                )
                 (gradient,) = torch.autograd.grad(u.sum(), chunk)
             energies.append(u.detach())
             minus_gradients.append(-gradient)

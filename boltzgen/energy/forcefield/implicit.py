@@ -112,7 +112,9 @@ class GeneralizedBornParameters:
         charge = np.array([q.value_in_unit(unit.elementary_charge) for q, _, _ in rows])
         radius = np.array([r.value_in_unit(unit.nanometer) for _, r, _ in rows])
         scale = np.array([float(s) for _, _, s in rows])
-        surface = force.getSurfaceAreaEnergy().value_in_unit(unit.kilojoule_per_mole / unit.nanometer**2)
+        surface = force.getSurfaceAreaEnergy().value_in_unit(
+            unit.kilojoule_per_mole / unit.nanometer**2
+        )
         return cls(
             force_name="GBSAOBCForce",
             charge=charge,
@@ -172,17 +174,28 @@ class GeneralizedBornTerm(ForceTerm):
             self.register_buffer("twice_inverse_rho", directional(2.0 / p.offset_radius[receiver]))
         self.hct = p.tanh_coefficients is None
         if p.tanh_coefficients is not None:
-            self.register_buffer("tanh_coefficients", torch.as_tensor(p.tanh_coefficients.T.reshape(3, -1, 1).copy()))
+            self.register_buffer(
+                "tanh_coefficients",
+                torch.as_tensor(p.tanh_coefficients.T.reshape(3, -1, 1).copy()),
+            )
         self.has_neck = p.neck is not None
         if p.neck is not None:
             index = p.neck.radius_index
-            self.register_buffer("neck_height", directional(2.0 * p.neck.scale * p.neck.m0[index[receiver], index[donor]]))
-            self.register_buffer("neck_center", directional(p.neck.d0[index[receiver], index[donor]]))
+            self.register_buffer(
+                "neck_height",
+                directional(2.0 * p.neck.scale * p.neck.m0[index[receiver], index[donor]]),
+            )
+            self.register_buffer(
+                "neck_center", directional(p.neck.d0[index[receiver], index[donor]])
+            )
             self.register_buffer("neck_reach", column(radius[i] + radius[j] + p.neck.cutoff))
         # Polar prefactors (kJ/mol nm): self -k_e/2 (1/eps_in - s/eps_out) q_i^2, pairs
         # -k_e (1/eps_in - s/eps_out) q_i q_j, with screening s = e^{-kappa d} (1 without salt).
         self.kappa = p.kappa
-        solute, solvent = p.coulomb_constant / p.solute_dielectric, p.coulomb_constant / p.solvent_dielectric
+        solute, solvent = (
+            p.coulomb_constant / p.solute_dielectric,
+            p.coulomb_constant / p.solvent_dielectric,
+        )
         charge2, products = p.charge**2, p.charge[i] * p.charge[j]
         if p.kappa > 0:
             self.register_buffer("self_solute", column(-0.5 * solute * charge2))
@@ -194,9 +207,18 @@ class GeneralizedBornTerm(ForceTerm):
             self.register_buffer("pair_polar", column(-(solute - solvent) * products))
         self.has_surface = p.surface_factor is not None
         if p.surface_factor is not None:
-            self.register_buffer("surface", column(p.surface_factor * (radius + p.probe_radius) ** 2 * radius**6))
+            self.register_buffer(
+                "surface", column(p.surface_factor * (radius + p.probe_radius) ** 2 * radius**6)
+            )
 
-    def _doubled_integrals(self, r: Tensor, quarter_r: Tensor, inverse_r: Tensor, half_inverse_r: Tensor, direction: int) -> Tensor:
+    def _doubled_integrals(
+        self,
+        r: Tensor,
+        quarter_r: Tensor,
+        inverse_r: Tensor,
+        half_inverse_r: Tensor,
+        direction: int,
+    ) -> Tensor:
         """2 I of one direction of every pair (0: i by j, 1: j by i), shape ``(P, batch)``."""
         rho = self.parameter("rho", r)[direction]
         s = self.parameter("scaled", r)[direction]
@@ -206,15 +228,22 @@ class GeneralizedBornTerm(ForceTerm):
         difference = inverse_lower - inverse_upper
         # (r/4 - s^2/(4r)) (1/U^2 - 1/L^2) = -(r/4 - s^2/(4r)) (1/L - 1/U)(1/L + 1/U)
         slope = self.parameter("quarter_scaled2", r)[direction] * inverse_r - quarter_r
-        integral = difference * (1.0 + slope * (inverse_lower + inverse_upper)) + torch.log(lower * inverse_upper) * half_inverse_r
+        integral = (
+            difference * (1.0 + slope * (inverse_lower + inverse_upper))
+            + torch.log(lower * inverse_upper) * half_inverse_r
+        )
         if self.inner_correction:
             inside = (rho < s - r).to(r.dtype)
-            integral = integral + inside * (self.parameter("twice_inverse_rho", r)[direction] - 2.0 * inverse_lower)
+            integral = integral + inside * (
+                self.parameter("twice_inverse_rho", r)[direction] - 2.0 * inverse_lower
+            )
         integral = integral * (upper >= rho).to(r.dtype)
         if self.has_neck:
             offset = r - self.parameter("neck_center", r)[direction]
             offset2 = offset * offset
-            neck = self.parameter("neck_height", r)[direction] / (1.0 + offset2 * (100.0 + 3.0e5 * offset2 * offset2))
+            neck = self.parameter("neck_height", r)[direction] / (
+                1.0 + offset2 * (100.0 + 3.0e5 * offset2 * offset2)
+            )
             integral = integral + neck * (r <= self.parameter("neck_reach", r)).to(r.dtype)
         return integral
 
@@ -231,20 +260,29 @@ class GeneralizedBornTerm(ForceTerm):
         inverse_r = r.reciprocal()
         shared = (r, 0.25 * r, inverse_r, 0.5 * inverse_r)
         doubled = r.new_zeros(self.n_atoms, r.shape[1])
-        doubled = doubled.index_add(0, self.first.to(r.device), self._doubled_integrals(*shared, 0))
-        doubled = doubled.index_add(0, self.second.to(r.device), self._doubled_integrals(*shared, 1))
+        doubled = doubled.index_add(
+            0, self.first.to(r.device), self._doubled_integrals(*shared, 0)
+        )
+        doubled = doubled.index_add(
+            0, self.second.to(r.device), self._doubled_integrals(*shared, 1)
+        )
         inverse_rho = self.parameter("inverse_offset_radius", r)
         if self.hct:
             return (inverse_rho - 0.5 * doubled).reciprocal()
         psi = doubled * self.parameter("half_offset_radius", r)
         c1, c2, c3 = self.parameter("tanh_coefficients", r)
-        return (inverse_rho - torch.tanh(psi * (c1 + psi * (c2 + psi * c3))) * self.parameter("inverse_radius", r)).reciprocal()
+        return (
+            inverse_rho
+            - torch.tanh(psi * (c1 + psi * (c2 + psi * c3))) * self.parameter("inverse_radius", r)
+        ).reciprocal()
 
     def forward(self, xt: Tensor, pair_distances: Tensor | None) -> Tensor:
         like = pair_distances
         born = self.born_radii(pair_distances)
         inverse_born = born.reciprocal()
-        product = born.index_select(0, self.first.to(like.device)) * born.index_select(0, self.second.to(like.device))
+        product = born.index_select(0, self.first.to(like.device)) * born.index_select(
+            0, self.second.to(like.device)
+        )
         r2 = pair_distances * pair_distances
         f = torch.sqrt(r2 + product * torch.exp(-0.25 * r2 / product))
         inverse_f = f.reciprocal()
@@ -259,5 +297,7 @@ class GeneralizedBornTerm(ForceTerm):
         energy = self_part.sum(0) + pair_part.sum(0)
         if self.has_surface:
             inverse_born2 = inverse_born * inverse_born
-            energy = energy + (self.parameter("surface", like) * inverse_born2 * inverse_born2 * inverse_born2).sum(0)
+            energy = energy + (
+                self.parameter("surface", like) * inverse_born2 * inverse_born2 * inverse_born2
+            ).sum(0)
         return energy

@@ -18,7 +18,9 @@ __all__ = ["ENERGY_CHOICES", "energy_for_molecule"]
 ENERGY_CHOICES = ("torch", "torch-compile", "openmm")
 
 
-def energy_for_molecule(molecule: Any, prefer: Literal["torch", "torch-compile", "openmm"] = "torch") -> Energy:
+def energy_for_molecule(
+    molecule: Any, prefer: Literal["torch", "torch-compile", "openmm"] = "torch"
+) -> Energy:
     """The reduced energy of a molecule at its own temperature.
 
     Arguments:
@@ -34,7 +36,9 @@ def energy_for_molecule(molecule: Any, prefer: Literal["torch", "torch-compile",
         An :class:`Energy` over positions ``(batch, N, 3)`` in nm.
     """
     if prefer not in ENERGY_CHOICES:
-        raise BoltzgenError(f"the energy must be one of {', '.join(ENERGY_CHOICES)}; got {prefer!r}")
+        raise BoltzgenError(
+            f"the energy must be one of {', '.join(ENERGY_CHOICES)}; got {prefer!r}"
+        )
     if prefer != "openmm":
         try:
             force_field = compile_system(molecule.system, molecule.temperature)

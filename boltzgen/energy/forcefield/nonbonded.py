@@ -65,8 +65,13 @@ class CoulombLennardJonesTerm(ForceTerm):
         sigma, epsilon = 0.5 * (s[i] + s[j]), np.sqrt(e[i] * e[j])
         exceptions = [force.getExceptionParameters(k) for k in range(force.getNumExceptions())]
         if exceptions:
-            where = pairs.index(np.array([r[0] for r in exceptions]), np.array([r[1] for r in exceptions]))
-            charge_products[where] = [COULOMB_CONSTANT * r[2].value_in_unit(unit.elementary_charge**2) for r in exceptions]
+            where = pairs.index(
+                np.array([r[0] for r in exceptions]), np.array([r[1] for r in exceptions])
+            )
+            charge_products[where] = [
+                COULOMB_CONSTANT * r[2].value_in_unit(unit.elementary_charge**2)
+                for r in exceptions
+            ]
             sigma[where] = [r[3].value_in_unit(unit.nanometer) for r in exceptions]
             epsilon[where] = [r[4].value_in_unit(unit.kilojoule_per_mole) for r in exceptions]
         return cls(column(charge_products), column(sigma), column(epsilon))

@@ -52,5 +52,7 @@ class PairList(torch.nn.Module):
         Returns:
             Distances, shape ``(P, batch)``, nm.
         """
-        difference = xt.index_select(1, self.second.to(xt.device)) - xt.index_select(1, self.first.to(xt.device))
+        difference = xt.index_select(1, self.second.to(xt.device)) - xt.index_select(
+            1, self.first.to(xt.device)
+        )
         return (difference * difference).sum(0).sqrt()
