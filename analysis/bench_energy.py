@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from boltzgen.cli import main
+from boltzgen.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "energy", *sys.argv[1:]]))

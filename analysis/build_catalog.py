@@ -15,8 +15,8 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from boltzgen.forcefields import create_system, load_forcefield, solvent_files
-from boltzgen.peptide import build_peptide
+from boltzgen.molecule.openmm_setup import create_system, load_forcefield, solvent_files
+from boltzgen.molecule.peptide import build_peptide
 
 __all__ = ["CATALOG", "build_system"]
 

@@ -48,8 +48,8 @@ from boltzgen.energy.lattice import (
     PairwiseSpinEnergy,
     SherringtonKirkpatrick,
 )
-from boltzgen.mcmc import sample_swendsen_wang
 from boltzgen.models import RBM
+from boltzgen.samplers.mcmc import sample_swendsen_wang
 from boltzgen.trainers.discrete_kl import ForwardKLPCD, ForwardReverseKL, ReverseKLScore
 from boltzgen.trainers.ratio_divergence import RatioDivergence
 
@@ -131,7 +131,7 @@ def evaluate(
                 "forward_kl_se": 0.0,
                 "reverse_kl_se": 0.0,
             }
-        log_z, log_z_model = target.log_z(), float(model.log_z_exact())
+        log_z, log_z_model = target.log_z, float(model.log_z_exact())
         y = model.sample(
             4000, 300, torch.Generator().manual_seed(10_000 + seed)
         )  # final states of 4000 chains

@@ -27,16 +27,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from boltzgen.commands.evaluate import evaluate_run
-from boltzgen.commands.init import template_text
-from boltzgen.config import parse_config_text
-from boltzgen.diagnostics.free_energy import backbone_dihedrals
-from boltzgen.diagnostics.metrics import self_normalized_weights
+from boltzgen.cli.evaluate import evaluate_run
+from boltzgen.cli.init import template_text
 from boltzgen.diagnostics.plots import save_figure
 from boltzgen.diagnostics.report import RunData, load_reference, load_run_data, run_figure
 from boltzgen.io import atomic_write_text
-from boltzgen.reference import basin_populations, read_metadata
-from boltzgen.runs import train_run
+from boltzgen.md.datasets import read_metadata
+from boltzgen.molecule.ramachandran import backbone_dihedrals, basin_populations
+from boltzgen.samplers.weights import self_normalized_weights
+from boltzgen.workflow.config import parse_config_text
+from boltzgen.workflow.runs import train_run
 
 METHODS = {"tabg": "TA-BG", "reverse": "reverse KL 300 K", "forward": "forward KL (MD data)"}
 

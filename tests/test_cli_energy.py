@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from boltzgen.cli import main
+from boltzgen.cli.main import main
 
 FORCES = {
     "HarmonicBondForce",

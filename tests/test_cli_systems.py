@@ -9,8 +9,8 @@ import sys
 import mdtraj
 import pytest
 
-from boltzgen.cli import main
-from boltzgen.molecule import Molecule
+from boltzgen.cli.main import main
+from boltzgen.molecule.molecule import Molecule
 
 
 def _json(capsys, argv: list[str]) -> dict:

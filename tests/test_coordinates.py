@@ -12,12 +12,16 @@ import pytest
 import torch
 from openmm import app, unit
 
-from boltzgen.coordinates import InternalCoordinates, backbone_dihedral_indices, dihedral_angles
 from boltzgen.errors import BoltzgenError
-from boltzgen.forcefields import create_system, load_forcefield
-from boltzgen.molecule import Molecule
-from boltzgen.peptide import build_peptide
-from boltzgen.zmatrix import build_zmatrix, equivalent_hydrogen_groups
+from boltzgen.molecule.coordinates import (
+    InternalCoordinates,
+    backbone_dihedral_indices,
+    dihedral_angles,
+)
+from boltzgen.molecule.molecule import Molecule
+from boltzgen.molecule.openmm_setup import create_system, load_forcefield
+from boltzgen.molecule.peptide import build_peptide
+from boltzgen.molecule.zmatrix import build_zmatrix, equivalent_hydrogen_groups
 
 
 def _hbond_constraints(topology: app.Topology, forcefield: tuple[str, ...]) -> list:

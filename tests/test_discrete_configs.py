@@ -18,20 +18,20 @@ import numpy as np
 import pytest
 import torch
 
-from boltzgen.cli import main
-from boltzgen.commands.init import template_names, template_text
-from boltzgen.config import apply_overrides, parse_config_text
+from boltzgen.cli.init import template_names, template_text
+from boltzgen.cli.main import main
 from boltzgen.errors import BoltzgenError
 from boltzgen.io import load_checkpoint
-from boltzgen.recipes import (
+from boltzgen.trainers import Trainer
+from boltzgen.workflow.config import apply_overrides, parse_config_text
+from boltzgen.workflow.registry import (
     build_model,
     build_objective,
     build_target,
     resolve_config,
     train_settings,
 )
-from boltzgen.runs import train_run
-from boltzgen.trainers import Trainer
+from boltzgen.workflow.runs import train_run
 
 DISCRETE_TEMPLATES = [name for name in template_names() if name.startswith("discrete-")]
 #: log Z of each template's target: DESIGN.md section 9 (Kaufman; magnetisation sum) or, for SK

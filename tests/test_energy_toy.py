@@ -10,7 +10,7 @@ import torch
 from scipy import integrate
 
 from boltzgen import BoltzgenError, Energy
-from boltzgen.energy.teacher import LogProbEnergy
+from boltzgen.energy.logprob import LogProbEnergy
 from boltzgen.energy.toy import DoubleWell, GaussianMixture2D, ManyWell
 
 TARGETS = {
@@ -126,7 +126,7 @@ def test_many_well_is_sixteen_independent_pairs() -> None:
 def test_many_well_exact_samples_moments() -> None:
     """Exact samples: mean of the double-well coordinate and the well occupation vs quadrature."""
     target = ManyWell(n_pairs=2)
-    x = target.sample(100_000, seed=1)[:, 0].numpy()
+    x = target.sample(100_000, generator=torch.Generator().manual_seed(1))[:, 0].numpy()
     z, _ = integrate.quad(lambda t: math.exp(-(t**4 - 6 * t**2 - 0.5 * t)), -np.inf, np.inf)
     right, _ = integrate.quad(lambda t: math.exp(-(t**4 - 6 * t**2 - 0.5 * t)), 0, np.inf)
     mean, _ = integrate.quad(lambda t: t * math.exp(-(t**4 - 6 * t**2 - 0.5 * t)), -np.inf, np.inf)

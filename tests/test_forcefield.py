@@ -20,7 +20,6 @@ import torch
 from openmm import app
 
 from boltzgen.energy.forcefield import (
-    BOLTZMANN_CONSTANT,
     TorchForceField,
     UnsupportedForceError,
     check_exactness,
@@ -31,8 +30,9 @@ from boltzgen.energy.forcefield import (
 from boltzgen.energy.forcefield.exactness import reference_energies_and_forces
 from boltzgen.energy.openmm_bridge import OpenMMEnergy
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecule import Molecule
-from boltzgen.peptide import build_peptide
+from boltzgen.molecule.molecule import Molecule
+from boltzgen.molecule.peptide import build_peptide
+from boltzgen.molecule.units import BOLTZMANN_CONSTANT
 
 #: Catalog molecules (alanine dipeptide: amber96 + OBC1 CustomGBForce; ala3/ala5: amber99sbildn +
 #: amber99_obc.xml GBSAOBCForce with H-bond constraints; vacuum variants) and sequence-built
@@ -323,7 +323,7 @@ def test_energy_for_molecule_falls_back_to_the_bridge_with_a_warning(
     class Molecule:
         name, temperature = "restrained", 300.0
 
-    Molecule.system = restrained
+    Molecule.system, Molecule.n_atoms = restrained, restrained.getNumParticles()
     with pytest.warns(UserWarning, match="CustomExternalForce"):
         energy = energy_for_molecule(Molecule(), prefer="torch")
     assert isinstance(energy, OpenMMEnergy)

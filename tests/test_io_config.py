@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from boltzgen import BoltzgenError
-from boltzgen.cli import main
-from boltzgen.config import apply_overrides, load_config
+from boltzgen.cli.main import main
 from boltzgen.io import (
     CHECKPOINT_FORMAT,
     load_checkpoint,
@@ -19,7 +18,8 @@ from boltzgen.io import (
     save_checkpoint,
     save_samples,
 )
-from boltzgen.recipes import resolve_config
+from boltzgen.workflow.config import apply_overrides, load_config
+from boltzgen.workflow.registry import resolve_config
 
 MINIMAL = """
 [target]
@@ -102,7 +102,7 @@ def test_resolve_fills_defaults() -> None:
 
 
 def load_config_text(text: str) -> dict:
-    from boltzgen.config import parse_config_text
+    from boltzgen.workflow.config import parse_config_text
 
     return parse_config_text(text)
 
@@ -156,7 +156,7 @@ def test_console_script_version_and_exit_code(tmp_path: Path) -> None:
 
 
 def test_init_writes_templates_that_resolve(tmp_path: Path) -> None:
-    from boltzgen.commands.init import template_names
+    from boltzgen.cli.init import template_names
 
     for name in template_names():
         out = tmp_path / f"{name}.toml"
@@ -166,8 +166,8 @@ def test_init_writes_templates_that_resolve(tmp_path: Path) -> None:
 
 def test_bad_target_value_leaves_no_run_directory(tmp_path: Path) -> None:
     """A value that only the target's constructor can judge fails before anything is written."""
-    from boltzgen.config import parse_config_text
-    from boltzgen.runs import train_run
+    from boltzgen.workflow.config import parse_config_text
+    from boltzgen.workflow.runs import train_run
 
     config = apply_overrides(parse_config_text(MINIMAL), ["target.sigma=-1.0"])
     with pytest.raises(BoltzgenError, match="sigma > 0"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from boltzgen.cli import main
+from boltzgen.cli.main import main
 from boltzgen.energy.base import Energy
 from boltzgen.md import (
     MDState,
@@ -19,8 +19,8 @@ from boltzgen.md import (
     exchange_log_acceptance,
     integrated_autocorrelation_time,
 )
-from boltzgen.md.openmm_reference import openmm_langevin_energies
-from boltzgen.molecule import Molecule
+from boltzgen.md.openmm_langevin import openmm_langevin_energies
+from boltzgen.molecule.molecule import Molecule
 
 torch.set_num_threads(1)
 

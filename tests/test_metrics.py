@@ -9,20 +9,22 @@ import pytest
 import torch
 
 from boltzgen.diagnostics.metrics import (
-    clip_log_weights,
-    forward_ess,
-    importance_resample,
-    log_importance_weights,
     nll,
     ramachandran_histogram,
     ramachandran_kl,
     ramachandran_metrics,
     ramachandran_tv,
-    reverse_ess,
-    self_normalized_weights,
     split_half_floor,
 )
 from boltzgen.errors import BoltzgenError
+from boltzgen.samplers.weights import (
+    clip_log_weights,
+    forward_ess,
+    importance_resample,
+    log_importance_weights,
+    reverse_ess,
+    self_normalized_weights,
+)
 
 TWO_PI = 2 * math.pi
 

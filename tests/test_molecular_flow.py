@@ -16,8 +16,8 @@ from openmm import app, unit
 from scipy import stats
 
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecular_flow import ANGLE_SIGMA, BOND_SIGMA, MolecularFlow
-from boltzgen.molecule import Molecule
+from boltzgen.flows.molecular import ANGLE_SIGMA, BOND_SIGMA, MolecularFlow
+from boltzgen.molecule.molecule import Molecule
 
 SMALL = dict(n_layers=4, hidden=32, depth=1)
 

@@ -12,7 +12,7 @@ import pytest
 from openmm import app, unit
 
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecule import Molecule
+from boltzgen.molecule.molecule import Molecule
 
 CATALOG = Path(__file__).resolve().parent.parent / "systems"
 #: name -> (atoms, hydrogens constrained?, solvent files, implicit-solvent force class)

@@ -15,7 +15,7 @@ from openmm import unit
 
 from boltzgen.energy.openmm_bridge import PLATFORMS, OpenMMEnergy
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecule import Molecule
+from boltzgen.molecule.molecule import Molecule
 
 KB = 0.00831446261815324  # kJ/mol/K, CODATA molar gas constant R
 
@@ -139,7 +139,7 @@ _SCRIPT_HEADER = """
 import os, signal, sys, threading, time, torch
 from boltzgen.energy.openmm_bridge import OpenMMEnergy
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecule import Molecule
+from boltzgen.molecule.molecule import Molecule
 if __name__ == "__main__":
     molecule = Molecule.from_catalog("alanine-dipeptide")
     energy = OpenMMEnergy.from_molecule(molecule, platform="Reference", n_workers=2)

@@ -11,7 +11,7 @@ import pytest
 from openmm import app, unit
 
 from boltzgen.errors import BoltzgenError
-from boltzgen.peptide import ONE_LETTER_CODES, build_peptide
+from boltzgen.molecule.peptide import ONE_LETTER_CODES, build_peptide
 
 ALL_20 = "".join(ONE_LETTER_CODES)
 #: Atoms (with hydrogens) of each residue as Amber's templates have them at pH 7: charged

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from boltzgen.cli import main
+from boltzgen.cli.main import main
 from boltzgen.diagnostics.plots import (
     plot_energy_histogram,
     plot_free_energy_profile,
@@ -24,7 +24,7 @@ from boltzgen.diagnostics.plots import (
     plot_training_curves,
     save_figure,
 )
-from boltzgen.trajectories import write_samples
+from boltzgen.molecule.trajectories import write_samples
 
 ALANINE_DIPEPTIDE = (
     Path(__file__).resolve().parents[1] / "systems" / "alanine-dipeptide" / "structure.pdb"

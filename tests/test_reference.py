@@ -12,12 +12,13 @@ import pytest
 import torch
 from openmm import unit
 
-from boltzgen.cli import main
+from boltzgen.cli.main import main
 from boltzgen.diagnostics.report import load_reference as load_report_reference
-from boltzgen.energy.forcefield import BOLTZMANN_CONSTANT
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecule import Molecule
-from boltzgen.reference import SPLITS, basin_populations, load_reference
+from boltzgen.md.datasets import SPLITS, load_reference
+from boltzgen.molecule.molecule import Molecule
+from boltzgen.molecule.ramachandran import basin_populations
+from boltzgen.molecule.units import BOLTZMANN_CONSTANT
 
 torch.set_num_threads(1)
 

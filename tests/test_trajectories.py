@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from boltzgen.errors import BoltzgenError
-from boltzgen.molecule import Molecule
-from boltzgen.trajectories import read_samples, write_samples
+from boltzgen.molecule.molecule import Molecule
+from boltzgen.molecule.trajectories import read_samples, write_samples
 
 
 @pytest.fixture(scope="module")

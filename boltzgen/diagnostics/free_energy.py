@@ -16,18 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import mdtraj
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import BoltzgenError
-from .metrics import angle_pairs
 
 __all__ = [
     "free_energy_surface_2d",
     "free_energy_profile_1d",
     "basin_free_energy_difference",
-    "backbone_dihedrals",
     "ANGLE_RANGE",
 ]
 
@@ -244,58 +241,3 @@ def basin_free_energy_difference(
         finite = replicates[np.isfinite(replicates)]
         error = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
     return delta, error
-
-
-def backbone_dihedrals(
-    source: mdtraj.Trajectory | ArrayLike | tuple[ArrayLike, ArrayLike],
-    topology: mdtraj.Topology | object | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Backbone dihedrals (phi_i, psi_i) of every residue that has both, in radians.
-
-    Arguments:
-        source: An mdtraj ``Trajectory``; or positions in nm, shape ``(n_frames, n_atoms, 3)``
-            (NumPy or torch) together with ``topology``; or an already computed pair
-            ``(phi, psi)`` of arrays of shape ``(n, k)`` or ``(n,)``, returned as float64.
-        topology: mdtraj or OpenMM ``Topology`` of the positions (only with positions).
-
-    Returns:
-        ``(phi, psi)``, each of shape ``(n_frames, k)``, radians in ``[-pi, pi]``; column i of
-        both belongs to the same residue (pairs are matched by their C-alpha atom), in residue
-        order. For alanine dipeptide (Ace-Ala-Nme) k = 1.
-    """
-    if isinstance(source, tuple) and len(source) == 2:
-        return angle_pairs(source, "angles")
-    trajectory = source if isinstance(source, mdtraj.Trajectory) else _trajectory(source, topology)
-    phi_atoms, phi = mdtraj.compute_phi(trajectory)
-    psi_atoms, psi = mdtraj.compute_psi(trajectory)
-    phi_column = {int(atoms[2]): i for i, atoms in enumerate(phi_atoms)}
-    pairs = [
-        (phi_column[int(atoms[1])], j)
-        for j, atoms in enumerate(psi_atoms)
-        if int(atoms[1]) in phi_column
-    ]
-    if not pairs:
-        raise BoltzgenError(
-            "the topology has no residue with both a phi and a psi backbone dihedral (need N, CA, C atoms of a peptide)"
-        )
-    phi_index, psi_index = (list(columns) for columns in zip(*pairs))
-    return phi[:, phi_index].astype(np.float64), psi[:, psi_index].astype(np.float64)
-
-
-def _trajectory(positions: ArrayLike, topology: object | None) -> mdtraj.Trajectory:
-    """An mdtraj trajectory from positions in nm and an mdtraj or OpenMM topology."""
-    if topology is None:
-        raise BoltzgenError(
-            "positions need a topology: pass topology= (mdtraj or OpenMM Topology)"
-        )
-    if not isinstance(topology, mdtraj.Topology):
-        topology = mdtraj.Topology.from_openmm(topology)
-    xyz = (
-        positions.detach().cpu().numpy() if hasattr(positions, "detach") else np.asarray(positions)
-    )
-    xyz = xyz.reshape(-1, topology.n_atoms, 3) if xyz.ndim == 2 else xyz
-    if xyz.ndim != 3 or xyz.shape[1:] != (topology.n_atoms, 3):
-        raise BoltzgenError(
-            f"positions must have shape (n_frames, {topology.n_atoms}, 3) in nm, got {xyz.shape}"
-        )
-    return mdtraj.Trajectory(xyz, topology)

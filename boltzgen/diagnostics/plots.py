@@ -20,8 +20,11 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from ..errors import BoltzgenError
+from ..molecule.ramachandran import BASIN_LABEL_CENTRES
+from ..molecule.units import BOLTZMANN_CONSTANT
+from ..samplers.weights import clip_log_weights, reverse_ess, self_normalized_weights
 from .free_energy import free_energy_profile_1d, free_energy_surface_2d
-from .metrics import angle_pairs, clip_log_weights, reverse_ess, self_normalized_weights
+from .metrics import angle_pairs
 
 __all__ = [
     "save_figure",
@@ -31,25 +34,14 @@ __all__ = [
     "plot_energy_histogram",
     "plot_log_weights",
     "plot_training_curves",
-    "BOLTZMANN_CONSTANT",
     "FigureData",
 ]
-
-#: Molar Boltzmann constant k_B in kJ/(mol K) (CODATA 2018, as OpenMM uses).
-BOLTZMANN_CONSTANT = 0.00831446261815324
 
 #: Data behind a figure: named NumPy arrays, written by :func:`save_figure` as ``.npz``.
 FigureData = dict[str, np.ndarray]
 
 _ANGLE_TICKS = np.arange(-180, 181, 90)
 _DIFFERENCE_LIMIT_KT = 3.0
-#: Approximate centres (phi, psi) in degrees of the conformational basins of alanine peptides.
-_BASINS = {
-    r"C$_5$": (-155.0, 160.0),
-    r"C$_{7\mathrm{eq}}$": (-80.0, 75.0),
-    r"$\alpha_\mathrm{R}$": (-75.0, -40.0),
-    r"$\alpha_\mathrm{L}$": (60.0, 40.0),
-}
 
 
 def save_figure(
@@ -165,7 +157,7 @@ def plot_ramachandran(
     _angle_axis(ax, "y", r"$\psi$")
     ax.set_aspect("equal")
     if basin_labels:
-        for label, (x, y) in _BASINS.items():
+        for label, (x, y) in BASIN_LABEL_CENTRES.items():
             ax.annotate(
                 label,
                 (x, y),

@@ -25,9 +25,10 @@ from matplotlib.figure import Figure
 
 from ..errors import BoltzgenError
 from ..io import MetricsLog, read_metrics_columns
-from ..trajectories import read_samples
-from .free_energy import backbone_dihedrals
-from .metrics import ramachandran_metrics, reverse_ess, self_normalized_weights
+from ..molecule.ramachandran import backbone_dihedrals
+from ..molecule.trajectories import read_samples
+from ..samplers.weights import reverse_ess, self_normalized_weights
+from .metrics import angle_pairs, ramachandran_metrics
 from .plots import (
     FigureData,
     plot_energy_histogram,
@@ -201,7 +202,11 @@ def load_reference(path: str | Path, topology: str | Path | None = None) -> Refe
                     f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, k))"
                 )
             energies = archive["reduced_energies"] if "reduced_energies" in archive else None
-            return Reference(path, backbone_dihedrals((archive["phi"], archive["psi"])), energies)
+            return Reference(
+                path,
+                angle_pairs((archive["phi"], archive["psi"]), f"reference '{path}'"),
+                energies,
+            )
     needs_topology = path.suffix not in {".pdb", ".h5", ".gz"}
     if needs_topology and (topology is None or not Path(topology).is_file()):
         raise BoltzgenError(

@@ -1,12 +1,25 @@
-"""Targets: the :class:`Energy` interface and its implementations."""
+"""Targets: the :class:`Energy` interface and its implementations.
+
+The force field and the OpenMM bridge (which import OpenMM) load on first access.
+"""
 
 from __future__ import annotations
 
+from .._lazy import lazy_exports
 from .base import Energy
-from .forcefield import TorchForceField, compile_system, energy_for_molecule
-from .openmm_bridge import OpenMMEnergy
-from .teacher import LogProbEnergy
+from .logprob import LogProbEnergy
 from .toy import DoubleWell, GaussianMixture2D, ManyWell
+
+#: The OpenMM-backed energies, imported on first use.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "TorchForceField": ".forcefield",
+        "compile_system": ".forcefield",
+        "energy_for_molecule": ".forcefield",
+        "OpenMMEnergy": ".openmm_bridge",
+    },
+)
 
 __all__ = [
     "Energy",

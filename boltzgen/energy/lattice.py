@@ -15,7 +15,7 @@ need.
 
 from __future__ import annotations
 
-import copy
+import functools
 import math
 
 import numpy as np
@@ -24,7 +24,13 @@ from torch import Tensor
 
 from ..errors import BoltzgenError
 from .base import Energy
-from .exact import ExactDistribution, check_enumerable, curie_weiss_log_z, ising_log_z_kaufman
+from .exact import (
+    MAX_ENUMERATION_UNITS,
+    ExactDistribution,
+    check_enumerable,
+    curie_weiss_log_z,
+    ising_log_z_kaufman,
+)
 
 __all__ = [
     "PairwiseSpinEnergy",
@@ -114,24 +120,30 @@ class PairwiseSpinEnergy(Energy):
         """Mean spin m = sum_i s_i / N, shape (batch,)."""
         return s.mean(-1)
 
-    def exact(self, device: torch.device | str | None = None) -> ExactDistribution:
-        """The exact distribution by enumeration of all 2**N states (N <= 24), float64, on
-        ``device`` (a copy of this energy is moved there; this one stays where it is)."""
+    def exact(self) -> ExactDistribution:
+        """The exact distribution by enumeration of all 2**N states (N <= 24), float64, on the
+        device of the energy's couplings."""
         check_enumerable(self.n_spins, f"exact enumeration of {type(self).__name__}")
-        energy = self if device is None else copy.deepcopy(self).to(device)
-        return ExactDistribution.from_energy(energy.energy, self.n_spins, spin=True, device=device)
+        device = self.couplings.device
+        return ExactDistribution.from_energy(self.energy, self.n_spins, spin=True, device=device)
 
-    def log_z_by_enumeration(self) -> float:
-        """Exact log Z by enumeration of all 2**N states (N <= 24), float64."""
-        return float(self.exact().log_z)
+    @functools.cached_property
+    def log_z(self) -> float | None:
+        """Exact log Z (computed once, by :attr:`log_z_method`), or ``None`` when N > 24 and no
+        closed form applies."""
+        method = self.log_z_method
+        if method is None:
+            return None
+        return self._closed_form_log_z() if method != "enumeration" else float(self.exact().log_z)
 
-    def log_z(self) -> float:
-        """Exact log Z; here by enumeration (N <= 24). Subclasses use closed forms where they exist."""
-        return self.log_z_by_enumeration()
+    @property
+    def log_z_method(self) -> str | None:
+        """How :attr:`log_z` is known: ``"enumeration"`` (N <= 24), a closed form's name, or
+        ``None``."""
+        return "enumeration" if self.n_spins <= MAX_ENUMERATION_UNITS else None
 
-    def log_z_method(self) -> str:
-        """Name of the method :meth:`log_z` uses for this instance."""
-        return "enumeration"
+    def _closed_form_log_z(self) -> float:
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"n_spins={self.n_spins}, beta={self.beta:g}"
@@ -172,19 +184,13 @@ class IsingModel2D(PairwiseSpinEnergy):
         super().__init__(_torus_couplings(bonds, bonds), beta, field=h)
         self.L, self.J, self.h = int(L), float(J), float(h)
 
-    def log_z(self) -> float:
-        """Exact log Z: Kaufman's formula at zero field (any L), enumeration with a field (L <= 4)."""
-        if self.h == 0:
-            return ising_log_z_kaufman(self.L, self.beta * self.J)
-        if self.n_spins > 24:
-            raise BoltzgenError(
-                f"no exact log Z for the 2-D Ising model in a field h={self.h:g} with L={self.L}: "
-                "Kaufman's formula holds at h = 0 only and enumeration needs L <= 4"
-            )
-        return self.log_z_by_enumeration()
+    @property
+    def log_z_method(self) -> str | None:
+        """Kaufman's formula at zero field (any L); enumeration in a field (L <= 4)."""
+        return "kaufman" if self.h == 0 else super().log_z_method
 
-    def log_z_method(self) -> str:
-        return "kaufman" if self.h == 0 else "enumeration"
+    def _closed_form_log_z(self) -> float:
+        return ising_log_z_kaufman(self.L, self.beta * self.J)
 
 
 class CurieWeiss(PairwiseSpinEnergy):
@@ -209,12 +215,13 @@ class CurieWeiss(PairwiseSpinEnergy):
         total = s.sum(-1)
         return -(total**2) / (2 * self.n_spins) - self.h * total
 
-    def log_z(self) -> float:
-        """Exact log Z by the sum over magnetisations (any N)."""
-        return curie_weiss_log_z(self.n_spins, self.beta, self.h)
-
+    @property
     def log_z_method(self) -> str:
+        """The sum over magnetisations (any N)."""
         return "magnetization-sum"
+
+    def _closed_form_log_z(self) -> float:
+        return curie_weiss_log_z(self.n_spins, self.beta, self.h)
 
 
 class SherringtonKirkpatrick(PairwiseSpinEnergy):

@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import openmm
 import torch
-from openmm import unit
 from torch import Tensor
 
 from ..errors import BoltzgenError
+from ..molecule.units import BOLTZMANN_CONSTANT
 from . import openmm_worker
 from .base import Energy
 from .openmm_worker import ContextEvaluator
 
 if TYPE_CHECKING:
-    from ..molecule import Molecule
+    from ..molecule.molecule import Molecule
 
-__all__ = ["OpenMMEnergy", "PLATFORMS", "boltzmann_constant"]
+__all__ = ["OpenMMEnergy", "PLATFORMS"]
 
 #: OpenMM platforms that can be requested by name.
 PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
@@ -39,11 +39,6 @@ PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
 _POLL_SECONDS = 0.2
 #: Seconds a worker gets to build its Context before the pool gives up.
 _START_TIMEOUT_SECONDS = 120.0
-
-
-def boltzmann_constant() -> float:
-    """k_B in kJ/mol/K (OpenMM's ``MOLAR_GAS_CONSTANT_R``)."""
-    return unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
 
 
 def _check_platform(name: str) -> None:
@@ -200,6 +195,7 @@ class OpenMMEnergy(Energy):
         n_atoms: int | None = None,
         platform: str = "CPU",
         n_workers: int = 1,
+        molecule: Molecule | None = None,
     ) -> None:
         n_particles = system.getNumParticles()
         n_atoms = n_particles if n_atoms is None else int(n_atoms)
@@ -213,10 +209,10 @@ class OpenMMEnergy(Energy):
             )
         if int(n_workers) != n_workers or n_workers < 1:
             raise BoltzgenError(f"n_workers must be a positive integer, got {n_workers!r}")
-        super().__init__((n_atoms, 3), temperature)
+        super().__init__((n_atoms, 3), temperature, molecule=molecule)
         self.platform = platform
         self.n_workers = int(n_workers)
-        self.kT = boltzmann_constant() * self.temperature
+        self.kT = BOLTZMANN_CONSTANT * self.temperature
         _check_platform(platform)  # fail here, with the available platforms, not in a worker
         system_xml = openmm.XmlSerializer.serialize(system)
         if self.n_workers == 1:
@@ -233,7 +229,9 @@ class OpenMMEnergy(Energy):
         cls, molecule: Molecule, platform: str = "CPU", n_workers: int = 1
     ) -> OpenMMEnergy:
         """The energy of a :class:`~boltzgen.molecule.Molecule` at its own temperature."""
-        return cls(molecule.system, molecule.temperature, molecule.n_atoms, platform, n_workers)
+        return cls(
+            molecule.system, molecule.temperature, molecule.n_atoms, platform, n_workers, molecule
+        )
 
     def evaluate(
         self, positions: np.ndarray, forces: bool = True

@@ -34,7 +34,7 @@ class GaussianMixture2D(Energy):
             non-uniform default used in tests is ``GaussianMixture2D.skewed_weights(8)``.
     """
 
-    log_z = 0.0
+    can_sample = True
 
     def __init__(
         self,
@@ -58,6 +58,11 @@ class GaussianMixture2D(Energy):
         self.register_buffer("log_weights", (w / w.sum()).log())
         self.sigma = float(sigma)
 
+    @property
+    def log_z(self) -> float:
+        """0: the mixture density is normalized."""
+        return 0.0
+
     @staticmethod
     def skewed_weights(n_modes: int = 8) -> list[float]:
         """Non-uniform weights proportional to 1, 2, ..., K (normalised by the energy)."""
@@ -78,7 +83,7 @@ class GaussianMixture2D(Energy):
         return torch.cdist(x.to(self.centers.dtype), self.centers).argmin(dim=1)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Exact samples, shape (n, 2), float64."""
+        """Exact samples, shape ``(n, 2)``, float64."""
         k = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
         noise = torch.randn(n, 2, dtype=torch.float64, generator=generator)
         return self.centers[k] + self.sigma * noise
@@ -137,6 +142,8 @@ class DoubleWell(Energy):
         a, b, c: Coefficients of the quartic.
     """
 
+    can_sample = True
+
     def __init__(
         self, dim: int = 2, n_wells: int = 1, a: float = 1.0, b: float = -6.0, c: float = -0.5
     ) -> None:
@@ -164,8 +171,10 @@ class DoubleWell(Energy):
         n_gauss = self.dim - self.n_wells
         return self.n_wells * self.well.log_z + 0.5 * n_gauss * math.log(2 * math.pi)
 
-    def sample(self, n: int, seed: int = 0) -> Tensor:
-        """Exact samples, shape (n, dim), float64."""
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Exact samples, shape ``(n, dim)``, float64 (inverse-CDF on the quadrature grid, drawn
+        with a NumPy generator seeded from ``generator``)."""
+        seed = int(torch.randint(2**62, (1,), generator=generator))
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((n, self.dim))
         wells = self.well_mask.bool().numpy()

@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BoltzgenError
-from .buffers import ExactBuffers
+from ..models.base import Model
 from .conditioners import Conditioner
+from .constants import ExactConstants
 from .domains import Domain, real
 from .priors import Prior, make_prior
 from .splines import spline_forward, spline_inverse, spline_param_count
@@ -42,7 +43,7 @@ def _index(values: Sequence[int]) -> Tensor:
     return torch.tensor(list(values), dtype=torch.long)
 
 
-class _CouplingLayer(ExactBuffers):
+class _CouplingLayer(ExactConstants):
     """Transforms the features ``transformed`` with splines conditioned on all other features.
 
     Arguments:
@@ -133,7 +134,7 @@ class _CouplingLayer(ExactBuffers):
         return y, log_det.sum(dim=-1)
 
 
-class CouplingFlow(ExactBuffers):
+class CouplingFlow(ExactConstants, Model):
     """A normalizing flow of rational-quadratic spline coupling layers on mixed domains.
 
     Arguments:
@@ -168,6 +169,8 @@ class CouplingFlow(ExactBuffers):
         (torch.Size([256, 3]), torch.Size([256]))
     """
 
+    reparameterized = True
+
     def __init__(
         self,
         domains: Sequence[Domain] | int,
@@ -189,6 +192,7 @@ class CouplingFlow(ExactBuffers):
             domains = [real()] * domains
         self.domains: tuple[Domain, ...] = tuple(domains)
         self.dim = len(self.domains)
+        self.event_shape = torch.Size((self.dim,))
         if self.dim < 2:
             raise BoltzgenError(f"a coupling flow needs at least 2 features, got {self.dim}")
         if n_layers < 1 or bins < 2 or not bound > 0:

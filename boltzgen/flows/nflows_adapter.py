@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BoltzgenError
+from ..models.base import Model
 
 __all__ = ["NflowsAdapter", "nflows_rq_coupling_flow"]
 
@@ -30,7 +31,7 @@ def _import_nflows() -> ModuleType:
     return nflows
 
 
-class NflowsAdapter(nn.Module):
+class NflowsAdapter(nn.Module, Model):
     """Wraps an unconditional ``nflows.flows.Flow`` over vectors of ``dim`` features.
 
     Arguments:
@@ -39,6 +40,8 @@ class NflowsAdapter(nn.Module):
     ``parameters()``, ``.to(...)`` and ``state_dict()`` reach the wrapped flow (it is a
     submodule).
     """
+
+    reparameterized = True
 
     def __init__(self, flow: Any) -> None:
         super().__init__()
@@ -55,6 +58,7 @@ class NflowsAdapter(nn.Module):
             )
         self.flow = flow
         self.dim = int(shape[0])
+        self.event_shape = torch.Size((self.dim,))
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:

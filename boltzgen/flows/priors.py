@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BoltzgenError
-from .buffers import ExactBuffers
+from .constants import ExactConstants
 from .domains import Domain
 
 __all__ = ["Prior", "make_prior", "PRIOR_KINDS"]
@@ -35,7 +35,7 @@ def _std_normal_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-class Prior(ExactBuffers):
+class Prior(ExactConstants):
     """A product distribution over ``dim`` features, one family per feature.
 
     Arguments:

@@ -15,7 +15,7 @@ import openmm
 import torch
 
 from ..energy.forcefield.benchmark import Measurement, measure_rate
-from .openmm_reference import langevin_context
+from .openmm_langevin import langevin_context
 from .simulation import ReplicaExchangeMD
 
 __all__ = ["benchmark_md", "openmm_platforms", "time_openmm_md", "time_torch_md"]

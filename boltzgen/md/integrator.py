@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 
 from ..energy.base import Energy
-from ..energy.forcefield import BOLTZMANN_CONSTANT
 from ..errors import BoltzgenError
+from ..molecule.units import BOLTZMANN_CONSTANT
 from .constraints import BondConstraints
 
 __all__ = ["MDState", "LangevinMiddleIntegrator"]

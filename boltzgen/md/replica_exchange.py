@@ -14,7 +14,6 @@ each stays Maxwell-Boltzmann at its new rung. No host-device synchronisation.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -23,18 +22,7 @@ from torch import Tensor
 from ..errors import BoltzgenError
 from .integrator import MDState
 
-__all__ = ["geometric_ladder", "exchange_log_acceptance", "ReplicaExchange"]
-
-
-def geometric_ladder(t_min: float, t_max: float, n: int) -> list[float]:
-    """Temperatures T_k = t_min (t_max/t_min)^(k/(n-1)), k = 0..n-1 (``[t_min]`` for n = 1)."""
-    if n < 1 or not (0 < t_min <= t_max) or not math.isfinite(t_max):
-        raise BoltzgenError(
-            f"a temperature ladder needs n >= 1 and 0 < t_min <= t_max, got n={n}, {t_min}..{t_max}"
-        )
-    if n == 1:
-        return [float(t_min)]
-    return [float(t_min * (t_max / t_min) ** (k / (n - 1))) for k in range(n)]
+__all__ = ["exchange_log_acceptance", "ReplicaExchange"]
 
 
 def exchange_log_acceptance(

@@ -12,13 +12,14 @@ from openmm import unit
 from torch import Tensor
 
 from ..energy.base import Energy
-from ..energy.forcefield import BOLTZMANN_CONSTANT, energy_for_molecule
+from ..energy.forcefield import energy_for_molecule
 from ..errors import BoltzgenError
+from ..molecule.units import BOLTZMANN_CONSTANT
 from .constraints import BondConstraints
 from .integrator import LangevinMiddleIntegrator, MDState
 from .replica_exchange import ReplicaExchange
 
-__all__ = ["ReplicaExchangeMD", "system_masses", "resolve_device"]
+__all__ = ["ReplicaExchangeMD", "system_masses"]
 
 
 def system_masses(system: openmm.System) -> Tensor:
@@ -30,20 +31,6 @@ def system_masses(system: openmm.System) -> Tensor:
         ],
         dtype=torch.float64,
     )
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:K"``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BoltzgenError(
-            f"device {name!r} requested but CUDA is not available: use --device cpu"
-        )
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise BoltzgenError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:K") from None
 
 
 class ReplicaExchangeMD:

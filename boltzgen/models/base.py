@@ -53,3 +53,11 @@ class Model:
     def sample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
         """``n`` states and their log-probabilities in one pass: ``((n, *event_shape), (n,))``."""
         raise NotImplementedError
+
+    def log_normalizer(self) -> Tensor:
+        """log of the constant that normalizes ``exp(log_prob)``: 0-d, 0 for normalized models.
+
+        Unnormalized models return their exact log Z_theta where it can be computed and raise
+        :class:`~boltzgen.errors.BoltzgenError` otherwise.
+        """
+        return torch.zeros(())

@@ -14,6 +14,7 @@ softplus (binary), which is what exact log Z enumerates when H < V.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
@@ -21,16 +22,27 @@ import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from ..energy.base import Energy
-from ..energy.exact import ExactDistribution, check_enumerable, enumerate_states
+from ..energy.exact import (
+    MAX_ENUMERATION_UNITS,
+    ExactDistribution,
+    check_enumerable,
+    enumerate_states,
+)
 from ..errors import BoltzgenError
+from .base import Model
 
 __all__ = ["RBM", "RBMEnergy"]
 
 _VISIBLE_KINDS = ("spin", "binary")
 
 
-class RBM(nn.Module):
+class RBM(nn.Module, Model):
     """Restricted Boltzmann machine (an unnormalised model with exact free energy).
+
+    As a :class:`~boltzgen.models.base.Model` it is unnormalized and discrete: :meth:`log_prob`
+    is log q~(v) = -F(v), :meth:`log_normalizer` the exact log Z_theta (small layers), and
+    :meth:`sample` draws exact samples when the visible layer can be enumerated (V <= 24), else
+    the states of block-Gibbs chains.
 
     Arguments:
         n_visible: Number of visible units V.
@@ -41,6 +53,11 @@ class RBM(nn.Module):
         seed: Seed of the initial weights (``None``: torch's global generator).
         dtype: Parameter dtype (float32 or float64).
     """
+
+    normalized = False
+    discrete = True
+    #: Block-Gibbs sweeps from uniform states behind :meth:`sample` when V > 24.
+    gibbs_sweeps = 1000
 
     def __init__(
         self,
@@ -65,6 +82,7 @@ class RBM(nn.Module):
         )
         self.visible_bias = nn.Parameter(torch.zeros(n_visible, dtype=dtype))
         self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, dtype=dtype))
+        self.event_shape = torch.Size((n_visible,))
 
     @property
     def n_visible(self) -> int:
@@ -156,15 +174,30 @@ class RBM(nn.Module):
     def sample(
         self,
         n: int,
-        k_steps: int = 100,
+        k_steps: int | None = None,
         generator: torch.Generator | None = None,
         init: Tensor | None = None,
     ) -> Tensor:
-        """Visible samples after ``k_steps`` Gibbs sweeps from ``init`` (default: uniform), ``(n, V)``."""
+        """Visible samples ``(n, V)`` in the model's dtype.
+
+        Arguments:
+            n: Number of samples.
+            k_steps: Block-Gibbs sweeps from ``init`` (default: uniform states). ``None``: exact
+                samples by enumeration when V <= 24, else :attr:`gibbs_sweeps` sweeps.
+            generator: Random generator on the model's device.
+            init: Start states of the chains, ``(n, V)``.
+        """
+        if k_steps is None and init is None and self.n_visible <= MAX_ENUMERATION_UNITS:
+            return self.exact().sample(n, generator).to(self.weight.dtype)
         v = self.random_visible(n, generator) if init is None else init.to(self.weight.dtype)
-        for _ in range(k_steps):
+        for _ in range(self.gibbs_sweeps if k_steps is None else k_steps):
             v = self.gibbs_step(v, generator)
         return v
+
+    def sample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
+        """:meth:`sample` and the unnormalized log q~ = -F of the samples."""
+        v = self.sample(n)
+        return v, self.log_prob(v)
 
     # ----------------------------------------------------------------------------- normalisation
     def log_z_exact(self) -> Tensor:
@@ -191,8 +224,12 @@ class RBM(nn.Module):
         return torch.logsumexp(torch.stack(parts), 0)
 
     def log_prob(self, v: Tensor) -> Tensor:
-        """Exact log q(v) = -F(v) - log Z_theta (enumeration; small layers only), ``(batch,)``."""
-        return -self.free_energy(v) - self.log_z_exact()
+        """Unnormalized log q~(v) = -F(v), ``(batch,)``; log q = log q~ - :meth:`log_normalizer`."""
+        return -self.free_energy(v)
+
+    def log_normalizer(self) -> Tensor:
+        """The exact log Z_theta (:meth:`log_z_exact`)."""
+        return self.log_z_exact()
 
     def exact(self) -> ExactDistribution:
         """The exact visible distribution by enumeration of the visible layer (V <= 24), float64."""
@@ -245,12 +282,17 @@ class RBMEnergy(Energy):
     def _energy(self, x: Tensor) -> Tensor:
         return self.rbm.free_energy(x).to(x.dtype)
 
-    def log_z(self) -> float:
-        """Exact log Z by enumerating the RBM's smaller layer."""
+    @functools.cached_property
+    def log_z(self) -> float | None:
+        """Exact log Z by enumerating the RBM's smaller layer (``None`` when both exceed 24)."""
+        if min(self.rbm.n_visible, self.rbm.n_hidden) > MAX_ENUMERATION_UNITS:
+            return None
         return float(self.rbm.log_z_exact())
 
-    def log_z_method(self) -> str:
-        return "enumeration"
+    @property
+    def log_z_method(self) -> str | None:
+        """``"enumeration"`` of the smaller layer, or ``None``."""
+        return "enumeration" if self.log_z is not None else None
 
     def exact(self) -> ExactDistribution:
         """Exact visible distribution by enumeration (V <= 24)."""

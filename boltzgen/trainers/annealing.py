@@ -45,10 +45,10 @@ from torch import Tensor
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 from ..io import MetricsLog, load_checkpoint, save_checkpoint, write_json
+from ..samplers.importance import BufferStatistics, draw_weighted_samples, resample_buffer
 from .forward_kl import ForwardKL
 from .loop import Trainer, TrainingInterrupted, TrainSettings, rng_state, set_rng_state
 from .reverse_kl import ReverseKL
-from .reweighting import BufferStatistics, draw_weighted_samples, resample_buffer
 
 __all__ = [
     "AnnealingSettings",

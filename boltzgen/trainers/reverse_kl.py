@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..diagnostics.metrics import reverse_ess
 from ..energy.base import Energy
 from ..errors import BoltzgenError
+from ..samplers.weights import reverse_ess
 from .objective import StepOutput
 
 __all__ = ["ReverseKL", "soft_energy_cap"]
@@ -65,9 +65,8 @@ class ReverseKL:
         self.temperature = temperature
         self.energy_cap = energy_cap
         self.drop_top_k = int(drop_top_k)
-        log_z = getattr(target, "log_z", None)
-        scale = 1.0 if temperature is None else target.temperature / temperature
-        self._log_z = float(log_z) if isinstance(log_z, (int, float)) and scale == 1.0 else None
+        at_own_temperature = temperature is None or temperature == target.temperature
+        self._log_z = target.log_z if at_own_temperature else None
 
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
         """Surrogate loss mean(log q + capped u) over the kept samples of one model batch."""

@@ -12,11 +12,10 @@ from __future__ import annotations
 from .compile import IGNORED_FORCES, SUPPORTED_FORCES, compile_system
 from .errors import UnsupportedForceError
 from .exactness import ExactnessReport, check_exactness, probe_configurations
-from .forcefield import BOLTZMANN_CONSTANT, TorchForceField
+from .forcefield import TorchForceField
 from .molecule_energy import energy_for_molecule
 
 __all__ = [
-    "BOLTZMANN_CONSTANT",
     "IGNORED_FORCES",
     "SUPPORTED_FORCES",
     "ExactnessReport",

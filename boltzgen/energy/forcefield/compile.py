@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import openmm
 
@@ -14,6 +15,9 @@ from .implicit import GeneralizedBornParameters, GeneralizedBornTerm
 from .nonbonded import CoulombLennardJonesTerm
 from .pairs import PairList
 from .term import ForceTerm
+
+if TYPE_CHECKING:
+    from ...molecule.molecule import Molecule
 
 __all__ = ["SUPPORTED_FORCES", "IGNORED_FORCES", "compile_system"]
 
@@ -35,7 +39,10 @@ IGNORED_FORCES: tuple[str, ...] = ("CMMotionRemover",)
 
 
 def compile_system(
-    system: openmm.System, temperature: float, max_batch: int | None = None
+    system: openmm.System,
+    temperature: float,
+    max_batch: int | None = None,
+    molecule: Molecule | None = None,
 ) -> TorchForceField:
     """Compile the forces of an OpenMM System into a batched torch energy.
 
@@ -44,6 +51,7 @@ def compile_system(
             energies and are ignored; no virtual sites.
         temperature: T in K of the reduced energies u = U/(k_B T).
         max_batch: Chunk size of batched evaluation (default: from a 1 GiB memory budget).
+        molecule: The molecule the System belongs to, kept as the energy's :attr:`molecule`.
 
     Returns:
         The :class:`TorchForceField`, parameters in float64 on the CPU.
@@ -76,4 +84,6 @@ def compile_system(
             )
         terms.append(_BUILDERS[name](force, pairs))
     uses_pairs = any(term.uses_pairs for term in terms)
-    return TorchForceField(terms, n_atoms, temperature, pairs if uses_pairs else None, max_batch)
+    return TorchForceField(
+        terms, n_atoms, temperature, pairs if uses_pairs else None, max_batch, molecule=molecule
+    )

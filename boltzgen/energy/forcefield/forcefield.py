@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import openmm.unit as unit
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ...errors import BoltzgenError
+from ...molecule.units import BOLTZMANN_CONSTANT
 from ..base import Energy
 from .pairs import PairList
 from .term import ForceTerm
 
-__all__ = ["BOLTZMANN_CONSTANT", "TorchForceField"]
+if TYPE_CHECKING:
+    from ...molecule.molecule import Molecule
 
-#: k_B as the molar gas constant, kJ/mol/K (OpenMM's MOLAR_GAS_CONSTANT_R).
-BOLTZMANN_CONSTANT = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+__all__ = ["TorchForceField"]
+
 
 #: Bytes of intermediates one configuration costs per pair (float64, energy + backward), measured
 #: roughly; sets the default chunk size from a memory budget.
@@ -47,6 +49,7 @@ class TorchForceField(Energy):
         pairs: The shared all-pairs list when a term ``uses_pairs``.
         max_batch: Chunk size; ``None`` picks it from ``memory_budget``.
         memory_budget: Bytes of intermediates one chunk may use (default 1 GiB).
+        molecule: The molecule the System belongs to (read back as :attr:`molecule`), or ``None``.
     """
 
     def __init__(
@@ -57,8 +60,9 @@ class TorchForceField(Energy):
         pairs: PairList | None = None,
         max_batch: int | None = None,
         memory_budget: int = 2**30,
+        molecule: Molecule | None = None,
     ) -> None:
-        super().__init__((n_atoms, 3), temperature)
+        super().__init__((n_atoms, 3), temperature, molecule=molecule)
         if any(term.uses_pairs for term in terms) and pairs is None:
             raise BoltzgenError("a pair term needs the molecule's PairList")
         self.terms = torch.nn.ModuleList(terms)

@@ -41,8 +41,8 @@ def energy_for_molecule(
         )
     if prefer != "openmm":
         try:
-            force_field = compile_system(molecule.system, molecule.temperature)
+            force_field = compile_system(molecule.system, molecule.temperature, molecule=molecule)
             return force_field.enable_compile() if prefer == "torch-compile" else force_field
         except UnsupportedForceError as error:
             warnings.warn(f"{molecule.name}: using the OpenMM bridge: {error}", stacklevel=2)
-    return OpenMMEnergy(molecule.system, molecule.temperature)
+    return OpenMMEnergy.from_molecule(molecule)

@@ -1,0 +1,59 @@
+"""``boltzgen train CONFIG.toml``: train a model; resumes the run directory's checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..workflow.config import load_config
+from ..workflow.runs import default_run_dir, train_run
+
+__all__ = ["add_parser"]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set)
+    run_dir = Path(args.output) if args.output else default_run_dir(args.config)
+    summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
+    if args.json:
+        print(json.dumps({"run_dir": str(run_dir), **summary}))
+        return 0
+    print(f"run directory: {run_dir}")
+    print(
+        f"  ESS {summary['ess']:.4f} at T = {summary['sample_temperature']:g} from {summary['n_samples']} samples; "
+        f"{summary['energy_evaluations']} energy evaluations; {summary['wall_time_s']:.1f} s on {summary['device']}"
+    )
+    print(f"  config:      {run_dir / 'config.toml'}")
+    print(f"  metrics:     {run_dir / 'metrics.csv'}")
+    print(f"  summary:     {run_dir / 'summary.json'}")
+    print(f"  checkpoint:  {run_dir / 'checkpoints' / 'last.pt'}")
+    for path in summary["samples"]:
+        print(f"  samples:     {path}")
+    if "ramachandran_plot" in summary:
+        print(f"  Ramachandran plot: {summary['ramachandran_plot']}")
+        basins = ", ".join(
+            f"{name} {fraction:.1%}" for name, fraction in summary["basin_populations"].items()
+        )
+        print(f"  basin populations: {basins}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a config file",
+        description="Train a model from a TOML config (see 'boltzgen init --list').",
+    )
+    p.add_argument("config", help="config file (TOML)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. trainer.steps=500 (repeatable)",
+    )
+    p.add_argument("-o", "--output", help="run directory (default: runs/<config stem>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(run=run)

@@ -1,0 +1,25 @@
+"""Files: atomic writes, checkpoints that load safely, sample files, metrics logs, run folders.
+
+Everything that boltzgen writes goes through :func:`atomic_write` (temporary file, fsync,
+rename), so a killed process leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .files import atomic_write, atomic_write_text, write_json
+from .metrics import MetricsLog, read_metrics_columns
+from .samples import load_samples, save_samples
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "atomic_write",
+    "atomic_write_text",
+    "write_json",
+    "save_checkpoint",
+    "load_checkpoint",
+    "save_samples",
+    "load_samples",
+    "MetricsLog",
+    "read_metrics_columns",
+]

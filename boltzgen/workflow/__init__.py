@@ -1,0 +1,13 @@
+"""Runs from configs: the registry, run directories, and the train/sample/evaluate workflow.
+
+Importing the package registers every config factory (:mod:`.targets`, :mod:`.models`,
+:mod:`.objectives`, :mod:`.discrete`) in :mod:`.registry`.
+"""
+
+from __future__ import annotations
+
+from . import discrete, models, objectives, targets  # noqa: F401  (register the factories)
+from .registry import resolve_config
+from .runs import load_run, train_run
+
+__all__ = ["resolve_config", "train_run", "load_run"]

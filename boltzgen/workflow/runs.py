@@ -1,0 +1,244 @@
+"""Run directories: train a config into one, reload a finished or interrupted one, sample from it.
+
+A run directory holds::
+
+    config.toml            the resolved config (every default filled in)
+    checkpoints/last.pt    model, optimiser, objective state, RNG, counters (atomic, safe to load)
+    metrics.csv            step, stage, loss, diagnostics, energy_evaluations, wall_time_s, lr
+    summary.json           final metrics (ESS, energy evaluations, wall time, device, ...)
+    samples/               samples drawn at the end (see :func:`write_samples`)
+
+The default run directory of ``boltzgen train CONFIG.toml`` is ``runs/<CONFIG stem>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..diagnostics.discrete import exact_forward_kl, exact_ratio_divergence, exact_reverse_kl
+from ..energy.base import Energy
+from ..energy.exact import MAX_ENUMERATION_UNITS
+from ..errors import BoltzgenError
+from ..io import atomic_write_text, load_checkpoint, save_samples, write_json
+from ..models.base import Model
+from ..samplers.importance import draw_weighted_samples
+from ..samplers.weights import reverse_ess
+from ..tensors import device_description
+from ..trainers.annealing import tabg_from_config
+from ..trainers.loop import Trainer
+from .config import dump_config, parse_config_text
+from .registry import (
+    PROTOCOLS,
+    build_model,
+    build_objective,
+    build_target,
+    resolve_config,
+    select_device,
+    train_settings,
+    training_temperature,
+)
+
+__all__ = [
+    "default_run_dir",
+    "train_run",
+    "load_run",
+    "draw_samples",
+    "discrete_outputs",
+    "write_samples",
+]
+
+
+def default_run_dir(config_path: str | Path) -> Path:
+    """``runs/<config file stem>`` in the current directory."""
+    return Path("runs") / Path(config_path).stem
+
+
+def _prepare_run_dir(run_dir: Path, resolved: Mapping[str, Any]) -> None:
+    text = dump_config(resolved)
+    existing = run_dir / "config.toml"
+    if existing.is_file():
+        # Resolve the recorded config again: keys added since it was written get their defaults.
+        recorded = resolve_config(parse_config_text(existing.read_text(), str(existing)))
+        if parse_config_text(dump_config(recorded)) != parse_config_text(text):
+            raise BoltzgenError(
+                f"{run_dir} holds a run with a different config; pass -o NEW_DIR, "
+                "or rerun with the same config to resume it"
+            )
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(existing, text)
+
+
+@torch.no_grad()
+def draw_samples(
+    model: torch.nn.Module,
+    target: Energy,
+    n: int,
+    temperature: float | None = None,
+    chunk: int = 65536,
+) -> dict[str, torch.Tensor]:
+    """Draw ``n`` model samples in chunks with log q, reduced energies and log-weights.
+
+    An unnormalized model (an RBM) gets log q = log q~ - log Z_theta with its exact log Z_theta;
+    its samples are exact when its visible layer can be enumerated (:meth:`RBM.sample`).
+
+    Returns:
+        Dict with ``samples`` (n, *event_shape), ``log_q`` (n,), ``reduced_energies`` (n,) at
+        ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log q.
+    """
+    drawn = draw_weighted_samples(model, target, n, temperature, chunk_size=chunk, storage="cpu")
+    return {
+        "samples": drawn.samples,
+        "log_q": drawn.log_q,
+        "reduced_energies": drawn.reduced_energies,
+        "log_weights": drawn.log_weights,
+    }
+
+
+def discrete_outputs(target: Energy, model: torch.nn.Module) -> dict[str, Any]:
+    """Exact log Z, log Z_theta, KL(p||q), KL(q||p) and ratio divergence (nats) by enumeration (N <= 24)."""
+    log_p = target.exact().log_prob
+    model_distribution = model.exact()
+    log_q = model_distribution.log_prob
+    return {
+        "log_z": float(target.log_z),
+        "log_z_model": float(model_distribution.log_z),
+        "exact_forward_kl": float(exact_forward_kl(log_p, log_q)),
+        "exact_reverse_kl": float(exact_reverse_kl(log_p, log_q)),
+        "exact_ratio_divergence": float(exact_ratio_divergence(log_p, log_q)),
+    }
+
+
+def write_samples(
+    path_prefix: Path, target: Energy, drawn: Mapping[str, torch.Tensor], temperature: float | None
+) -> list[Path]:
+    """Write drawn samples: a trajectory with topology for molecules, ``{prefix}.pt`` otherwise."""
+    molecule = target.molecule
+    if molecule is not None:
+        from ..molecule.trajectories import write_samples as write_trajectory
+
+        paths = write_trajectory(
+            str(path_prefix),
+            drawn["samples"].double().numpy(),
+            molecule.topology,
+            log_weights=drawn["log_weights"].double().numpy(),
+            reduced_energies=drawn["reduced_energies"].double().numpy(),
+            temperature=temperature if temperature is not None else target.temperature,
+        )
+        return [Path(p) for p in paths]
+    path = path_prefix.with_suffix(".pt")
+    save_samples(
+        path,
+        drawn["samples"],
+        log_q=drawn["log_q"],
+        reduced_energies=drawn["reduced_energies"],
+        log_weights=drawn["log_weights"],
+    )
+    return [path]
+
+
+def train_run(
+    config: Mapping[str, Any], run_dir: str | Path, progress: bool = True
+) -> dict[str, Any]:
+    """Train a config into ``run_dir`` (resuming a checkpoint there), sample, and write the summary.
+
+    Returns:
+        The summary dict also written to ``summary.json``.
+    """
+    resolved = resolve_config(config)
+    run_dir = Path(run_dir)
+    device = select_device(resolved["device"])
+    target = build_target(resolved)  # bad values fail here, before the run directory exists
+    model = build_model(resolved, target)
+    protocol = resolved["trainer"]["name"] in PROTOCOLS
+    objective = None if protocol else build_objective(resolved, target)
+    _prepare_run_dir(run_dir, resolved)
+    if protocol:
+        trainer = tabg_from_config(target, model, resolved["trainer"], run_dir, progress)
+    else:
+        trainer = Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
+    last = trainer.fit()
+    temperature = training_temperature(resolved)
+    drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)
+    paths = write_samples(run_dir / "samples" / "samples", target, drawn, temperature)
+    summary = {
+        "ess": float(reverse_ess(drawn["log_weights"])),
+        "kl_minus_log_z": float((drawn["log_q"] + drawn["reduced_energies"]).mean()),
+        "n_samples": int(drawn["samples"].shape[0]),
+        "sample_temperature": temperature if temperature is not None else target.temperature,
+        "energy_evaluations": trainer.energy_evaluations,
+        "training_loss": last.get("loss"),
+        "skipped_steps": int(trainer.skipped),
+        "steps": trainer.step,
+        "wall_time_s": trainer.wall_time_s,
+        "device": device_description(device),
+        "samples": [str(p) for p in paths],
+    }
+    log_z = target.log_z
+    if log_z is not None and temperature in (None, target.temperature):
+        summary["kl"] = summary["kl_minus_log_z"] + float(log_z)
+    if (
+        target.is_discrete
+        and isinstance(model, Model)
+        and model.discrete
+        and hasattr(model, "exact")
+        and target.dim <= MAX_ENUMERATION_UNITS
+    ):
+        summary.update(discrete_outputs(target, model))
+    molecule = target.molecule
+    if molecule is not None:
+        summary.update(
+            ramachandran_outputs(
+                run_dir / "samples", drawn["samples"], molecule, summary["sample_temperature"]
+            )
+        )
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def ramachandran_outputs(
+    folder: Path, positions: torch.Tensor, molecule: Any, temperature: float
+) -> dict[str, Any]:
+    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the basin populations of
+    the first (phi, psi) pair (:func:`boltzgen.reference.basin_populations`, unweighted) and the path."""
+    from ..diagnostics.plots import plot_ramachandran, save_figure
+    from ..molecule.ramachandran import backbone_dihedrals, basin_populations
+
+    phi, psi = backbone_dihedrals(positions.double().numpy(), molecule.topology)
+    ax, data = plot_ramachandran(
+        phi[:, 0], psi[:, 0], title=f"{molecule.name}: flow samples at {temperature:g} K"
+    )
+    path = folder / "ramachandran.png"
+    save_figure(ax.figure, path, data)
+    return {
+        "basin_populations": basin_populations(phi[:, 0], psi[:, 0]),
+        "ramachandran_plot": str(path),
+    }
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:
+    """Rebuild the target and the trained model of a run directory from its config and checkpoint."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.toml"
+    if not config_path.is_file():
+        raise BoltzgenError(
+            f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train CONFIG'"
+        )
+    resolved = resolve_config(parse_config_text(config_path.read_text(), str(config_path)))
+    target = build_target(resolved)
+    model = build_model(resolved, target)
+    state = load_checkpoint(
+        run_dir / "checkpoints" / "last.pt", map_location=select_device(resolved["device"])
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as error:
+        raise BoltzgenError(
+            f"the checkpoint of {run_dir} does not match its config: {str(error).splitlines()[0][:160]}"
+        ) from None
+    model.eval()
+    return resolved, target, model
