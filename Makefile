@@ -1,6 +1,6 @@
 # boltzgen: two commands do all set-up on a fresh machine.
 #   make demo   creates .venv if needed, installs boltzgen, and runs the main job
-#   make test   same set-up, then the test suite
+#   make test   same set-up, then lint + format check (ruff), the test suite and the doctests
 # Without an NVIDIA GPU the small CPU build of torch is installed first.
 
 PYTHON ?= python3
@@ -38,6 +38,8 @@ demo: $(STAMP)
 	@echo "demo outputs are in $(DEMO_DIR)/ (report: $(DEMO_DIR)/report.html)"
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check boltzgen tests analysis
+	$(VENV)/bin/ruff format --check boltzgen tests analysis
 	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -24,7 +24,10 @@ SYSTEMS_DIR = Path(__file__).resolve().parent.parent / "systems"
 #: Backbone (phi, psi) starts in degrees: C5 / extended, C7eq, alpha-R.
 STARTS = ((-150.0, 150.0), (-80.0, 75.0), (-65.0, -40.0))
 _TA_BG = "Schopmans & Friederich 2025 (TA-BG); von Klitzing et al. 2025 (CMT)"
-_FAB = "Midgley et al. 2023 (FAB); Schopmans & Friederich 2025 (TA-BG); openmmtools AlanineDipeptideImplicit"
+_FAB = (
+    "Midgley et al. 2023 (FAB); Schopmans & Friederich 2025 (TA-BG); openmmtools "
+    "AlanineDipeptideImplicit"
+)
 
 #: name -> (sequence, force field, solvent, constraints, description, references)
 CATALOG: dict[str, tuple[str, list[str], str, str, str, str]] = {
@@ -33,7 +36,8 @@ CATALOG: dict[str, tuple[str, list[str], str, str, str, str]] = {
         ["amber96.xml"],
         "obc1",
         "none",
-        "Alanine dipeptide Ace-Ala-Nme (22 atoms), Amber ff96 + OBC1 implicit solvent, no constraints",
+        "Alanine dipeptide Ace-Ala-Nme (22 atoms), Amber ff96 + OBC1 implicit solvent, no "
+        "constraints",
         _FAB,
     ),
     "alanine-dipeptide-vacuum": (
@@ -49,7 +53,8 @@ CATALOG: dict[str, tuple[str, list[str], str, str, str, str]] = {
         ["amber99sbildn.xml"],
         "amber99_obc.xml",
         "hbonds",
-        "Ace-(Ala)3-Nme (42 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond constraints",
+        "Ace-(Ala)3-Nme (42 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond "
+        "constraints",
         _TA_BG,
     ),
     "ala3-vacuum": (
@@ -65,7 +70,8 @@ CATALOG: dict[str, tuple[str, list[str], str, str, str, str]] = {
         ["amber99sbildn.xml"],
         "amber99_obc.xml",
         "hbonds",
-        "Ace-(Ala)5-Nme (62 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond constraints",
+        "Ace-(Ala)5-Nme (62 atoms), Amber ff99SB-ILDN + OBC GBSA (GBSAOBCForce), H-bond "
+        "constraints",
         _TA_BG,
     ),
     "ala5-vacuum": (

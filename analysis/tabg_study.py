@@ -4,7 +4,7 @@ Trains the three methods with the same flow and equal budgets of target-energy e
 training (buffer generation included, evaluation samples excluded; the MD that produced the
 forward-KL data is reported separately), evaluates each with ``boltzgen evaluate``'s metrics
 against a reference MD dataset, and writes a markdown table next to the published numbers
-(DESIGN.md section 8, von Klitzing et al. 2025, Table 1) plus the Ramachandran figures.
+(von Klitzing et al. 2025, Table 1) plus the Ramachandran figures.
 
 The baselines copy TA-BG's stage-1 optimizer settings (batch, learning rate, warm-up, weight
 decay, gradient clipping, dropped top energies): reverse KL runs at 300 K for
@@ -58,13 +58,15 @@ SHARED_OPTIMIZER = {
 
 
 def budget_of(tabg: dict[str, Any]) -> int:
-    """Target-energy evaluations of a TA-BG trainer config: pretraining batches plus every buffer sample."""
+    """Target-energy evaluations of a TA-BG trainer config: pretraining batches plus every buffer
+    sample."""
     rungs = tabg["n_rungs"] + tabg["extra_final_rungs"]
     return tabg["pretrain_steps"] * tabg["pretrain_batch_size"] + rungs * tabg["buffer_samples"]
 
 
 def configs(preset: str, reference: Path) -> dict[str, dict[str, Any]]:
-    """Config per method key of ``METHODS``: same model, equal energy budgets, TA-BG's optimizer settings."""
+    """Config per method key of ``METHODS``: same model, equal energy budgets, TA-BG's optimizer
+    settings."""
     tabg = parse_config_text(template_text(f"tabg-alanine-dipeptide-{preset}"))
     schedule = tabg["trainer"]
     steps = max(budget_of(schedule) // schedule["pretrain_batch_size"], 1)
@@ -85,7 +87,8 @@ def configs(preset: str, reference: Path) -> dict[str, dict[str, Any]]:
 
 
 def trained_summary(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """The finished run's summary if ``run_dir`` holds one, else train (resuming a checkpoint there)."""
+    """The finished run's summary if ``run_dir`` holds one, else train (resuming a checkpoint
+    there)."""
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         print(f"{run_dir}: finished run found, evaluating it")
@@ -94,7 +97,8 @@ def trained_summary(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def sample_basins(run: RunData) -> dict[str, dict[str, float]]:
-    """Basin populations of a run's final flow samples: ``plain`` and ``reweighted`` to the target."""
+    """Basin populations of a run's final flow samples: ``plain`` and ``reweighted`` to the
+    target."""
     phi, psi = backbone_dihedrals(run.samples)
     weights = self_normalized_weights(run.log_weights)
     return {
@@ -139,15 +143,19 @@ def write_table(out: Path, preset: str, n: int, reference: Path, results: dict[s
     metadata = read_metadata(reference)
     md_alpha = metadata["basin_populations"]["alphaL"]
     header = (
-        "| method | energy evals | ESS | forward ESS | NLL | Ram. TV (reweighted) | Ram. TV (plain) | "
+        "| method | energy evals | ESS | forward ESS | NLL | Ram. TV (reweighted) | Ram. TV "
+        "(plain) | "
         "MD split-half TV floor | alphaL flow / reweighted | wall time | device |"
     )
     lines = [
         f"# TA-BG reproduction study ({preset} preset)",
         "",
-        f"Flow samples per evaluation: {n}; reference: `{reference}` (test split: {metadata['frames']['test']} frames; "
-        f"alphaL population of all {sum(metadata['frames'].values())} MD frames: {100 * md_alpha:.2f}%). "
-        "alphaL columns: the run's final samples (`summary.json`'s `n_samples`), plain and importance-reweighted.",
+        f"Flow samples per evaluation: {n}; reference: `{reference}` (test split: "
+        f"{metadata['frames']['test']} frames; "
+        f"alphaL population of all {sum(metadata['frames'].values())} MD frames: "
+        f"{100 * md_alpha:.2f}%). "
+        "alphaL columns: the run's final samples (`summary.json`'s `n_samples`), plain and "
+        "importance-reweighted.",
         "",
         header,
         "|" + "---|" * 11,
@@ -182,7 +190,9 @@ def main() -> None:
         nargs="*",
         choices=tuple(METHODS),
         default=list(METHODS),
-        help="methods to train (if needed) and evaluate (default all; none: only rebuild the table)",
+        help=(
+            "methods to train (if needed) and evaluate (default all; none: only rebuild the table)"
+        ),
     )
     parser.add_argument("--out", type=Path, default=Path("docs/tabg_study"))
     parser.add_argument("--runs", type=Path, default=Path("runs/tabg_study"))

@@ -40,7 +40,8 @@ def double_well() -> DoubleWell:
 
 
 def right_well_mass(target: DoubleWell, temperature: float = 1.0) -> float:
-    """Exact P(x0 > 0) at ``temperature`` by quadrature on the well's own fine grid (trapezoid, float64)."""
+    """Exact P(x0 > 0) at ``temperature`` by quadrature on the well's own fine grid (trapezoid,
+    float64)."""
     grid = target.well.grid
     log_p = -target.well(grid) / temperature
     density = np.exp(log_p - log_p.max())
@@ -87,7 +88,8 @@ def annealing_settings(**overrides) -> AnnealingSettings:
 def mass_estimates(
     model: torch.nn.Module, target: DoubleWell, n: int = 20_000
 ) -> tuple[float, float, float]:
-    """Flow mass of x0 > 0, its self-normalised importance-weighted estimate and that estimate's s.e."""
+    """Flow mass of x0 > 0, its self-normalised importance-weighted estimate and that estimate's
+    s.e."""
     torch.manual_seed(1234)
     drawn = draw_weighted_samples(model, target, n)
     right = (drawn.samples[:, 0] > 0).double()
@@ -135,7 +137,8 @@ def test_weights_ess_and_dropping_by_hand() -> None:
 
 
 def test_clipping_keeps_floor_f_n_weights_at_kth_largest() -> None:
-    """N = 1000 distinct log-weights, f = 0.0057: floor(fN) = 5 clipped; ESS equals NumPy's of the clipped weights."""
+    """N = 1000 distinct log-weights, f = 0.0057: floor(fN) = 5 clipped; ESS equals NumPy's of the
+    clipped weights."""
     rng = np.random.default_rng(0)
     log_w = rng.standard_normal(1000) * 2.0
     drawn = WeightedSamples(
@@ -153,7 +156,8 @@ def test_clipping_keeps_floor_f_n_weights_at_kth_largest() -> None:
 
 
 def test_chunked_draw_equals_unchunked() -> None:
-    """CPU: chunks of 512 x 2 values (multiples of 16) reproduce one 4096-sample draw exactly, buffer too."""
+    """CPU: chunks of 512 x 2 values (multiples of 16) reproduce one 4096-sample draw exactly,
+    buffer too."""
     target = double_well()
     model = left_well_flow()
     with torch.no_grad():
@@ -174,7 +178,8 @@ def test_chunked_draw_equals_unchunked() -> None:
 
 
 def test_ladder_and_settings() -> None:
-    """Geometric ladder T_k = 8 (1/8)^(k/3) = 8, 4, 2, 1 plus one extra 1; bad keys and ranges refused."""
+    """Geometric ladder T_k = 8 (1/8)^(k/3) = 8, 4, 2, 1 plus one extra 1; bad keys and ranges
+    refused."""
     assert temperature_ladder(8.0, 1.0, 3, 1) == pytest.approx(
         [8.0, 4.0, 2.0, 1.0, 1.0], rel=1e-14
     )
@@ -195,7 +200,8 @@ def test_ladder_and_settings() -> None:
 
 # -- annealing on the asymmetric double well ----------------------------------------------------
 def test_reverse_kl_at_target_temperature_stays_in_the_minor_well() -> None:
-    """Plain reverse KL at T = 1 from the left-well start: < 1% of 2e4 samples reach the major well (exact 79%)."""
+    """Plain reverse KL at T = 1 from the left-well start: < 1% of 2e4 samples reach the major well
+    (exact 79%)."""
     target = double_well()
     model = left_well_flow()
     settings = TrainSettings(
@@ -208,7 +214,8 @@ def test_reverse_kl_at_target_temperature_stays_in_the_minor_well() -> None:
 
 
 def test_tabg_recovers_both_wells(annealed_run: tuple[Path, TemperatureAnnealing]) -> None:
-    """TA-BG from the same start: reweighted P(x0 > 0) within 4 s.e. of the exact 0.7945 (2e4 samples),
+    """TA-BG from the same start: reweighted P(x0 > 0) within 4 s.e. of the exact 0.7945 (2e4
+    samples),
     the flow itself within 0.05; energy evaluations = pretraining samples + N per rung."""
     run_dir, protocol = annealed_run
     target = double_well()
@@ -231,7 +238,8 @@ def test_tabg_recovers_both_wells(annealed_run: tuple[Path, TemperatureAnnealing
 
 
 class _InterruptingEnergy(DoubleWell):
-    """The same double well, raising KeyboardInterrupt at its ``stop_at``-th call (a simulated Ctrl-C)."""
+    """The same double well, raising KeyboardInterrupt at its ``stop_at``-th call (a simulated
+    Ctrl-C)."""
 
     def __init__(self, stop_at: int) -> None:
         super().__init__(dim=2, n_wells=1, c=-0.4)
@@ -245,8 +253,10 @@ class _InterruptingEnergy(DoubleWell):
 
 
 def test_resume_in_the_middle_of_the_ladder(annealed_run, tmp_path: Path) -> None:
-    """Interrupted after rung 2 (callback) and again while drawing rung 3's buffer (energy call), then
-    resumed: the final parameters equal the uninterrupted run's exactly (CPU, float64), counters too."""
+    """Interrupted after rung 2 (callback) and again while drawing rung 3's buffer (energy call),
+    then
+    resumed: the final parameters equal the uninterrupted run's exactly (CPU, float64), counters
+        too."""
     reference_dir, reference = annealed_run
 
     def stop_after_rung_2(record: dict) -> None:
@@ -293,7 +303,8 @@ def test_evaluate_toy_run_prints_the_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A 40-step reverse-KL run on the double well, evaluated with 4000 samples against 3000 exact
-    samples: every key present, NLL equals -mean log q recomputed from the checkpoint's model (1e-9),
+    samples: every key present, NLL equals -mean log q recomputed from the checkpoint's model
+        (1e-9),
     ESS values in [0, 1], molecule-only metrics null."""
     config = {
         "seed": 0,

@@ -125,7 +125,10 @@ def test_module_level_imports_have_no_cycle() -> None:
     "statement", ["import boltzgen", "import boltzgen.energy", "import boltzgen.workflow"]
 )
 def test_light_imports_leave_openmm_and_mdtraj_unimported(statement: str) -> None:
-    code = f"{statement}; import sys; print(sorted(m for m in ('openmm', 'mdtraj') if m in sys.modules))"
+    code = (
+        f"{statement}; import sys; print(sorted(m for m in ('openmm', 'mdtraj') if m in "
+        "sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

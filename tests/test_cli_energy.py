@@ -2,7 +2,8 @@
 
 The check's numbers are compared with the OpenMM Reference platform inside the command; here
 the float64 errors must be below the documented tolerances (1e-6 energy, 1e-5 force), an
-impossible tolerance must give exit code 1, and an unsupported force (a CustomExternalForce) exit code 2
+impossible tolerance must give exit code 1, and an unsupported force (a CustomExternalForce) exit
+code 2
 with the force named in a one-line error.
 """
 
@@ -79,7 +80,8 @@ def test_energy_check_names_an_unsupported_force_in_one_line(
         tmp_path / "restraint.xml"
     )  # a force-field file whose script adds a CustomExternalForce
     extra.write_text(
-        "<ForceField><Script>import openmm\nsys.addForce(openmm.CustomExternalForce('0'))\n</Script></ForceField>\n"
+        "<ForceField><Script>import "
+        "openmm\nsys.addForce(openmm.CustomExternalForce('0'))\n</Script></ForceField>\n"
     )
     argv = [
         "energy",

@@ -1,7 +1,8 @@
-"""Discrete targets, the RBM model and the discrete objectives, reached through configs and the CLI.
+"""Discrete targets, the RBM model and the discrete objectives, reached through configs and the
+CLI.
 
 References are independent of the package's enumeration code: brute-force sums over all states
-in NumPy (Curie-Weiss energies and the RBM free energy written out by hand), the DESIGN.md log Z
+in NumPy (Curie-Weiss energies and the RBM free energy written out by hand), the published log Z
 values (Kaufman, magnetisation sum), and Monte Carlo estimates checked within 4 standard errors.
 """
 
@@ -34,9 +35,9 @@ from boltzgen.workflow.registry import (
 from boltzgen.workflow.runs import train_run
 
 DISCRETE_TEMPLATES = [name for name in template_names() if name.startswith("discrete-")]
-#: log Z of each template's target: DESIGN.md section 9 (Kaufman; magnetisation sum) or, for SK
+#: log Z of each template's target: Kaufman (1949) or the magnetisation sum or, for SK
 #: N = 10, a brute-force sum in NumPy over the 1024 states (computed in the test).
-DESIGN_LOG_Z = {"ising": 15.521915621335, "curie-weiss": 17.1900607409}
+PUBLISHED_LOG_Z = {"ising": 15.521915621335, "curie-weiss": 17.1900607409}
 
 #: Ratio divergence on Curie-Weiss N = 8 (beta = 1.5): small enough to enumerate by hand.
 TINY_RD = """
@@ -83,7 +84,8 @@ def _log_normalize(log_w: np.ndarray) -> np.ndarray:
 
 
 def _rbm_log_q(state: dict[str, torch.Tensor], states: np.ndarray) -> np.ndarray:
-    """log q(v) of all ``states`` from an RBM checkpoint: -F(v) = a.v + sum_j log(1 + exp(b_j + (vW)_j))."""
+    """log q(v) of all ``states`` from an RBM checkpoint: -F(v) = a.v + sum_j log(1 + exp(b_j +
+    (vW)_j))."""
     w, a, b = (state[k].double().numpy() for k in ("weight", "visible_bias", "hidden_bias"))
     return _log_normalize(states @ a + np.logaddexp(0.0, states @ w + b).sum(1))
 
@@ -100,7 +102,7 @@ def _forward_kl(log_p: np.ndarray, log_q: np.ndarray) -> float:
 def test_template_resolves_trains_and_reports_exact_numbers(name: str, tmp_path: Path) -> None:
     """Each discrete template trains 3 steps into a run dir; summary numbers match references.
 
-    log Z: DESIGN.md values (1e-8) or a float64 brute force (1e-6: the templates' float32 rounds
+    log Z: published values (1e-8) or a float64 brute force (1e-6: the templates' float32 rounds
     the SK couplings by ~6e-8 relative); the summary's exact KL(q||p) agrees with
     the Monte Carlo estimate mean(log q + u) + log Z over the 2000 written samples within 4 s.e.
     """
@@ -120,8 +122,8 @@ def test_template_resolves_trains_and_reports_exact_numbers(name: str, tmp_path:
     assert summary["steps"] == 3 and summary["n_samples"] == 2000
 
     target = resolved["target"]
-    if target["name"] in DESIGN_LOG_Z:
-        assert summary["log_z"] == pytest.approx(DESIGN_LOG_Z[target["name"]], abs=1e-8)
+    if target["name"] in PUBLISHED_LOG_Z:
+        assert summary["log_z"] == pytest.approx(PUBLISHED_LOG_Z[target["name"]], abs=1e-8)
     else:  # SK: J_ij ~ N(0, 1/N) from default_rng(seed), upper triangle row by row
         n = target["n"]
         upper = np.triu(
@@ -176,7 +178,8 @@ def _resume_config(steps: int) -> dict[str, Any]:
 def _train_ten_steps_then_resume(
     run_dir: Path, edit_checkpoint: Any = None
 ) -> dict[str, torch.Tensor]:
-    """Train 10 of 20 steps with a plain Trainer (lr constant), then resume with train_run to 20."""
+    """Train 10 of 20 steps with a plain Trainer (lr constant), then resume with train_run to
+    20."""
     resolved = resolve_config(_resume_config(10))
     target = build_target(resolved)
     model = build_model(resolved, target)
@@ -219,7 +222,8 @@ def test_boltzgen_train_and_sample_on_a_discrete_config(
     """``boltzgen init`` + ``train --json`` + ``sample --json`` through the CLI entry point.
 
     The run's exact KL(q||p) is checked against a hand-written float64 enumeration of the RBM and
-    the SK glass (NumPy; 1e-6, as the config's float32 rounds the couplings), and ``sample``'s ESS against the one the samples' log-weights give.
+    the SK glass (NumPy; 1e-6, as the config's float32 rounds the couplings), and ``sample``'s ESS
+    against the one the samples' log-weights give.
     """
     config = tmp_path / "rks.toml"
     assert main(["init", "discrete-reverse-kl-score", "-o", str(config)]) == 0
@@ -270,7 +274,8 @@ def test_boltzgen_train_and_sample_on_a_discrete_config(
 
 
 def test_training_data_from_mcmc_and_files_match_the_target(tmp_path: Path) -> None:
-    """Objective data from Swendsen-Wang, parallel tempering and a file have the target's statistics.
+    """Objective data from Swendsen-Wang, parallel tempering and a file have the target's
+    statistics.
 
     Curie-Weiss N = 8, beta = 1.5: E_p[m^2] by brute force in NumPy; each sample mean of m^2 (4000
     states, chains recorded every 5 steps) must lie within 4 standard errors (from 40 independent
@@ -327,7 +332,8 @@ n = 100
 
 def test_rbm_target_gibbs_data_and_binary_model(tmp_path: Path) -> None:
     """A random binary RBM as target: block-Gibbs data have its exact mean (4 s.e., 40 chains),
-    the model RBM gets binary units, and the summary's log Z equals a NumPy sum over 2**8 states."""
+    the model RBM gets binary units, and the summary's log Z equals a NumPy sum over 2**8
+    states."""
     config = parse_config_text(RBM_TARGET)
     resolved = resolve_config(config)
     target = build_target(resolved)
@@ -412,7 +418,8 @@ def test_bad_discrete_configs_fail_with_one_line(case: str, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("values", [np.array([[0.0, 1.0] * 4]), np.ones((5, 7))])
 def test_data_files_of_the_wrong_kind_are_refused(values: np.ndarray, tmp_path: Path) -> None:
-    """A data file with {0, 1} values for a spin target, or the wrong number of spins, is refused."""
+    """A data file with {0, 1} values for a spin target, or the wrong number of spins, is
+    refused."""
     path = tmp_path / "bad.npy"
     np.save(path, values)
     with pytest.raises(BoltzgenError, match=r"^\[trainer\] data file .*bad\.npy holds"):

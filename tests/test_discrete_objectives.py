@@ -1,4 +1,5 @@
-"""Gradient estimators of forward KL (PCD), reverse KL (score function), their sum and ratio divergence.
+"""Gradient estimators of forward KL (PCD), reverse KL (score function), their sum and ratio
+divergence.
 
 Each estimator, fed exact samples of target and model (enumeration, 6 spins), must match the
 autograd gradient of the exact objective (enumeration) within Monte Carlo error; at the target's
@@ -118,7 +119,8 @@ def test_reverse_and_rd_estimators_vanish_at_target() -> None:
 
 
 def test_objectives_follow_protocol_and_train() -> None:
-    # 200 Adam steps (batch 256, lr 0.05, PCD-2) of each objective on an SK N=6 target from exact data
+    # 200 Adam steps (batch 256, lr 0.05, PCD-2) of each objective on an SK N=6 target from exact
+    # data
     # lower the exact forward + reverse KL of a fresh RBM by at least half.
     torch.manual_seed(0)
     target = SherringtonKirkpatrick(N_SPINS, 1.0, seed=2)

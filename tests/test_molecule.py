@@ -24,7 +24,7 @@ EXPECTED = {
     "ala5": (62, True, ["amber99_obc.xml"], "GBSAOBCForce"),
     "ala5-vacuum": (62, True, [], None),
 }
-#: openmmtools' AlanineDipeptideImplicit (amber96 + OBC1) at its minimum (DESIGN.md section 4).
+#: openmmtools' AlanineDipeptideImplicit (amber96 + OBC1) at its minimum.
 OPENMMTOOLS_MINIMUM_KJ = -138.97
 
 

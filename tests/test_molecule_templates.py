@@ -1,7 +1,7 @@
 """Every shipped molecule template (TA-BG presets, baselines, demo) resolves and trains end to end.
 
 Each template runs with its own model and target but shrunk schedules (a few steps, tiny buffers);
-the energy-evaluation counter must equal the budget formula of DESIGN.md section 6 (pretraining
+the energy-evaluation counter must equal the TA-BG budget, Schopmans & Friederich 2025 (pretraining
 batches plus every buffer sample for TA-BG, batch x steps for reverse KL, zero for forward KL).
 """
 

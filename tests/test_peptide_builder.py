@@ -1,4 +1,5 @@
-"""The peptide builder: residues, atom counts, geometry, chirality and minimization of ACE-X-NME."""
+"""The peptide builder: residues, atom counts, geometry, chirality and minimization of
+ACE-X-NME."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Figures, the ``plot`` and ``report`` commands, on a synthetic alanine-dipeptide run directory."""
+"""Figures, the ``plot`` and ``report`` commands, on a synthetic alanine-dipeptide run
+directory."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ DPI = 150
 
 
 def _angles(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Alanine-dipeptide-like (phi, psi) in radians, shape (n, 1): C5/C7eq, alpha_R, alpha_L basins."""
+    """Alanine-dipeptide-like (phi, psi) in radians, shape (n, 1): C5/C7eq, alpha_R, alpha_L
+    basins."""
     centres = np.radians([(-150.0, 160.0), (-80.0, 70.0), (-75.0, -40.0), (60.0, 40.0)])
     basin = rng.choice(4, n, p=[0.35, 0.35, 0.25, 0.05])
     return rng.vonmises(centres[basin, 0], 8.0)[:, None], rng.vonmises(centres[basin, 1], 6.0)[
@@ -56,7 +58,8 @@ def _metrics_table(rng: np.random.Generator) -> dict[str, np.ndarray]:
 def _write_run(run_dir: Path, rng: np.random.Generator, molecule: bool) -> None:
     run_dir.mkdir(parents=True)
     target = (
-        '[target]\nname = "alanine-dipeptide"\n[target.molecule]\nsystem = "alanine-dipeptide"\ntemperature = 300.0\n'
+        '[target]\nname = "alanine-dipeptide"\n[target.molecule]\nsystem = '
+        '"alanine-dipeptide"\ntemperature = 300.0\n'
         if molecule
         else '[target]\nname = "double_well"\n'
     )
@@ -103,7 +106,8 @@ def _write_run(run_dir: Path, rng: np.random.Generator, molecule: bool) -> None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A molecular run, a toy run (no samples), and two reference datasets (npz angles, dcd trajectory)."""
+    """A molecular run, a toy run (no samples), and two reference datasets (npz angles, dcd
+    trajectory)."""
     root = tmp_path_factory.mktemp("runs")
     rng = np.random.default_rng(0)
     _write_run(root / "molecule", rng, molecule=True)
@@ -167,7 +171,8 @@ def test_every_plot_function_writes_image_of_expected_size_and_its_numbers(tmp_p
             assert set(archive.files) == set(data) and all(
                 archive[key].size > 0 for key in archive.files
             )
-    # Two (phi_i, psi_i) pairs -> two rows of four panels (flow, reweighted, MD, difference) + colour bars.
+    # Two (phi_i, psi_i) pairs -> two rows of four panels (flow, reweighted, MD, difference) +
+    # colour bars.
     figure = _figure(plots["comparison"][0])
     assert len([ax for ax in figure.axes if ax.get_label() != "<colorbar>"]) == 8
 

@@ -1,4 +1,5 @@
-"""Objectives behave as theory says on toy targets; training resumes exactly; steps skip bad updates.
+"""Objectives behave as theory says on toy targets; training resumes exactly; steps skip bad
+updates.
 
 Sizes are chosen to fit the 30 s per-test budget on 2 CPU cores; each test states its sample size.
 """
@@ -55,7 +56,8 @@ def mode_masses(target: GaussianMixture2D, model, n: int = 20_000) -> torch.Tens
 
 
 def test_forward_kl_covers_all_modes() -> None:
-    """Maximum likelihood on 20k exact samples: every one of the 8 modes gets >= 5% of 2e4 samples."""
+    """Maximum likelihood on 20k exact samples: every one of the 8 modes gets >= 5% of 2e4
+    samples."""
     torch.manual_seed(0)
     target = GaussianMixture2D()
     model = small_flow(2, scale=3.0)
@@ -65,7 +67,8 @@ def test_forward_kl_covers_all_modes() -> None:
 
 
 def test_reverse_kl_mode_seeking_vs_high_temperature() -> None:
-    """From a narrow start, reverse KL at T = 1 drops modes; at T = 4 it keeps all 8 (>= 5% each)."""
+    """From a narrow start, reverse KL at T = 1 drops modes; at T = 4 it keeps all 8 (>= 5%
+    each)."""
     target = GaussianMixture2D()
     torch.manual_seed(1)
     cold = small_flow(2, scale=0.5, seed=1)
@@ -99,7 +102,8 @@ def test_reverse_kl_fits_correlated_gaussian() -> None:
 
 
 def test_forward_kl_on_many_well_recovers_log_z() -> None:
-    """ManyWell-32: ML on 5e4 exact samples; importance-sampling log Z from 5e4 flow samples is exact within 4 s.e."""
+    """ManyWell-32: ML on 5e4 exact samples; importance-sampling log Z from 5e4 flow samples is
+    exact within 4 s.e."""
     torch.manual_seed(3)
     target = ManyWell()
     model = small_flow(32, scale=2.0, n_layers=4, hidden=64, seed=3)
@@ -122,7 +126,8 @@ def test_forward_kl_on_many_well_recovers_log_z() -> None:
 
 
 def test_masked_step_skips_non_finite_updates() -> None:
-    """A NaN gradient leaves parameters and moments untouched; the skip is counted on the device."""
+    """A NaN gradient leaves parameters and moments untouched; the skip is counted on the
+    device."""
     torch.manual_seed(0)
     param = torch.nn.Parameter(torch.randn(5))
     opt = MaskedAdam([param], lr=0.1)
@@ -206,7 +211,8 @@ def _train_command(config: Path, run_dir: Path) -> list[str]:
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
-    """SIGKILL after a checkpoint, resume: final parameters equal an uninterrupted run's exactly."""
+    """SIGKILL after a checkpoint, resume: final parameters equal an uninterrupted run's
+    exactly."""
     config = tmp_path / "c.toml"
     config.write_text(RESUME_CONFIG.format(steps=200))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

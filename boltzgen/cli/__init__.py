@@ -1,4 +1,5 @@
-"""The ``boltzgen`` command line: one module per sub-command, on top of :mod:`boltzgen.workflow`."""
+"""The ``boltzgen`` command line: one module per sub-command, on top of
+:mod:`boltzgen.workflow`."""
 
 from __future__ import annotations
 

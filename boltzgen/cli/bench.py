@@ -1,6 +1,7 @@
 """``boltzgen bench energy`` and ``boltzgen bench md``: throughput against OpenMM in one run.
 
-``bench energy`` measures OpenMM's CPU platform (one thread, one configuration per call), the OpenMM
+``bench energy`` measures OpenMM's CPU platform (one thread, one configuration per call), the
+OpenMM
 bridge with 1 and N worker processes, and the torch force field on CPU at the given batch sizes
 in float32 and float64 (and on the GPU at batch 1e3..1e6 when CUDA is available), optionally
 through ``torch.compile``. ``bench md`` measures replica-steps/s of batched Langevin MD on the
@@ -155,7 +156,8 @@ def run_md_benchmark(args: argparse.Namespace) -> int:
         or min(args.replicas + args.gpu_replicas) < 1
     ):
         raise BoltzgenError(
-            "--seconds, --threads, --dt and every --replicas and --gpu-replicas value must be positive"
+            "--seconds, --threads, --dt and every --replicas and --gpu-replicas value must be "
+            "positive"
         )
     torch.set_num_threads(args.threads)
     rows = []

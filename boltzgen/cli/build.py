@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(
-            f"wrote {args.output}: {molecule.name}, {molecule.n_atoms} atoms, {molecule.n_residues} residues"
+            f"wrote {args.output}: {molecule.name}, {molecule.n_atoms} atoms, "
+            f"{molecule.n_residues} residues"
         )
     return 0
 

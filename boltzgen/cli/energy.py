@@ -67,7 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def format_report(name: str, report: ExactnessReport) -> str:
     """A human-readable table of the per-force errors."""
     lines = [
-        f"{name}: {report.n_configurations} configurations, torch {report.dtype} vs OpenMM Reference float64",
+        f"{name}: {report.n_configurations} configurations, torch {report.dtype} vs OpenMM "
+        "Reference float64",
         f"{'force':<22} {'rel. energy error':>18} {'rel. force error':>17}",
     ]
     for force, errors in [*report.terms.items(), ("(total)", report.total)]:
@@ -76,7 +77,8 @@ def format_report(name: str, report: ExactnessReport) -> str:
         )
     verdict = "passed" if report.passed else "FAILED"
     lines.append(
-        f"{verdict} (tolerances: energy {report.energy_tolerance:g}, force {report.force_tolerance:g} per force)"
+        f"{verdict} (tolerances: energy {report.energy_tolerance:g}, force "
+        f"{report.force_tolerance:g} per force)"
     )
     return "\n".join(lines)
 

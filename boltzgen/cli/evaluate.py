@@ -1,7 +1,8 @@
-"""``boltzgen evaluate RUN_DIR [--reference DATA] [-n N] [--json]``: sample-quality metrics of a run.
+"""``boltzgen evaluate RUN_DIR [--reference DATA] [-n N] [--json]``: sample-quality metrics of a
+run.
 
 Draws N samples from the trained model and reports, with the metric functions of
-:mod:`boltzgen.diagnostics.metrics` (definitions in DESIGN.md section 8):
+:mod:`boltzgen.diagnostics.metrics`:
 
 - ``ess``: reverse ESS fraction of the importance weights at the run's temperature (clipped);
 - with ``--reference`` (target samples: MD frames for molecules, exact samples for toys):
@@ -62,7 +63,8 @@ REPORT_KEYS = (
 
 
 def _load_reference(path: Path, target: Energy, run_dir: Path) -> Tensor:
-    """Reference states ``(n, *event_shape)``: an mdtraj-readable trajectory or ``.npz`` ``positions``
+    """Reference states ``(n, *event_shape)``: an mdtraj-readable trajectory or ``.npz``
+    ``positions``
     (nm) for molecules, a sample file (.pt/.npy/.npz ``samples``) for other targets."""
     molecule = target.molecule
     if molecule is None:
@@ -91,7 +93,8 @@ def _load_reference(path: Path, target: Energy, run_dir: Path) -> Tensor:
         states = torch.from_numpy(frames.xyz)
     if states.dim() < 2 or tuple(states.shape[1:]) != tuple(target.event_shape):
         raise BoltzgenError(
-            f"reference {path} holds states of shape {tuple(states.shape[1:])}, but the run's target expects "
+            f"reference {path} holds states of shape {tuple(states.shape[1:])}, but the run's "
+            "target expects "
             f"{tuple(target.event_shape)}"
         )
     return states
@@ -105,7 +108,8 @@ def _log_q_and_energy(
     temperature: float | None,
     chunk: int = 65536,
 ) -> tuple[Tensor, Tensor]:
-    """log q and reduced energies of reference states, evaluated in chunks on the model's device."""
+    """log q and reduced energies of reference states, evaluated in chunks on the model's
+    device."""
     parameter = next(model.parameters())
     log_q, energies = [], []
     for start in range(0, states.shape[0], chunk):
@@ -123,7 +127,8 @@ def evaluate_run(
     clip_fraction: float = 1e-4,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Metrics of a trained run directory (see the module docstring); every key of ``REPORT_KEYS``."""
+    """Metrics of a trained run directory (see the module docstring); every key of
+    ``REPORT_KEYS``."""
     if n < 2:
         raise BoltzgenError("-n must be at least 2")
     started = time.perf_counter()
@@ -209,7 +214,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="sample-quality metrics of a trained run (ESS, NLL, Ramachandran KL/TV)",
-        description="Draw samples from a trained run and report ESS, forward ESS, NLL and Ramachandran metrics.",
+        description=(
+            "Draw samples from a trained run and report ESS, forward ESS, NLL and Ramachandran "
+            "metrics."
+        ),
     )
     p.add_argument("run_dir", help="run directory written by 'boltzgen train'")
     p.add_argument(

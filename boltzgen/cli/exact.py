@@ -76,7 +76,8 @@ def _build(args: argparse.Namespace) -> PairwiseSpinEnergy:
     needs_enumeration = args.model in ("sk", "ea")
     if needs_enumeration and size > MAX_ENUMERATION_UNITS:
         raise BoltzgenError(
-            f"exact {args.model} enumerates 2**N states and allows N <= {MAX_ENUMERATION_UNITS}, got N={size}"
+            f"exact {args.model} enumerates 2**N states and allows N <= {MAX_ENUMERATION_UNITS}, "
+            f"got N={size}"
         )
     if size > 100_000:
         raise BoltzgenError(f"N={size} spins is too many for this command; use N <= 100000")
@@ -110,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{args.model}: N = {model.n_spins}, beta = {model.beta:g}, method = {result['method']}"
+            f"{args.model}: N = {model.n_spins}, beta = {model.beta:g}, method = "
+            f"{result['method']}"
         )
         print(f"  log Z                 = {log_z:.12f}")
         print(f"  free energy per spin  = {result['free_energy_per_spin']:.10f}")

@@ -24,7 +24,8 @@ __all__ = ["add_parser", "add_md_arguments", "simulation_from_args"]
 
 
 def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
-    """The MD options shared by ``md`` and ``reference`` (the target temperature is ``--temperature``)."""
+    """The MD options shared by ``md`` and ``reference`` (the target temperature is
+    ``--temperature``)."""
     group = parser.add_argument_group("MD options")
     group.add_argument(
         "--replicas",
@@ -68,7 +69,10 @@ def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
     group.add_argument(
         "--compile",
         action="store_true",
-        help="evaluate the force field through torch.compile (about 2x faster; compiles for a minute first)",
+        help=(
+            "evaluate the force field through torch.compile (about 2x faster; compiles for a "
+            "minute first)"
+        ),
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -81,7 +85,8 @@ def simulation_from_args(
     t_max = args.t_max if args.t_max is not None else molecule.temperature
     if rungs < 1 or (rungs > 1 and not t_max > molecule.temperature):
         raise BoltzgenError(
-            f"a ladder of {rungs} rungs needs --t-max above the target temperature {molecule.temperature:g} K"
+            f"a ladder of {rungs} rungs needs --t-max above the target temperature "
+            f"{molecule.temperature:g} K"
         )
     if rungs == 1 and args.t_max is not None and args.t_max != molecule.temperature:
         raise BoltzgenError("--t-max needs --rungs of at least 2")
@@ -186,7 +191,8 @@ def _energy_log(
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.steps % args.report_every:
         raise BoltzgenError(
-            f"--steps ({args.steps}) must be a positive multiple of --report-every ({args.report_every})"
+            f"--steps ({args.steps}) must be a positive multiple of --report-every "
+            f"({args.report_every})"
         )
     molecule = molecule_from_args(args)
     simulation, settings = simulation_from_args(args, molecule)
@@ -194,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     resumed = md_run.resume_or_start(simulation, molecule.positions)
     if resumed and simulation.step > args.steps:
         raise BoltzgenError(
-            f"{args.output} is already at step {simulation.step}, beyond --steps {args.steps}: ask for more steps or use another folder"
+            f"{args.output} is already at step {simulation.step}, beyond --steps {args.steps}: "
+            "ask for more steps or use another folder"
         )
     md_run.run(
         simulation,
@@ -223,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{'resumed' if resumed else 'ran'} {result['steps']} steps of {result['replicas']} replicas "
-            f"({result['replica_steps_per_s'] or 0:.0f} replica-steps/s); {result['frames']} frames at "
+            f"{'resumed' if resumed else 'ran'} {result['steps']} steps of {result['replicas']} "
+            "replicas "
+            f"({result['replica_steps_per_s'] or 0:.0f} replica-steps/s); {result['frames']} "
+            "frames at "
             f"{molecule.temperature:g} K in {out / 'trajectory.h5'}"
         )
         for t, tk, u in zip(
@@ -247,8 +256,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "md",
         help="batched (replica-exchange) Langevin MD on the torch force field",
-        description="Langevin MD (OpenMM's LangevinMiddle scheme) of many replicas at once, optionally on a "
-        "geometric replica-exchange temperature ladder; checkpoints and resumes in the output folder.",
+        description=(
+            "Langevin MD (OpenMM's LangevinMiddle scheme) of many replicas at once, optionally "
+            "on a geometric replica-exchange temperature ladder; checkpoints and resumes in the "
+            "output folder."
+        ),
     )
     add_molecule_arguments(p)
     p.add_argument(

@@ -23,7 +23,10 @@ def add_molecule_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "molecule",
         metavar="MOLECULE",
-        help="catalog name (see 'boltzgen systems list'), a PDB file, or seq:AAA for a capped peptide",
+        help=(
+            "catalog name (see 'boltzgen systems list'), a PDB file, or seq:AAA for a capped "
+            "peptide"
+        ),
     )
     add_model_options(parser)
 

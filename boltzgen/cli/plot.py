@@ -27,13 +27,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plot",
         help="draw one figure of a run",
-        description="Draw one figure of a run directory; the numbers behind it go to an .npz beside the image.",
+        description=(
+            "Draw one figure of a run directory; the numbers behind it go to an .npz beside the "
+            "image."
+        ),
     )
     p.add_argument("run_dir", help="run directory written by 'boltzgen train'")
     p.add_argument("--kind", required=True, choices=tuple(FIGURE_KINDS), help="which figure")
     p.add_argument(
         "--reference",
-        help="reference MD data: a trajectory mdtraj reads (topology: the run's samples/samples.pdb) or an .npz with phi, psi (radians)",
+        help=(
+            "reference MD data: a trajectory mdtraj reads (topology: the run's "
+            "samples/samples.pdb) or an .npz with phi, psi (radians)"
+        ),
     )
     p.add_argument(
         "-o", "--output", help="image file .png, .svg or .pdf (default RUN_DIR/plots/KIND.png)"

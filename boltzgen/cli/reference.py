@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     simulation, settings = simulation_from_args(args, molecule)
     if args.equilibration % args.report_every:
         raise BoltzgenError(
-            f"--equilibration ({args.equilibration}) must be a multiple of --report-every ({args.report_every})"
+            f"--equilibration ({args.equilibration}) must be a multiple of --report-every "
+            f"({args.report_every})"
         )
     reports = -(-args.frames // simulation.n_chains)
     settings |= {"frames_requested": args.frames, "equilibration_steps": args.equilibration}
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if existing is not None:
         if existing.get("settings") != json.loads(json.dumps(settings)):
             raise BoltzgenError(
-                f"{folder} holds a reference dataset made with other settings: use another -o folder"
+                f"{folder} holds a reference dataset made with other settings: use another -o "
+                "folder"
             )
         result = existing | {"directory": str(folder), "reused": True}
     else:
@@ -77,8 +79,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{'reusing the existing' if result['reused'] else 'wrote the'} reference dataset {folder} "
-            f"({', '.join(f'{k} {v}' for k, v in result['frames'].items())} frames at {result['temperature_K']:g} K)"
+            f"{'reusing the existing' if result['reused'] else 'wrote the'} reference dataset "
+            f"{folder} "
+            f"({', '.join(f'{k} {v}' for k, v in result['frames'].items())} frames at "
+            f"{result['temperature_K']:g} K)"
         )
         print(
             f"  decorrelation time {result['tau_frames']:.1f} frames ({result['tau_ps']:.3g} ps), "
@@ -93,9 +97,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reference",
         help="generate or reuse a train/val/test MD reference dataset",
-        description="Run replica-exchange MD at the molecule's temperature and store decorrelation-checked "
-        "train/val/test splits (positions, backbone dihedrals, reduced energies) with metadata; rerunning with "
-        "the same settings reuses the dataset.",
+        description=(
+            "Run replica-exchange MD at the molecule's temperature and store "
+            "decorrelation-checked train/val/test splits (positions, backbone dihedrals, reduced "
+            "energies) with metadata; rerunning with the same settings reuses the dataset."
+        ),
     )
     add_molecule_arguments(p)
     p.add_argument(

@@ -20,12 +20,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
         help="write an HTML report of a run",
-        description="Write one self-contained HTML page about a run: target, settings, metrics and all figures.",
+        description=(
+            "Write one self-contained HTML page about a run: target, settings, metrics and all "
+            "figures."
+        ),
     )
     p.add_argument("run_dir", help="run directory written by 'boltzgen train'")
     p.add_argument(
         "--reference",
-        help="reference MD data: a trajectory mdtraj reads (topology: the run's samples/samples.pdb) or an .npz with phi, psi (radians)",
+        help=(
+            "reference MD data: a trajectory mdtraj reads (topology: the run's "
+            "samples/samples.pdb) or an .npz with phi, psi (radians)"
+        ),
     )
     p.add_argument("-o", "--output", help="HTML file to write (default RUN_DIR/report.html)")
     p.set_defaults(run=run)

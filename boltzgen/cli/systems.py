@@ -20,7 +20,8 @@ def run_list(args: argparse.Namespace) -> int:
     for system in systems:
         files = " + ".join(system["forcefield"] + system["solvent"])
         print(
-            f"{system['name']:26s} {system['n_atoms']:4d} atoms  {files:36s} {system['description']}"
+            f"{system['name']:26s} {system['n_atoms']:4d} atoms  {files:36s} "
+            f"{system['description']}"
         )
     return 0
 

@@ -21,8 +21,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"run directory: {run_dir}")
     print(
-        f"  ESS {summary['ess']:.4f} at T = {summary['sample_temperature']:g} from {summary['n_samples']} samples; "
-        f"{summary['energy_evaluations']} energy evaluations; {summary['wall_time_s']:.1f} s on {summary['device']}"
+        f"  ESS {summary['ess']:.4f} at T = {summary['sample_temperature']:g} from "
+        f"{summary['n_samples']} samples; "
+        f"{summary['energy_evaluations']} energy evaluations; {summary['wall_time_s']:.1f} s on "
+        f"{summary['device']}"
     )
     print(f"  config:      {run_dir / 'config.toml'}")
     print(f"  metrics:     {run_dir / 'metrics.csv'}")

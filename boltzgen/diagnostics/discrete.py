@@ -54,7 +54,8 @@ def enumerated_log_prob(
     spin: bool = True,
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """Normalised log-probabilities of all 2**n states, ``(2**n,)``, differentiable through the callable.
+    """Normalised log-probabilities of all 2**n states, ``(2**n,)``, differentiable through the
+    callable.
 
     For a model: ``enumerated_log_prob(lambda v: -rbm.free_energy(v), V, rbm.spin)``.
     """
@@ -73,7 +74,8 @@ def exact_reverse_kl(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 
 def exact_ratio_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """RD = E_p E_q[(l(x) - l(y))^2], l = log p - log q, exactly: Var_p l + Var_q l + (E_p l - E_q l)^2."""
+    """RD = E_p E_q[(l(x) - l(y))^2], l = log p - log q, exactly: Var_p l + Var_q l + (E_p l - E_q
+    l)^2."""
     p, q, log_ratio = log_p.exp(), log_q.exp(), log_p - log_q
     mean_p, mean_q = (p * log_ratio).sum(), (q * log_ratio).sum()
     var_p = (p * (log_ratio - mean_p) ** 2).sum()
@@ -84,10 +86,12 @@ def exact_ratio_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
 def monte_carlo_kl(
     log_numerator: Tensor, log_denominator: Tensor, n_effective: int | None = None
 ) -> tuple[float, float]:
-    """Monte Carlo KL = mean(log_numerator - log_denominator) over samples of the numerator's distribution.
+    """Monte Carlo KL = mean(log_numerator - log_denominator) over samples of the numerator's
+    distribution.
 
     Arguments:
-        log_numerator: Normalised log-density of the sampling distribution at its samples, ``(n,)``.
+        log_numerator: Normalised log-density of the sampling distribution at its samples,
+            ``(n,)``.
         log_denominator: Normalised log-density of the other distribution there, ``(n,)``.
         n_effective: Number of independent samples for the standard error (default ``n``; pass
             the number of independent chains when samples are correlated in time).

@@ -133,7 +133,8 @@ def ramachandran_kl(p_hist: np.ndarray, q_hist: np.ndarray, eps: float = 1e-10) 
 
 
 def ramachandran_tv(p_hist: np.ndarray, q_hist: np.ndarray) -> float:
-    """Total-variation distance ``0.5 sum |h_p - h_q| * bin_area`` between two histograms, in [0, 1]."""
+    """Total-variation distance ``0.5 sum |h_p - h_q| * bin_area`` between two histograms, in [0,
+    1]."""
     p, q = _same_grid(p_hist, q_hist)
     return float(0.5 * np.sum(np.abs(p - q)) * _bin_area(p))
 
@@ -160,7 +161,8 @@ def angle_pairs(angles: Sequence[ArrayLike], name: str) -> tuple[np.ndarray, np.
     phi, psi = (a[:, None] if a.ndim == 1 else a for a in (phi, psi))
     if phi.shape != psi.shape or phi.ndim != 2 or phi.shape[0] == 0:
         raise BoltzgenError(
-            f"{name}: phi and psi must both have shape (n, k) with n > 0, got {phi.shape} and {psi.shape}"
+            f"{name}: phi and psi must both have shape (n, k) with n > 0, got {phi.shape} and "
+            f"{psi.shape}"
         )
     return phi, psi
 
@@ -227,7 +229,8 @@ def ramachandran_metrics(
     flow_phi, flow_psi = angle_pairs(flow_angles, "flow_angles")
     if ref_phi.shape[1] != flow_phi.shape[1]:
         raise BoltzgenError(
-            f"reference has {ref_phi.shape[1]} (phi, psi) pairs but the flow samples have {flow_phi.shape[1]}"
+            f"reference has {ref_phi.shape[1]} (phi, psi) pairs but the flow samples have "
+            f"{flow_phi.shape[1]}"
         )
     pairs = range(ref_phi.shape[1])
     reference = [ramachandran_histogram(ref_phi[:, i], ref_psi[:, i], bins) for i in pairs]

@@ -223,7 +223,8 @@ def plot_ramachandran_comparison(
         md_phi, md_psi = angle_pairs(reference_angles, "reference_angles")
         if md_phi.shape[1] != flow_phi.shape[1]:
             raise BoltzgenError(
-                f"reference has {md_phi.shape[1]} (phi, psi) pairs, the flow samples {flow_phi.shape[1]}"
+                f"reference has {md_phi.shape[1]} (phi, psi) pairs, the flow samples "
+                f"{flow_phi.shape[1]}"
             )
         panels.append(("md", f"MD (n = {md_phi.shape[0]:,})", md_phi, md_psi, None))
     n_pairs, n_columns = flow_phi.shape[1], len(panels) + (reference_angles is not None)

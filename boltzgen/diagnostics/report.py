@@ -55,7 +55,9 @@ __all__ = [
 
 #: Figures of a run, in report order: kind -> caption.
 FIGURE_KINDS: dict[str, str] = {
-    "ramachandran": "Ramachandran free-energy surfaces: flow, reweighted flow, MD and their difference",
+    "ramachandran": (
+        "Ramachandran free-energy surfaces: flow, reweighted flow, MD and their difference"
+    ),
     "fes1d": "Free-energy profiles of phi and psi with bootstrap bands (+-1 s.d.)",
     "energy": "Distribution of the target energy",
     "weights": "Log importance weights of the flow samples",
@@ -120,7 +122,8 @@ def load_run_data(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BoltzgenError(
-            f"run directory '{run_dir}' does not exist: pass the folder written by 'boltzgen train'"
+            f"run directory '{run_dir}' does not exist: pass the folder written by 'boltzgen "
+            "train'"
         )
     run = RunData(run_dir)
     config_path = run_dir / "config.toml"
@@ -158,14 +161,16 @@ def _load_samples(run: RunData) -> None:
     prefix = run.run_dir / "samples" / "samples"
     if not (prefix.parent / "samples.pdb").is_file():
         run.notes.append(
-            "No molecular samples (samples/samples.pdb): sample figures skipped (expected for toy and lattice targets)."
+            "No molecular samples (samples/samples.pdb): sample figures skipped (expected for "
+            "toy and lattice targets)."
         )
         return
     try:
         run.samples, sidecar = read_samples(prefix)
     except (BoltzgenError, ImportError, OSError, ValueError) as error:
         run.notes.append(
-            f"Samples could not be read ({str(error).splitlines()[0][:160]}): sample figures skipped."
+            f"Samples could not be read ({str(error).splitlines()[0][:160]}): sample figures "
+            "skipped."
         )
         return
     run.log_weights = sidecar.get("log_weights")
@@ -173,7 +178,8 @@ def _load_samples(run: RunData) -> None:
     run.temperature = float(sidecar["temperature"]) if "temperature" in sidecar else None
     if run.log_weights is None:
         run.notes.append(
-            "No log_weights in samples/samples.weights.npz: reweighted curves and weight figures skipped."
+            "No log_weights in samples/samples.weights.npz: reweighted curves and weight figures "
+            "skipped."
         )
 
 
@@ -199,7 +205,8 @@ def load_reference(path: str | Path, topology: str | Path | None = None) -> Refe
         with np.load(path) as archive:
             if "phi" not in archive or "psi" not in archive:
                 raise BoltzgenError(
-                    f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, k))"
+                    f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, "
+                    "k))"
                 )
             energies = archive["reduced_energies"] if "reduced_energies" in archive else None
             return Reference(
@@ -249,7 +256,8 @@ def run_figure(
         return plot_training_curves(run.metrics)
     if run.samples is None:
         raise BoltzgenError(
-            f"'{run.run_dir}' has no readable molecular samples (samples/samples.pdb + trajectory) for a {kind} figure"
+            f"'{run.run_dir}' has no readable molecular samples (samples/samples.pdb + "
+            f"trajectory) for a {kind} figure"
         )
     if kind == "ramachandran":
         return plot_ramachandran_comparison(
@@ -260,7 +268,8 @@ def run_figure(
     if kind == "energy":
         if run.reduced_energies is None:
             raise BoltzgenError(
-                f"'{run.run_dir}' has no reduced_energies in samples/samples.weights.npz for an energy figure"
+                f"'{run.run_dir}' has no reduced_energies in samples/samples.weights.npz for an "
+                "energy figure"
             )
         ax, data = plot_energy_histogram(
             run.reduced_energies,
@@ -271,7 +280,8 @@ def run_figure(
         return ax.figure, data
     if run.log_weights is None:
         raise BoltzgenError(
-            f"'{run.run_dir}' has no log_weights in samples/samples.weights.npz for a weights figure"
+            f"'{run.run_dir}' has no log_weights in samples/samples.weights.npz for a weights "
+            "figure"
         )
     ax, data = plot_log_weights(run.log_weights)
     return ax.figure, data
@@ -387,15 +397,18 @@ def _ramachandran_section(run: RunData, reference: Reference) -> str:
     )
     n_md, n_flow = result["n_reference"], result["n_flow"]
     return (
-        f"<h2>Ramachandran metrics</h2><p>{result['bins']} x {result['bins']} histograms on [0, 2&pi;)^2; "
-        f"{n_flow:,} flow samples, {n_md:,} MD frames; the floor compares the two halves of the MD frames "
+        f"<h2>Ramachandran metrics</h2><p>{result['bins']} x {result['bins']} histograms on [0, "
+        "2&pi;)^2; "
+        f"{n_flow:,} flow samples, {n_md:,} MD frames; the floor compares the two halves of the "
+        "MD frames "
         f"({n_md // 2:,} per side) and is meaningful only for decorrelated frames.</p>"
         + _table(rows, header)
     )
 
 
 _STYLE = """
-body { font-family: sans-serif; font-size: 15px; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font-family: sans-serif; font-size: 15px; margin: 2em auto; max-width: 1200px; color: #222;
+}
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: left; font-size: 14px; }
 th { background: #eee; }

@@ -1,4 +1,5 @@
-"""Exact references for discrete targets: enumeration of all states, Kaufman's formula, Curie-Weiss.
+"""Exact references for discrete targets: enumeration of all states, Kaufman's formula,
+Curie-Weiss.
 
 States of ``n`` binary units are numbered 0 .. 2**n - 1; unit k of state i is bit (n - 1 - k) of i
 (the first unit is the most significant bit). Units take the values ``(-1, +1)`` (spins) or
@@ -39,7 +40,8 @@ def check_enumerable(n_units: int, what: str = "enumeration") -> None:
     """Raise :class:`BoltzgenError` unless ``1 <= n_units <= MAX_ENUMERATION_UNITS``."""
     if not 1 <= n_units <= MAX_ENUMERATION_UNITS:
         raise BoltzgenError(
-            f"{what} needs 1 <= N <= {MAX_ENUMERATION_UNITS} units (2**N states), got N={n_units}; "
+            f"{what} needs 1 <= N <= {MAX_ENUMERATION_UNITS} units (2**N states), got "
+            f"N={n_units}; "
             "use a smaller system, or Monte Carlo (MCMC / AIS) estimates for large ones"
         )
 

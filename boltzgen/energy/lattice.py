@@ -104,7 +104,8 @@ class PairwiseSpinEnergy(Energy):
         return bool(self.field.abs().max() > 0)
 
     def local_fields(self, s: Tensor) -> Tensor:
-        """h_i + sum_j J_ij s_j of each spin, shape (batch, N); flipping s_i changes E by 2 s_i times it."""
+        """h_i + sum_j J_ij s_j of each spin, shape (batch, N); flipping s_i changes E by 2 s_i
+        times it."""
         neighbor_spins = s[:, self.neighbors]  # (B, N, K)
         return (neighbor_spins * self.couplings.to(s.dtype)).sum(-1) + self.field.to(s.dtype)
 

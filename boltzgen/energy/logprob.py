@@ -12,7 +12,8 @@ __all__ = ["LogProbEnergy"]
 
 
 class LogProbEnergy(Energy):
-    """u(x) = -log_prob(x) for any callable (a teacher flow's ``log_prob``, a torch distribution's).
+    """u(x) = -log_prob(x) for any callable (a teacher flow's ``log_prob``, a torch
+    distribution's).
 
     Arguments:
         log_prob: Maps states (batch, *event_shape) to log-densities (batch,). Its gradients

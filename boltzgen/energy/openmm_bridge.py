@@ -98,7 +98,8 @@ class _WorkerPool:
         )
 
     def _gather(self, ranks: list[int]) -> dict[int, Any]:
-        """Answers of all ``ranks``, waiting on them together so that any dead worker is noticed at once."""
+        """Answers of all ``ranks``, waiting on them together so that any dead worker is noticed at
+        once."""
         pending = {self._connections[rank]: rank for rank in ranks}
         results: dict[int, Any] = {}
         while pending:
@@ -184,8 +185,14 @@ class OpenMMEnergy(Energy):
             (own a pool: use ``with OpenMMEnergy(...) as energy:`` or call :meth:`close`).
 
     Example:
+        >>> import torch
+        >>> from boltzgen import Molecule
+        >>> molecule = Molecule.from_catalog("alanine-dipeptide-vacuum")
+        >>> x = torch.as_tensor(molecule.positions).expand(4, -1, -1)  # (batch, N, 3) in nm
         >>> with OpenMMEnergy.from_molecule(molecule, n_workers=2) as target:
-        ...     u = target.energy(x)  # x: (batch, N, 3) in nm -> u: (batch,) in kT
+        ...     u = target.energy(x)  # (batch,) reduced energies in kT
+        >>> tuple(u.shape)
+        (4,)
     """
 
     def __init__(

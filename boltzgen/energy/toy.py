@@ -128,12 +128,14 @@ class QuarticWell1D:
 
 
 class DoubleWell(Energy):
-    r"""d-dimensional double well: a quartic well along the first ``n_wells`` axes, harmonic in the rest.
+    r"""d-dimensional double well: a quartic well along the first ``n_wells`` axes, harmonic in the
+    rest.
 
     u(x) = sum_{i < n_wells} (a x_i^4 + b x_i^2 + c x_i) + 0.5 sum_{i >= n_wells} x_i^2.
 
     With the defaults (a, b, c) = (1, -6, -0.5) each well has two minima near x = +-1.7 separated
-    by a barrier of about 9 kT, the one at positive x deeper by about 1.7 kT. Exact log Z and exact samples
+    by a barrier of about 9 kT, the one at positive x deeper by about 1.7 kT. Exact log Z and exact
+    samples
     follow from 1-D quadrature (:class:`QuarticWell1D`).
 
     Arguments:
@@ -183,7 +185,8 @@ class DoubleWell(Energy):
 
 
 class ManyWell(DoubleWell):
-    r"""The separable ManyWell target of the FAB paper (Midgley et al. 2023): ManyWell-32 by default.
+    r"""The separable ManyWell target of the FAB paper (Midgley et al. 2023): ManyWell-32 by
+    default.
 
     ``n_pairs`` independent 2-D factors, each a 1-D double well in its first coordinate times a
     standard Gaussian in its second: u(x) = sum_i [x_{2i}^4 - 6 x_{2i}^2 - 0.5 x_{2i} +

@@ -91,7 +91,8 @@ def _unpack(
     if not all(hasattr(molecule, name) for name in ("topology", "positions", "constrained_bonds")):
         raise BoltzgenError(
             f"{type(molecule).__name__} is not a molecule: give an object with topology, "
-            "positions and constrained_bonds(), or a tuple (topology, positions, constrained_bonds)"
+            "positions and constrained_bonds(), or a tuple (topology, positions, "
+            "constrained_bonds)"
         )
     return molecule.topology, molecule.positions, molecule.constrained_bonds()
 
@@ -158,8 +159,12 @@ class MolecularFlow(nn.Module, Model):
     reference structure. Dtype and device follow the module (``.to(torch.float64)``).
 
     Example:
-        >>> flow = MolecularFlow((topology, positions), n_layers=4, hidden=64)
-        >>> x, log_q = flow.sample_and_log_prob(128)   # (128, N, 3) nm, (128,)
+        >>> from boltzgen import Molecule
+        >>> molecule = Molecule.from_catalog("alanine-dipeptide-vacuum")
+        >>> flow = MolecularFlow(molecule, n_layers=2, hidden=32, depth=1)
+        >>> x, log_q = flow.sample_and_log_prob(8)  # positions in nm, log q in nats
+        >>> tuple(x.shape), tuple(log_q.shape)
+        ((8, 22, 3), (8,))
     """
 
     reparameterized = True

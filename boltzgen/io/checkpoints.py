@@ -46,7 +46,8 @@ def load_checkpoint(
     except Exception as error:  # torch raises many types for corrupted / foreign files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BoltzgenError(
-            f"{path} is not a readable boltzgen checkpoint (corrupted or foreign file: {reason[:160]}); "
+            f"{path} is not a readable boltzgen checkpoint (corrupted or foreign file: "
+            f"{reason[:160]}); "
             "delete it to start over or point to another checkpoint"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

@@ -40,7 +40,8 @@ class MetricsLog:
             csv.writer(handle).writerow([_format(row.get(c, "")) for c in self.columns])
 
     def truncate_after(self, step: int, stage: str = "") -> None:
-        """Drop the rows of ``stage`` whose ``step`` is larger than ``step`` (other stages are kept)."""
+        """Drop the rows of ``stage`` whose ``step`` is larger than ``step`` (other stages are
+        kept)."""
         if self.columns is None:
             return
         rows = self.read()

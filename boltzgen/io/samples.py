@@ -16,7 +16,8 @@ __all__ = ["save_samples", "load_samples"]
 
 
 def save_samples(path: str | os.PathLike, samples: Tensor, **extra: Tensor) -> None:
-    """Write samples (and named per-sample arrays such as ``log_q``) to ``.pt``, ``.npy`` or ``.npz``."""
+    """Write samples (and named per-sample arrays such as ``log_q``) to ``.pt``, ``.npy`` or
+    ``.npz``."""
     path = Path(path)
     arrays = {"samples": samples.detach().cpu(), **{k: v.detach().cpu() for k, v in extra.items()}}
     if path.suffix == ".pt":
@@ -35,7 +36,8 @@ def save_samples(path: str | os.PathLike, samples: Tensor, **extra: Tensor) -> N
 
 
 def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
-    """Read a tensor of samples from ``.pt`` (tensor or dict), ``.npy`` or ``.npz`` (array ``key``).
+    """Read a tensor of samples from ``.pt`` (tensor or dict), ``.npy`` or ``.npz`` (array
+    ``key``).
 
     Raises:
         BoltzgenError: Missing file, unknown type, missing key or unreadable content.

@@ -40,7 +40,8 @@ def time_openmm_md(
     steps_per_call: int = 100,
 ) -> tuple[float, float]:
     """MD steps/s of one OpenMM ``LangevinMiddleIntegrator`` trajectory (``Threads=1`` on the CPU
-    platform), and the seconds of the first ``steps_per_call`` steps (Context creation excluded)."""
+    platform), and the seconds of the first ``steps_per_call`` steps (Context creation
+    excluded)."""
     context, integrator = langevin_context(
         system, positions, temperature, timestep, friction, platform=platform
     )

@@ -24,7 +24,8 @@ class BondConstraints(torch.nn.Module):
     """Fixed bond lengths between atom pairs, for batches of configurations ``(R, N, 3)`` nm.
 
     Arguments:
-        bonds: ``(atom_i, atom_j, length_nm)`` for each constraint (``Molecule.constrained_bonds()``).
+        bonds: ``(atom_i, atom_j, length_nm)`` for each constraint
+            (``Molecule.constrained_bonds()``).
         masses: Atomic masses in amu (g/mol), shape ``(N,)``.
         iterations: Jacobi sweeps per projection.
     """
@@ -43,7 +44,8 @@ class BondConstraints(torch.nn.Module):
             )
         if len(pairs) and bool((masses[pairs] <= 0).any()):
             raise BoltzgenError(
-                "constrained atoms must have positive masses (massless virtual sites cannot be constrained)"
+                "constrained atoms must have positive masses (massless virtual sites cannot be "
+                "constrained)"
             )
         self.iterations = int(iterations)
         self.register_buffer("atom_i", pairs[:, 0].contiguous())
@@ -113,7 +115,8 @@ class BondConstraints(torch.nn.Module):
         return v
 
     def violation(self, x: Tensor) -> Tensor:
-        """Largest ``|r_ij - d_ij|`` of each configuration, shape ``(R,)`` nm (zeros without constraints)."""
+        """Largest ``|r_ij - d_ij|`` of each configuration, shape ``(R,)`` nm (zeros without
+        constraints)."""
         if self.count == 0:
             return x.new_zeros(x.shape[0])
         r = (x[:, self.atom_i] - x[:, self.atom_j]).norm(dim=-1)

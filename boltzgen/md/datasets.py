@@ -112,7 +112,8 @@ def write_reference(
     n_reports, n_chains = reduced_energies.shape
     if n_reports < 10:
         raise BoltzgenError(
-            f"need at least 10 production frames per chain to split and time-correlate, got {n_reports}"
+            "need at least 10 production frames per chain to split and time-correlate, got "
+            f"{n_reports}"
         )
     flat = positions.reshape(-1, topology.n_atoms, 3)
     try:
@@ -193,7 +194,8 @@ def load_reference(
     path = Path(directory) / f"{split}.npz"
     if not path.is_file():
         raise BoltzgenError(
-            f"{path} does not exist: generate the dataset with 'boltzgen reference MOLECULE -o {directory}'"
+            f"{path} does not exist: generate the dataset with 'boltzgen reference MOLECULE -o "
+            f"{directory}'"
         )
     with np.load(path, allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}

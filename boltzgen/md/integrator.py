@@ -89,7 +89,8 @@ class LangevinMiddleIntegrator:
         masses = torch.as_tensor(masses)
         if masses.dim() != 1 or not bool((masses > 0).all()):
             raise BoltzgenError(
-                "masses must be a positive (N,) vector in amu: massless particles are not supported"
+                "masses must be a positive (N,) vector in amu: massless particles are not "
+                "supported"
             )
         temperatures = torch.as_tensor(temperatures)
         if temperatures.dim() != 1 or not bool((temperatures > 0).all()):
@@ -110,7 +111,8 @@ class LangevinMiddleIntegrator:
 
     @property
     def n_dof(self) -> int:
-        """Kinetic degrees of freedom per replica: N * 3 - n_constraints (no centre-of-mass remover)."""
+        """Kinetic degrees of freedom per replica: N * 3 - n_constraints (no centre-of-mass
+        remover)."""
         n_constraints = self.constraints.count if self.constraints is not None else 0
         return self.masses.numel() * self.energy.event_shape[-1] - n_constraints
 
@@ -145,7 +147,8 @@ class LangevinMiddleIntegrator:
             positions = positions.expand(self.n_replicas, -1, -1)
         if positions.shape[0] != self.n_replicas or positions.shape[1] != self.masses.numel():
             raise BoltzgenError(
-                f"positions must have shape ({self.n_replicas}, {self.masses.numel()}, 3), got {tuple(positions.shape)}"
+                f"positions must have shape ({self.n_replicas}, {self.masses.numel()}, 3), got "
+                f"{tuple(positions.shape)}"
             )
         x = positions.detach().clone()
         if self.constraints is not None:
@@ -155,7 +158,8 @@ class LangevinMiddleIntegrator:
         return MDState(x, v, forces, u, 0)
 
     def maxwell_boltzmann(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Velocities ``(R, N, 3)`` nm/ps drawn at each replica's temperature, projected on the constraints."""
+        """Velocities ``(R, N, 3)`` nm/ps drawn at each replica's temperature, projected on the
+        constraints."""
         sigma = torch.sqrt(
             self.boltzmann_constant * self._per_replica(self.temperatures, x) / self._masses(x)
         )

@@ -1,4 +1,5 @@
-"""OpenMM's own LangevinMiddleIntegrator on a System: the reference our batched MD is checked against."""
+"""OpenMM's own LangevinMiddleIntegrator on a System: the reference our batched MD is checked
+against."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ class MDRun:
                     if existing.get(k) != self.settings.get(k)
                 )
                 raise BoltzgenError(
-                    f"{self.directory} holds a run with different settings ({', '.join(changed)}): "
+                    f"{self.directory} holds a run with different settings "
+                    f"({', '.join(changed)}): "
                     "use another output folder or the same settings to resume"
                 )
         else:
@@ -66,7 +67,8 @@ class MDRun:
         self.wall_time = 0.0
 
     def resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
-        """Load the checkpoint into ``simulation`` if there is one (returns ``True``), else start it
+        """Load the checkpoint into ``simulation`` if there is one (returns ``True``), else start
+        it
         from ``positions`` ``(N, 3)`` nm. Chunks newer than the checkpoint are deleted."""
         if not self.checkpoint_path.is_file():
             simulation.start(positions)
@@ -90,7 +92,8 @@ class MDRun:
         progress: bool = True,
     ) -> None:
         """Advance to ``total_steps``, observing every ``report_every`` steps and writing a chunk
-        plus checkpoint every ``checkpoint_every`` steps (rounded up to whole reports) and at the end.
+        plus checkpoint every ``checkpoint_every`` steps (rounded up to whole reports) and at the
+        end.
 
         Shows a tqdm progress bar (steps, rate, ETA) on stderr when ``progress``.
         """
@@ -98,7 +101,8 @@ class MDRun:
             raise BoltzgenError("report and checkpoint intervals must be at least 1 step")
         if total_steps % report_every:
             raise BoltzgenError(
-                f"the number of steps ({total_steps}) must be a multiple of the report interval ({report_every})"
+                f"the number of steps ({total_steps}) must be a multiple of the report interval "
+                f"({report_every})"
             )
         reports_per_chunk = max(1, -(-checkpoint_every // report_every))
         buffer: list[dict[str, np.ndarray]] = []

@@ -89,13 +89,15 @@ class ReplicaExchange:
         )
 
     def acceptance_rates(self) -> Tensor:
-        """``(K - 1,)`` accepted / attempted swaps per neighbour pair (NaN where never attempted)."""
+        """``(K - 1,)`` accepted / attempted swaps per neighbour pair (NaN where never
+        attempted)."""
         return self.accepted / self.attempted
 
     def exchange(
         self, state: MDState, attempt: int, generator: torch.Generator | None = None
     ) -> MDState:
-        """One round of swap attempts between rungs (k, k + 1) with k = attempt mod 2, 2 + attempt mod 2, ...
+        """One round of swap attempts between rungs (k, k + 1) with k = attempt mod 2, 2 + attempt
+        mod 2, ...
 
         Arguments:
             state: R = K * C replicas, rung-major.
@@ -103,7 +105,8 @@ class ReplicaExchange:
             generator: Random generator on the state's device.
 
         Returns:
-            The state with accepted pairs swapped (positions, forces, energies; velocities rescaled).
+            The state with accepted pairs swapped (positions, forces, energies; velocities
+            rescaled).
         """
         k_count, c = len(self.temperatures), self.n_chains
         lower = list(range(attempt % 2, k_count - 1, 2))

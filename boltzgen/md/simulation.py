@@ -1,4 +1,5 @@
-"""Replica-exchange Langevin MD of one molecule: integrator + ladder + seeded RNG, checkpointable."""
+"""Replica-exchange Langevin MD of one molecule: integrator + ladder + seeded RNG,
+checkpointable."""
 
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ class ReplicaExchangeMD:
         return self.state
 
     def start(self, positions: Tensor | np.ndarray) -> MDState:
-        """Start every replica from ``positions`` ``(N, 3)`` or ``(R, N, 3)`` nm with fresh velocities."""
+        """Start every replica from ``positions`` ``(N, 3)`` or ``(R, N, 3)`` nm with fresh
+        velocities."""
         x = torch.as_tensor(
             np.asarray(positions) if not isinstance(positions, Tensor) else positions
         )
@@ -177,7 +179,8 @@ class ReplicaExchangeMD:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-for-bit: state tensors, step, RNG, exchange counters."""
+        """Everything needed to continue bit-for-bit: state tensors, step, RNG, exchange
+        counters."""
         state = self._current()
         return {
             "positions": state.positions.cpu(),
@@ -195,7 +198,8 @@ class ReplicaExchangeMD:
         positions = saved["positions"]
         if positions.shape[0] != self.exchange.n_replicas:
             raise BoltzgenError(
-                f"checkpoint holds {positions.shape[0]} replicas, this run has {self.exchange.n_replicas}"
+                f"checkpoint holds {positions.shape[0]} replicas, this run has "
+                f"{self.exchange.n_replicas}"
             )
         to = {"device": self.device, "dtype": self.dtype}
         self.state = MDState(

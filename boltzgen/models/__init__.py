@@ -1,4 +1,5 @@
-"""Discrete models: restricted Boltzmann machines (block Gibbs sampling, PCD, exact and AIS log Z)."""
+"""Discrete models: restricted Boltzmann machines (block Gibbs sampling, PCD, exact and AIS log
+Z)."""
 
 from __future__ import annotations
 

@@ -108,7 +108,8 @@ class RBM(nn.Module, Model):
         return -scale * (v @ self.visible_bias) - nnf.softplus(hidden_input).sum(-1)
 
     def hidden_free_energy(self, h: Tensor, scale: float = 1.0) -> Tensor:
-        """F_h(h) of hidden states ``(batch, H)`` with the visible units summed out, ``(batch,)``."""
+        """F_h(h) of hidden states ``(batch, H)`` with the visible units summed out,
+        ``(batch,)``."""
         h = h.to(self.weight.dtype)
         visible_input = scale * (h @ self.weight.T + self.visible_bias)
         if self.spin:  # sum over v_i = +-1 of exp(v_i x) = 2 cosh x
@@ -157,7 +158,8 @@ class RBM(nn.Module, Model):
         return self.sample_visible(self.sample_hidden(v, generator, scale), generator, scale)
 
     def random_visible(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Uniformly random visible states, shape ``(n, V)``, on the parameters' device and dtype."""
+        """Uniformly random visible states, shape ``(n, V)``, on the parameters' device and
+        dtype."""
         bits = (
             torch.rand(
                 n,
@@ -224,7 +226,8 @@ class RBM(nn.Module, Model):
         return torch.logsumexp(torch.stack(parts), 0)
 
     def log_prob(self, v: Tensor) -> Tensor:
-        """Unnormalized log q~(v) = -F(v), ``(batch,)``; log q = log q~ - :meth:`log_normalizer`."""
+        """Unnormalized log q~(v) = -F(v), ``(batch,)``; log q = log q~ -
+        :meth:`log_normalizer`."""
         return -self.free_energy(v)
 
     def log_normalizer(self) -> Tensor:
@@ -232,7 +235,8 @@ class RBM(nn.Module, Model):
         return self.log_z_exact()
 
     def exact(self) -> ExactDistribution:
-        """The exact visible distribution by enumeration of the visible layer (V <= 24), float64."""
+        """The exact visible distribution by enumeration of the visible layer (V <= 24),
+        float64."""
         check_enumerable(self.n_visible, "exact RBM visible distribution")
         model = copy.deepcopy(self).to(torch.float64)
         with torch.no_grad():
@@ -244,7 +248,8 @@ class RBM(nn.Module, Model):
     def log_z_ais(
         self, n_chains: int = 1000, n_betas: int = 10_000, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Annealed importance sampling estimate of log Z_theta (Neal 2001; Salakhutdinov & Murray 2008).
+        """Annealed importance sampling estimate of log Z_theta (Neal 2001; Salakhutdinov &
+        Murray 2008).
 
         Anneals from the RBM with all parameters scaled by 0 (uniform over 2**(V+H) joint states,
         log Z_0 = (V + H) log 2) to scale 1 on a linear ladder of ``n_betas`` scales, with one

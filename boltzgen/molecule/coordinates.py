@@ -69,7 +69,8 @@ def bond_angles(x: Tensor, triples: Tensor) -> Tensor:
 
 
 def dihedral_angles(x: Tensor, quadruples: Tensor) -> Tensor:
-    """Dihedrals i-j-k-l in radians (IUPAC sign, as mdtraj): ``(M, 4)`` -> ``(B, M)``, (-pi, pi]."""
+    """Dihedrals i-j-k-l in radians (IUPAC sign, as mdtraj): ``(M, 4)`` -> ``(B, M)``, (-pi,
+    pi]."""
     p0, p1, p2, p3 = (x[:, quadruples[:, c]] for c in range(4))
     b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
     c1, c2 = torch.linalg.cross(b2, b3), torch.linalg.cross(b1, b2)
@@ -216,7 +217,8 @@ class InternalCoordinates(nn.Module):
             key = frozenset((int(i), int(j)))
             if key not in row or not float(length) > 0:
                 raise BoltzgenError(
-                    f"constrained bond ({i}, {j}, {length}) is not a Z-matrix bond with a positive "
+                    f"constrained bond ({i}, {j}, {length}) is not a Z-matrix bond with a "
+                    "positive "
                     "length: only bonds to a placed atom's bond partner (e.g. X-H) can be fixed"
                 )
             constants[row[key]] = float(length)
@@ -375,7 +377,8 @@ class InternalCoordinates(nn.Module):
         return triple.sign()
 
     def chirality_ok(self, x: Tensor) -> Tensor:
-        """Whether every stereocentre has the reference's handedness, ``(B, N, 3) -> (B,)`` bool."""
+        """Whether every stereocentre has the reference's handedness, ``(B, N, 3) -> (B,)``
+        bool."""
         return (self.chirality_signs(x) == self.reference_chirality.to(x.dtype)).all(dim=-1)
 
     def _hydrogen_order_signs(self, x: Tensor) -> Tensor:

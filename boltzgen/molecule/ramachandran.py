@@ -98,7 +98,8 @@ def backbone_dihedrals(
     ]
     if not pairs:
         raise BoltzgenError(
-            "the topology has no residue with both a phi and a psi backbone dihedral (need N, CA, C atoms of a peptide)"
+            "the topology has no residue with both a phi and a psi backbone dihedral (need N, "
+            "CA, C atoms of a peptide)"
         )
     phi_index, psi_index = (list(columns) for columns in zip(*pairs))
     return phi[:, phi_index].astype(np.float64), psi[:, psi_index].astype(np.float64)

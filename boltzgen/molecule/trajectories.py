@@ -60,7 +60,8 @@ def write_samples(
     unknown = [f for f in formats if f not in TRAJECTORY_FORMATS]
     if unknown or not formats:
         raise BoltzgenError(
-            f"unknown trajectory formats {unknown or list(formats)}: choose from {', '.join(TRAJECTORY_FORMATS)}"
+            f"unknown trajectory formats {unknown or list(formats)}: choose from "
+            f"{', '.join(TRAJECTORY_FORMATS)}"
         )
     md_topology = (
         topology
@@ -70,7 +71,8 @@ def write_samples(
     xyz = _as_array(positions, "positions")
     if xyz.ndim != 3 or xyz.shape[1:] != (md_topology.n_atoms, 3) or len(xyz) == 0:
         raise BoltzgenError(
-            f"positions must have shape (n_frames >= 1, {md_topology.n_atoms}, 3) in nm, got {xyz.shape}"
+            f"positions must have shape (n_frames >= 1, {md_topology.n_atoms}, 3) in nm, got "
+            f"{xyz.shape}"
         )
     if not np.isfinite(xyz).all():
         raise BoltzgenError("positions contain NaN or inf: drop those samples before writing them")

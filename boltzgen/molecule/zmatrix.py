@@ -247,7 +247,11 @@ def build_zmatrix(
             (c for c in placed if c != j),
             key=lambda c: (distance[c], c != parent.get(j), position[c]),
         )
-        k, ok = _first_fit(k_candidates, lambda c: xyz is None or _sine(xyz[j], xyz[atom], xyz[c]))
+
+        def angle(c: int, j: int = j, atom: int = atom) -> float:
+            return 1.0 if xyz is None else _sine(xyz[j], xyz[atom], xyz[c])
+
+        k, ok = _first_fit(k_candidates, angle)
         rows[p, 1] = k
         if p >= 3:
             near_k = _distances_from(k, neighbours)
@@ -261,7 +265,7 @@ def build_zmatrix(
                 ),
             )
 
-            def plane(c: int) -> float:
+            def plane(c: int, j: int = j, k: int = k, distance: list[int] = distance) -> float:
                 if xyz is None:
                     return 1.0
                 vertex = xyz[j] if distance[c] == 1 else xyz[k]

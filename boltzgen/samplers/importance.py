@@ -104,7 +104,8 @@ def draw_weighted_samples(
     """
     if n < 1 or chunk_size < 1:
         raise BoltzgenError(
-            f"need at least one sample and a positive chunk size, got n={n}, chunk_size={chunk_size}"
+            f"need at least one sample and a positive chunk size, got n={n}, "
+            f"chunk_size={chunk_size}"
         )
     was_training = model.training
     model.eval()
@@ -138,7 +139,8 @@ def resample_buffer(
     """Clip the log-weights of ``drawn`` and resample a buffer of ``size`` states with replacement.
 
     NaN and +inf log-weights are dropped (zero weight), the largest floor(clip_fraction * N)
-    log-weights are clipped to the k-th largest (:func:`~boltzgen.diagnostics.metrics.clip_log_weights`),
+    log-weights are clipped to the k-th largest
+    (:func:`~boltzgen.diagnostics.metrics.clip_log_weights`),
     and indices are drawn with probabilities proportional to the clipped weights (multinomial,
     :func:`~boltzgen.diagnostics.metrics.importance_resample`).
 
@@ -178,7 +180,8 @@ def resample_buffer(
     n_finite, n_kept_value, n_clipped, ess, max_fraction = numbers
     if n_finite == 0:
         raise BoltzgenError(
-            f"all {log_w.shape[0]} model samples have non-finite importance weights at T = {drawn.temperature:g} "
+            f"all {log_w.shape[0]} model samples have non-finite importance weights at T = "
+            f"{drawn.temperature:g} "
             "(NaN or infinite energies); lower the learning rate or cap the energies in training"
         )
     index = importance_resample(clipped, size, generator)

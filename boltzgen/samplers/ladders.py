@@ -15,7 +15,8 @@ __all__ = ["geometric_ladder"]
 
 
 def geometric_ladder(start: float, stop: float, n: int) -> list[float]:
-    """``n`` values ``start (stop / start)^(k / (n - 1))``, k = 0 .. n-1, from ``start`` to ``stop``.
+    """``n`` values ``start (stop / start)^(k / (n - 1))``, k = 0 .. n-1, from ``start`` to
+    ``stop``.
 
     The first and last values equal ``start`` and ``stop`` exactly; ``n = 1`` gives ``[start]``
     (then ``stop`` must equal ``start``). The ladder rises or falls with the order of the ends.

@@ -1,4 +1,5 @@
-"""Markov chain Monte Carlo for pairwise spin models: Metropolis, Swendsen-Wang, parallel tempering.
+"""Markov chain Monte Carlo for pairwise spin models: Metropolis, Swendsen-Wang, parallel
+tempering.
 
 All samplers act on a batch of independent chains at once, shape ``(chains, N)`` with spins +-1,
 on the device and dtype of the given states, and never synchronise with the device inside a step
@@ -90,7 +91,8 @@ class _BondTable:
         neighbors = energy.neighbors
         n, k = neighbors.shape
         site = torch.arange(n, device=neighbors.device)[:, None].expand(n, k)
-        # entry e = (i, k) with j = neighbors[i, k]; its reverse is the entry (j, k') with neighbors[j, k'] = i.
+        # entry e = (i, k) with j = neighbors[i, k]; its reverse is the entry (j, k') with
+        # neighbors[j, k'] = i.
         match = neighbors[neighbors] == site[:, :, None]  # (n, k, k): neighbors[j, k'] == i
         reverse_slot = match.to(torch.int64).argmax(-1)
         reverse = (neighbors * k + reverse_slot).reshape(-1)
@@ -201,7 +203,8 @@ class ParallelTempering:
             or abs(betas[-1] - energy.beta) > 1e-12
         ):
             raise BoltzgenError(
-                "parallel tempering needs >= 2 increasing inverse temperatures ending at the target's beta"
+                "parallel tempering needs >= 2 increasing inverse temperatures ending at the "
+                "target's beta"
             )
         self.energy = energy.to(device)
         self.betas = torch.tensor(betas, device=device, dtype=dtype)
@@ -214,7 +217,8 @@ class ParallelTempering:
         self._round = 0
 
     def step(self) -> Tensor:
-        """One round (sweeps, then swap attempts on alternating pairs); returns the target rung's states."""
+        """One round (sweeps, then swap attempts on alternating pairs); returns the target rung's
+        states."""
         rungs, chains, n = self.states.shape
         beta_per_chain = self.betas[:, None].expand(rungs, chains).reshape(-1)
         s = self.states.reshape(-1, n)

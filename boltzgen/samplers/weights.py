@@ -43,7 +43,8 @@ def as_float64(values: Tensor | ArrayLike, name: str) -> Tensor:
     tensor = values if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values))
     if tensor.dim() != 1:
         raise BoltzgenError(
-            f"{name} must be one-dimensional (one value per sample), got shape {tuple(tensor.shape)}"
+            f"{name} must be one-dimensional (one value per sample), got shape "
+            f"{tuple(tensor.shape)}"
         )
     if tensor.numel() == 0:
         raise BoltzgenError(f"{name} is empty: need at least one sample")
@@ -51,7 +52,8 @@ def as_float64(values: Tensor | ArrayLike, name: str) -> Tensor:
 
 
 def _drop_undefined(log_w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Log-weights with NaN and +inf set to -inf, the mask of those, and the kept count N (0-dim)."""
+    """Log-weights with NaN and +inf set to -inf, the mask of those, and the kept count N
+    (0-dim)."""
     undefined = torch.isnan(log_w) | torch.isposinf(log_w)
     kept = torch.where(undefined, torch.full_like(log_w, -math.inf), log_w)
     return kept, undefined, (~undefined).sum().to(log_w.dtype)
@@ -73,7 +75,8 @@ def log_importance_weights(
     lq = as_float64(log_q, "log_q")
     if u.shape != lq.shape:
         raise BoltzgenError(
-            f"reduced_energy and log_q must have the same shape, got {tuple(u.shape)} and {tuple(lq.shape)}"
+            f"reduced_energy and log_q must have the same shape, got {tuple(u.shape)} and "
+            f"{tuple(lq.shape)}"
         )
     return -u - lq
 

@@ -69,7 +69,8 @@ def temperature_ladder(
     """The annealing ladder [T_0, ..., T_n, T_low, ...].
 
     T_k = T_high (T_low / T_high)^(k / n_rungs) for k = 0 .. n_rungs (T_0 = T_high, T_n = T_low
-    exactly), followed by ``extra_final_rungs`` copies of T_low. Rung k anneals from T_{k-1} to T_k.
+    exactly), followed by ``extra_final_rungs`` copies of T_low. Rung k anneals from T_{k-1} to
+    T_k.
 
     Arguments:
         t_high: Pretraining temperature (target units, e.g. K).
@@ -177,7 +178,8 @@ class AnnealingSettings:
         unknown = sorted(set(params) - fields - {"name"})
         if unknown:
             raise BoltzgenError(
-                f"[trainer] unknown key(s) for 'tabg': {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+                f"[trainer] unknown key(s) for 'tabg': {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(fields))}"
             )
         if "t_high" not in params:
             raise BoltzgenError(
@@ -357,7 +359,8 @@ class TemperatureAnnealing:
         self._write_record()
 
     def _buffer(self, stage: str, temperature: float) -> tuple[Tensor, BufferStatistics]:
-        """The rung's buffer: loaded if saved by an interrupted run, else drawn, resampled and saved."""
+        """The rung's buffer: loaded if saved by an interrupted run, else drawn, resampled and
+        saved."""
         path = self._path(f"checkpoints/buffer-{stage}.pt")
         if path is not None and path.is_file():
             state = load_checkpoint(path, map_location=self._device)
@@ -442,7 +445,8 @@ class TemperatureAnnealing:
             )
 
     def fit(self) -> dict[str, float]:
-        """Run (or resume) the whole protocol; returns the last rung's NLL and buffer ESS and the counters.
+        """Run (or resume) the whole protocol; returns the last rung's NLL and buffer ESS and the
+        counters.
 
         Raises:
             TrainingInterrupted: On Ctrl-C (within a stage or between stages); rerun to resume.
@@ -480,7 +484,8 @@ def tabg_from_config(
     run_dir: str | Path | None,
     progress: bool = True,
 ) -> TemperatureAnnealing:
-    """The TA-BG protocol of a ``[trainer] name = "tabg"`` table (keys: the fields of :class:`AnnealingSettings`).
+    """The TA-BG protocol of a ``[trainer] name = "tabg"`` table (keys: the fields of
+    :class:`AnnealingSettings`).
 
     Arguments:
         target: The target energy.

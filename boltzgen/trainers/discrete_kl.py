@@ -41,7 +41,8 @@ __all__ = [
 
 
 class FreeEnergyModel(Protocol):
-    """What the discrete objectives need of a model (an :class:`~boltzgen.models.RBM` has it all)."""
+    """What the discrete objectives need of a model (an :class:`~boltzgen.models.RBM` has it
+    all)."""
 
     def free_energy(self, v: Tensor) -> Tensor: ...
     def gibbs_step(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
@@ -74,7 +75,8 @@ class PersistentChains:
 
     @torch.no_grad()
     def sample(self, model: FreeEnergyModel, n: int) -> Tensor:
-        """Advance ``n`` chains by ``k_steps`` sweeps and return their states ``(n, V)`` (detached)."""
+        """Advance ``n`` chains by ``k_steps`` sweeps and return their states ``(n, V)``
+        (detached)."""
         if self.states is None or self.states.shape[0] != n:
             self.states = model.random_visible(n, self.generator)
         v = self.states
@@ -115,7 +117,8 @@ def forward_kl_surrogate(
 def reverse_kl_surrogate(
     model: FreeEnergyModel, target: Energy, model_samples: Tensor
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Reverse-KL score-function surrogate whose gradient is an unbiased estimate of Cov_q(l, grad F).
+    """Reverse-KL score-function surrogate whose gradient is an unbiased estimate of Cov_q(l, grad
+    F).
 
     Arguments:
         model: The model.

@@ -123,7 +123,8 @@ class Trainer:
         if settings.batch_size < minimum:
             raise BoltzgenError(
                 f"trainer setting batch_size = {settings.batch_size} is too small: the "
-                f"{getattr(objective, 'name', type(objective).__name__)} objective needs at least {minimum} samples per step"
+                f"{getattr(objective, 'name', type(objective).__name__)} objective needs at "
+                f"least {minimum} samples per step"
             )
         self.model = model
         self.objective = objective
@@ -173,7 +174,8 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (KeyError, RuntimeError, ValueError) as error:
             raise BoltzgenError(
-                f"checkpoint does not match this model/config ({str(error).splitlines()[0][:160]}); "
+                "checkpoint does not match this model/config "
+                f"({str(error).splitlines()[0][:160]}); "
                 "use a new run directory or the config the run was started with"
             ) from None
         self.objective.load_state_dict(state["objective"])

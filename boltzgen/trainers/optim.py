@@ -21,7 +21,8 @@ __all__ = ["MaskedAdam", "warmup_cosine"]
 def warmup_cosine(
     step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0
 ) -> float:
-    """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to ``min_factor``.
+    """Learning-rate factor: linear warm-up over ``warmup_steps``, then cosine decay to
+    ``min_factor``.
 
     Computed from the Python step counter, so it never reads the device.
     """

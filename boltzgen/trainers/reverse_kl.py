@@ -57,7 +57,8 @@ class ReverseKL:
         if target.is_discrete:
             raise BoltzgenError(
                 "reverse-kl uses the pathwise gradient and needs a continuous target; "
-                "for discrete targets use the score-function objectives of boltzgen.trainers.discrete_kl"
+                "for discrete targets use the score-function objectives of "
+                "boltzgen.trainers.discrete_kl"
             )
         if drop_top_k < 0:
             raise BoltzgenError(f"drop_top_k must be >= 0, got {drop_top_k}")
@@ -72,7 +73,8 @@ class ReverseKL:
         """Surrogate loss mean(log q + capped u) over the kept samples of one model batch."""
         if self.drop_top_k >= batch_size:
             raise BoltzgenError(
-                f"drop_top_k ({self.drop_top_k}) must be smaller than the batch size ({batch_size})"
+                f"drop_top_k ({self.drop_top_k}) must be smaller than the batch size "
+                f"({batch_size})"
             )
         x, log_q = model.sample_and_log_prob(batch_size)
         u = self.target.energy(x, self.temperature)

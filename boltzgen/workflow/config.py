@@ -1,4 +1,5 @@
-"""Run configurations: TOML files with ``[target]``, ``[model]``, ``[trainer]`` and ``[sample]`` tables.
+"""Run configurations: TOML files with ``[target]``, ``[model]``, ``[trainer]`` and ``[sample]``
+tables.
 
 A config is read with :mod:`tomllib` (``tomli`` on Python 3.10), overridden by ``--set
 key=value`` pairs (dotted keys, TOML values), checked against the known keys and types, and
@@ -50,11 +51,13 @@ def parse_config_text(text: str, source: str = "<config>") -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read a config file and apply ``key=value`` overrides; structure checked, not yet resolved."""
+    """Read a config file and apply ``key=value`` overrides; structure checked, not yet
+    resolved."""
     path = Path(path)
     if not path.is_file():
         raise BoltzgenError(
-            f"config file {path} does not exist (write one with 'boltzgen init TEMPLATE -o {path}')"
+            f"config file {path} does not exist (write one with 'boltzgen init TEMPLATE -o "
+            f"{path}')"
         )
     config = parse_config_text(path.read_text(), str(path))
     config = apply_overrides(config, overrides)
@@ -63,7 +66,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``config`` with each ``dotted.key=value`` set (value parsed as TOML, else a string)."""
+    """Return a copy of ``config`` with each ``dotted.key=value`` set (value parsed as TOML, else a
+    string)."""
     result = copy.deepcopy(dict(config))
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -90,7 +94,8 @@ def check_structure(config: Mapping[str, Any], source: str = "config") -> None:
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise BoltzgenError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; allowed at the top level: {', '.join(sorted(allowed))}"
+            f"{source}: unknown key(s) {', '.join(unknown)}; allowed at the top level: "
+            f"{', '.join(sorted(allowed))}"
         )
     for section in SECTIONS:
         if section in config and not isinstance(config[section], dict):

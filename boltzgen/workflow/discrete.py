@@ -118,7 +118,8 @@ class TrainingData:
                 raise BoltzgenError(f"[trainer] {name} = {getattr(self, name)!r} is out of range")
         if self.mcmc_method not in MCMC_METHODS:
             raise BoltzgenError(
-                f"[trainer] mcmc_method = {self.mcmc_method!r}; choose one of: {', '.join(MCMC_METHODS)}"
+                f"[trainer] mcmc_method = {self.mcmc_method!r}; choose one of: "
+                f"{', '.join(MCMC_METHODS)}"
             )
 
     def samples(self, target: Energy) -> Tensor:
@@ -129,7 +130,8 @@ class TrainingData:
         if self.data == "exact":
             if target.dim > MAX_ENUMERATION_UNITS:
                 raise BoltzgenError(
-                    f'[trainer] data = "exact" enumerates all 2**N states and needs N <= {MAX_ENUMERATION_UNITS}; '
+                    '[trainer] data = "exact" enumerates all 2**N states and needs N <= '
+                    f"{MAX_ENUMERATION_UNITS}; "
                     f'this target has N = {target.dim}: use data = "mcmc" or a file'
                 )
             states = target.exact().sample(self.n_data, generator)
@@ -153,7 +155,8 @@ class TrainingData:
         if (method == "gibbs") != isinstance(target, RBMEnergy):
             raise BoltzgenError(
                 f"[trainer] mcmc_method = {method!r} does not apply to {type(target).__name__}: "
-                'use "gibbs" for an rbm target, "swendsen-wang" or "parallel-tempering" for spin models'
+                'use "gibbs" for an rbm target, "swendsen-wang" or "parallel-tempering" for '
+                "spin models"
             )
         settings = {
             "n_chains": self.mcmc_chains,
@@ -184,12 +187,14 @@ class TrainingData:
         states = load_samples(self.data, key=self.data_key)
         if states.dim() != 2 or states.shape[1] != target.dim or states.shape[0] < 1:
             raise BoltzgenError(
-                f"[trainer] data file {self.data} holds shape {tuple(states.shape)}; expected (n, {target.dim})"
+                f"[trainer] data file {self.data} holds shape {tuple(states.shape)}; expected "
+                f"(n, {target.dim})"
             )
         allowed = torch.tensor([-1.0, 1.0] if kind == "spin" else [0.0, 1.0], dtype=torch.float64)
         if not torch.isin(states.double(), allowed).all():
             raise BoltzgenError(
-                f"[trainer] data file {self.data} holds values other than {allowed.tolist()} (the target's {kind} units)"
+                f"[trainer] data file {self.data} holds values other than {allowed.tolist()} "
+                f"(the target's {kind} units)"
             )
         return states
 
@@ -227,10 +232,12 @@ def _rbm_target(
     init_std: float = 1.0,
     seed: int = 0,
 ) -> Energy:
-    """A frozen random RBM as target, u(v) = F(v): weights N(0, init_std^2) drawn from ``seed``, biases 0."""
+    """A frozen random RBM as target, u(v) = F(v): weights N(0, init_std^2) drawn from ``seed``,
+    biases 0."""
     if visible not in ("spin", "binary"):
         raise BoltzgenError(
-            f'[target] visible = {visible!r}: choose "spin" (+-1 units) or "binary" ({{0, 1}} units)'
+            f'[target] visible = {visible!r}: choose "spin" (+-1 units) or "binary" ({{0, 1}} '
+            "units)"
         )
     return RBMEnergy(RBM(n_visible, n_hidden, visible, init_std=init_std, seed=seed))
 
@@ -240,14 +247,16 @@ def _rbm_target(
 def _rbm_model(
     target: Energy, n_hidden: int = 16, init_std: float = 0.01, seed: int = 0
 ) -> torch.nn.Module:
-    """RBM with the target's N units as visible layer (+-1 or {0, 1} like the target) and {0, 1} hidden units.
+    """RBM with the target's N units as visible layer (+-1 or {0, 1} like the target) and {0, 1}
+    hidden units.
 
     One layer must have <= 24 units: the end-of-run summary needs its exact log Z_theta.
     """
     kind = visible_kind(target, "model")
     if min(target.dim, n_hidden) > MAX_ENUMERATION_UNITS:
         raise BoltzgenError(
-            f"[model] rbm with {target.dim} visible and {n_hidden} hidden units: one layer needs <= "
+            f"[model] rbm with {target.dim} visible and {n_hidden} hidden units: one layer needs "
+            "<= "
             f"{MAX_ENUMERATION_UNITS} units for an exact log Z_theta; lower n_hidden"
         )
     return RBM(target.dim, n_hidden, kind, init_std=init_std, seed=seed)
@@ -277,6 +286,7 @@ def _forward_reverse_kl(target: Energy, k_steps: int = 1, **data_options: Any) -
 
 @register("trainer", "ratio-divergence", keys_from=[TrainingData])
 def _ratio_divergence(target: Energy, k_steps: int = 1, **data_options: Any) -> Any:
-    """Ratio divergence E_p E_q[(l(x) - l(y))^2] (Ishida et al. 2024) on data and PCD-k model samples."""
+    """Ratio divergence E_p E_q[(l(x) - l(y))^2] (Ishida et al. 2024) on data and PCD-k model
+    samples."""
     data = TrainingData(**data_options).samples(target)
     return RatioDivergence(target, data, k_steps)

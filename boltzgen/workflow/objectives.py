@@ -33,7 +33,8 @@ def _forward_kl(
     if data == "exact":
         if not target.can_sample:
             raise BoltzgenError(
-                f"[trainer] data = 'exact', but the target {type(target).__name__} has no exact sampler; give a data file"
+                f"[trainer] data = 'exact', but the target {type(target).__name__} has no exact "
+                "sampler; give a data file"
             )
         samples = target.sample(n_data)
     else:

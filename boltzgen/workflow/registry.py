@@ -142,7 +142,8 @@ _SETTINGS_SCHEMA = keys_of(TrainSettings)
 
 
 def _check_value(section: str, key: str, value: Any, annotation: str) -> Any:
-    """Check ``value`` against the factory's annotation (``int``, ``float``, ``str``, ``bool``, ``list``)."""
+    """Check ``value`` against the factory's annotation (``int``, ``float``, ``str``, ``bool``,
+    ``list``)."""
     kind = annotation.split("|")[0].strip().split("[")[0]
     if value is None and "None" in annotation:
         return value

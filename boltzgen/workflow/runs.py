@@ -88,7 +88,8 @@ def draw_samples(
 
     Returns:
         Dict with ``samples`` (n, *event_shape), ``log_q`` (n,), ``reduced_energies`` (n,) at
-        ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log q.
+        ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log
+        q.
     """
     drawn = draw_weighted_samples(model, target, n, temperature, chunk_size=chunk, storage="cpu")
     return {
@@ -100,7 +101,8 @@ def draw_samples(
 
 
 def discrete_outputs(target: Energy, model: torch.nn.Module) -> dict[str, Any]:
-    """Exact log Z, log Z_theta, KL(p||q), KL(q||p) and ratio divergence (nats) by enumeration (N <= 24)."""
+    """Exact log Z, log Z_theta, KL(p||q), KL(q||p) and ratio divergence (nats) by enumeration (N
+    <= 24)."""
     log_p = target.exact().log_prob
     model_distribution = model.exact()
     log_q = model_distribution.log_prob
@@ -144,7 +146,8 @@ def write_samples(
 def train_run(
     config: Mapping[str, Any], run_dir: str | Path, progress: bool = True
 ) -> dict[str, Any]:
-    """Train a config into ``run_dir`` (resuming a checkpoint there), sample, and write the summary.
+    """Train a config into ``run_dir`` (resuming a checkpoint there), sample, and write the
+    summary.
 
     Returns:
         The summary dict also written to ``summary.json``.
@@ -203,8 +206,10 @@ def train_run(
 def ramachandran_outputs(
     folder: Path, positions: torch.Tensor, molecule: Any, temperature: float
 ) -> dict[str, Any]:
-    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the basin populations of
-    the first (phi, psi) pair (:func:`boltzgen.reference.basin_populations`, unweighted) and the path."""
+    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the basin populations
+    of
+    the first (phi, psi) pair (:func:`boltzgen.reference.basin_populations`, unweighted) and the
+    path."""
     from ..diagnostics.plots import plot_ramachandran, save_figure
     from ..molecule.ramachandran import backbone_dihedrals, basin_populations
 
@@ -221,12 +226,14 @@ def ramachandran_outputs(
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:
-    """Rebuild the target and the trained model of a run directory from its config and checkpoint."""
+    """Rebuild the target and the trained model of a run directory from its config and
+    checkpoint."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
     if not config_path.is_file():
         raise BoltzgenError(
-            f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train CONFIG'"
+            f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train "
+            "CONFIG'"
         )
     resolved = resolve_config(parse_config_text(config_path.read_text(), str(config_path)))
     target = build_target(resolved)
@@ -238,7 +245,8 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Modu
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as error:
         raise BoltzgenError(
-            f"the checkpoint of {run_dir} does not match its config: {str(error).splitlines()[0][:160]}"
+            f"the checkpoint of {run_dir} does not match its config: "
+            f"{str(error).splitlines()[0][:160]}"
         ) from None
     model.eval()
     return resolved, target, model

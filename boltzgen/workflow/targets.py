@@ -49,11 +49,13 @@ def _molecule(
     temperature: float | None = None,
     energy: str = "torch",
 ) -> Energy:
-    """A molecule (exactly one of ``system`` = catalog name, ``pdb`` = path, ``sequence``) and its energy.
+    """A molecule (exactly one of ``system`` = catalog name, ``pdb`` = path, ``sequence``) and its
+    energy.
 
     ``energy``: ``"torch"`` (the compiled torch force field; falls back to OpenMM with a warning
     for unsupported forces), ``"torch-compile"`` (the same through ``torch.compile``: faster,
-    after a compile of 30-80 s per batch shape) or ``"openmm"`` (the OpenMM bridge). The energy's own temperature is
+    after a compile of 30-80 s per batch shape) or ``"openmm"`` (the OpenMM bridge). The energy's
+    own temperature is
     the molecule's (K); ``[trainer] temperature`` is in K too.
     """
     from ..energy.forcefield.molecule_energy import ENERGY_CHOICES, energy_for_molecule

@@ -1,4 +1,5 @@
-"""Throughput of energy + force evaluation: OpenMM per configuration vs the batched torch force field.
+"""Throughput of energy + force evaluation: OpenMM per configuration vs the batched torch force
+field.
 
 Every measurement counts energy+force evaluations per second of one process: OpenMM's CPU platform
 (one thread) in a ``setPositions`` + ``getState(energy, forces)`` loop, the OpenMM bridge with
@@ -80,7 +81,8 @@ def _configurations(positions: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 def time_openmm(
     system: openmm.System, positions: np.ndarray, seconds: float
 ) -> tuple[float, float]:
-    """Energy+force evaluations/s of OpenMM's CPU platform with one thread, one configuration per call."""
+    """Energy+force evaluations/s of OpenMM's CPU platform with one thread, one configuration per
+    call."""
     context = openmm.Context(
         system,
         openmm.VerletIntegrator(0.001),
@@ -200,7 +202,8 @@ def format_table(
     }
     width = max(14, *(len(row.backend) for row in rows)) if rows else 14
     lines = [
-        f"{'molecule':<26} {'backend':<{width}} {'device':<6} {'dtype':<8} {batch_label:>8} {'workers':>7} "
+        f"{'molecule':<26} {'backend':<{width}} {'device':<6} {'dtype':<8} {batch_label:>8} "
+        f"{'workers':>7} "
         f"{rate_label:>15} {'x OpenMM':>9} {'1st call s':>10}"
     ]
     for row in rows:
@@ -210,7 +213,8 @@ def format_table(
             else float("nan")
         )
         lines.append(
-            f"{row.molecule:<26} {row.backend:<{width}} {row.device:<6} {row.dtype:<8} {row.batch:>8} {row.workers:>7} "
+            f"{row.molecule:<26} {row.backend:<{width}} {row.device:<6} {row.dtype:<8} "
+            f"{row.batch:>8} {row.workers:>7} "
             f"{row.evaluations_per_second:>15,.0f} {speedup:>9.1f} {row.first_call_seconds:>10.2f}"
         )
     return "\n".join(lines)

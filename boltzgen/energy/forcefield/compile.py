@@ -64,7 +64,8 @@ def compile_system(
     n_atoms = system.getNumParticles()
     if any(system.isVirtualSite(a) for a in range(n_atoms)):
         raise UnsupportedForceError(
-            "the System has virtual sites; the torch force field does not support them (use the OpenMM bridge)"
+            "the System has virtual sites; the torch force field does not support them (use the "
+            "OpenMM bridge)"
         )
     pairs = PairList(n_atoms)
     terms = []
@@ -79,7 +80,8 @@ def compile_system(
             )
         if force.usesPeriodicBoundaryConditions():
             raise UnsupportedForceError(
-                f"{name} uses periodic boundary conditions; the torch force field does not support them "
+                f"{name} uses periodic boundary conditions; the torch force field does not "
+                "support them "
                 "(use the OpenMM bridge)"
             )
         terms.append(_BUILDERS[name](force, pairs))

@@ -72,7 +72,8 @@ def _match(template: str, expression: str) -> dict[str, str] | None:
 
 def _refuse(reason: str) -> UnsupportedForceError:
     return UnsupportedForceError(
-        f"CustomGBForce {reason}; the torch force field reproduces only the HCT/OBC1/OBC2/GBn/GBn2 "
+        f"CustomGBForce {reason}; the torch force field reproduces only the "
+        "HCT/OBC1/OBC2/GBn/GBn2 "
         "forces of OpenMM's implicit/*.xml without cutoff (use the OpenMM bridge)"
     )
 

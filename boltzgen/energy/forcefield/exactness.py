@@ -36,7 +36,8 @@ __all__ = [
     "check_exactness",
 ]
 
-#: Tolerances of the check per dtype: (relative energy error, relative force error) per force class.
+#: Tolerances of the check per dtype: (relative energy error, relative force error) per force
+#: class.
 #: float32 bounds are ~10-30x above the largest errors measured on the catalog and test peptides
 #: (energy <= 1e-4: NonbondedForce of ala5-vacuum, a sum of large cancelling Coulomb pairs; force
 #: <= 4e-5).
@@ -58,7 +59,8 @@ class TermErrors:
 
 @dataclass
 class ExactnessReport:
-    """Result of :func:`check_exactness`; :meth:`to_dict` is the JSON of ``boltzgen energy check``."""
+    """Result of :func:`check_exactness`; :meth:`to_dict` is the JSON of ``boltzgen energy
+    check``."""
 
     terms: dict[str, TermErrors]
     total: TermErrors
@@ -201,7 +203,8 @@ def check_exactness(
 
     Arguments:
         system: The System to compile and check.
-        configurations: Positions, shape ``(M, N, 3)``, nm (e.g. from :func:`probe_configurations`).
+        configurations: Positions, shape ``(M, N, 3)``, nm (e.g. from
+            :func:`probe_configurations`).
         dtype: Dtype of the torch evaluation (float64 for the exactness check; float32 to
             measure its error).
         energy_tolerance, force_tolerance: Pass thresholds on the relative errors of each force

@@ -196,4 +196,7 @@ class TorchForceField(Energy):
         return self._chunked(self._kernel, x) / self.kT
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, forces={self.force_names}, max_batch={self.max_batch}, cpu_chunk={self.cpu_chunk}"
+        return (
+            f"{super().extra_repr()}, forces={self.force_names}, max_batch={self.max_batch}, "
+            f"cpu_chunk={self.cpu_chunk}"
+        )

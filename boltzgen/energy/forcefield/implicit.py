@@ -7,9 +7,11 @@ rho~_i <= r + s_j (else 0), with U = r + s_j and L = max(rho~_i, |r - s_j|),
     I_ij = 0.5 [1/L - 1/U + (r/4 - s_j^2/(4r)) (1/U^2 - 1/L^2) + ln(L/U)/(2r)]
 
 (``GBSAOBCForce`` adds 1/rho~_i - 1/L where rho~_i < s_j - r), plus for GBn/GBn2 a neck term
-neck_scale * m0_ij / (1 + 100 (r - d0_ij)^2 + 3e5 (r - d0_ij)^6) where r < rho_i + rho_j + neck_cut,
+neck_scale * m0_ij / (1 + 100 (r - d0_ij)^2 + 3e5 (r - d0_ij)^6) where r < rho_i + rho_j +
+neck_cut,
 with m0 and d0 read from the force's tabulated functions. With I_i = sum_j I_ij and
-psi_i = rho~_i I_i, the Born radius is B_i = 1/(1/rho~_i - tanh(c1 psi + c2 psi^2 + c3 psi^3)/rho_i)
+psi_i = rho~_i I_i, the Born radius is B_i = 1/(1/rho~_i - tanh(c1 psi + c2 psi^2 + c3
+psi^3)/rho_i)
 (OBC1 c = (0.8, 0, 2.909125), OBC2 (1, -0.8, 4.85), GBn2 per atom) or, for HCT,
 B_i = 1/(1/rho~_i - I_i). The energy is
 

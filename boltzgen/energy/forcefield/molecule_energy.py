@@ -30,7 +30,8 @@ def energy_for_molecule(
             warning) to the OpenMM bridge when the System holds an unsupported force;
             ``"torch-compile"``: the same force field evaluated through ``torch.compile`` (fused
             kernels, about 2x faster on a CPU; each new batch shape compiles first, 30-80 s on a
-            small CPU, cached on disk by torch); ``"openmm"``: the OpenMM bridge (one process, CPU platform).
+            small CPU, cached on disk by torch); ``"openmm"``: the OpenMM bridge (one process, CPU
+            platform).
 
     Returns:
         An :class:`Energy` over positions ``(batch, N, 3)`` in nm.

@@ -18,7 +18,8 @@ from .term import ForceTerm, column
 
 __all__ = ["COULOMB_CONSTANT", "CoulombLennardJonesTerm"]
 
-#: k_e = 1/(4 pi eps0) in kJ mol^-1 nm e^-2, the value OpenMM's NonbondedForce and GBSAOBCForce use.
+#: k_e = 1/(4 pi eps0) in kJ mol^-1 nm e^-2, the value OpenMM's NonbondedForce and GBSAOBCForce
+#: use.
 COULOMB_CONSTANT = 138.93545764438198
 
 

@@ -46,7 +46,8 @@ class ForceTerm(torch.nn.Module):
         raise NotImplementedError
 
     def parameter(self, name: str, like: Tensor) -> Tensor:
-        """The buffer ``name`` on the device and in the dtype of ``like`` (no copy if they match)."""
+        """The buffer ``name`` on the device and in the dtype of ``like`` (no copy if they
+        match)."""
         buffer: Tensor = getattr(self, name)
         if buffer.is_floating_point():
             return buffer.to(device=like.device, dtype=like.dtype)
