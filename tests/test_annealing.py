@@ -369,4 +369,14 @@ def test_evaluate_toy_run_prints_the_metrics(
     _, _, model = load_run(run_dir)
     with torch.no_grad():
         assert report["nll"] == pytest.approx(float(-model.log_prob(reference).mean()), rel=1e-9)
+    # exact KL(q||p) = E_q[log q + u] + log Z: only at the target's own temperature (log Z known)
+    assert report["kl"] is None
+    assert main(["evaluate", str(run_dir), "-n", "20000", "--temperature", "1", "--json"]) == 0
+    at_own = json.loads(capsys.readouterr().out)
+    with torch.no_grad():  # an independent estimate from fresh model samples
+        x, log_q = model.sample_and_log_prob(20000)
+        terms = log_q + double_well().energy(x)
+    error = 4 * float(terms.std()) / math.sqrt(20000)
+    assert at_own["temperature"] == 1.0 and at_own["kl"] > -error
+    assert at_own["kl"] == pytest.approx(float(terms.mean()) + double_well().log_z, abs=2 * error)
     assert main(["evaluate", str(tmp_path / "missing")]) == 2

@@ -5,6 +5,8 @@ Draws N samples from the trained model and reports, with the metric functions of
 :mod:`boltzgen.diagnostics.metrics`:
 
 - ``ess``: reverse ESS fraction of the importance weights at the run's temperature (clipped);
+- ``kl``: the exact KL(q||p) = E_q[log q + u] + log Z (nats, Monte Carlo over the samples) when
+  the target knows log Z and the temperature is its own;
 - with ``--reference`` (target samples: MD frames for molecules, exact samples for toys):
   ``nll`` (nats, frames outside the model's support counted in ``n_outside_support``),
   ``forward_ess`` and, for molecules, the Ramachandran KL/TV per (phi_i, psi_i) pair, plain and
@@ -42,6 +44,7 @@ __all__ = ["add_parser", "evaluate_run"]
 #: Keys of the report, in print order.
 REPORT_KEYS = (
     "ess",
+    "kl",
     "forward_ess",
     "nll",
     "nll_standard_error",
@@ -64,8 +67,7 @@ REPORT_KEYS = (
 
 def _load_reference(path: Path, target: Energy, run_dir: Path) -> Tensor:
     """Reference states ``(n, *event_shape)``: an mdtraj-readable trajectory or ``.npz``
-    ``positions``
-    (nm) for molecules, a sample file (.pt/.npy/.npz ``samples``) for other targets."""
+    ``positions`` (nm) for molecules, a sample file (.pt/.npy/.npz ``samples``) otherwise."""
     molecule = target.molecule
     if molecule is None:
         states = load_samples(path)
@@ -149,6 +151,10 @@ def evaluate_run(
         wall_time_s=state.get("wall_time_s"),
         device=device_description(next(model.parameters()).device),
     )
+    if target.log_z is not None and report["temperature"] == target.temperature:
+        # KL(q||p) = E_q[log q + u] + log Z, exact up to Monte Carlo error when log Z is known
+        report["kl"] = float((drawn["log_q"] + drawn["reduced_energies"]).double().mean())
+        report["kl"] += target.log_z
     if reference is not None:
         states = _load_reference(Path(reference), target, run_dir)
         log_q, energies = _log_q_and_energy(model, target, states, temperature)

@@ -3,7 +3,10 @@
     boltzgen exact ising --L 16 --beta 0.4406868 [--J 1] [--h 0] [--json]
     boltzgen exact curie-weiss --n 20 --beta 1.5 [--h 0] [--json]
     boltzgen exact sk --n 20 --seed 0 --beta 1.0 [--json]
-    boltzgen exact ea --L 4 --seed 0 --beta 1.0 [--json]
+    boltzgen exact edwards-anderson --L 4 --seed 0 --beta 1.0 [--json]   (alias: ea)
+
+The models and their options are the spin targets of the config registry and their ``[target]``
+keys, with the same names and defaults.
 
 Ising at zero field uses Kaufman's formula (any L), Curie-Weiss the sum over magnetisations
 (any N); Ising in a field, SK and Edwards-Anderson enumerate all 2**N states (N <= 24).
@@ -18,62 +21,46 @@ import json
 import math
 
 from ..energy.exact import MAX_ENUMERATION_UNITS
-from ..energy.lattice import (
-    CurieWeiss,
-    EdwardsAnderson2D,
-    IsingModel2D,
-    PairwiseSpinEnergy,
-    SherringtonKirkpatrick,
-)
+from ..energy.lattice import PairwiseSpinEnergy
 from ..errors import BoltzgenError
+from ..workflow.registry import TARGETS, schema
 
 __all__ = ["add_parser", "run"]
 
+#: The spin targets of the config registry this command knows, with their old short aliases.
+SPIN_TARGETS = {"ising": [], "curie-weiss": [], "sk": [], "edwards-anderson": ["ea"]}
+_TYPES = {"int": int, "float": float}
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``boltzgen exact`` and its four model sub-commands."""
+    """Register ``boltzgen exact`` and one sub-command per spin target of the registry; the
+    options and their defaults are the ``[target]`` keys of that target."""
     parser = subparsers.add_parser(
         "exact", help="exact log Z and free energy per spin of a lattice/spin model"
     )
     models = parser.add_subparsers(
         dest="model", metavar="MODEL", required=True, parser_class=type(parser)
     )
-    specs = {
-        "ising": (
-            "periodic L x L Ising model (Kaufman at h = 0)",
-            [("--L", int), ("--J", float, 1.0), ("--h", float, 0.0)],
-        ),
-        "curie-weiss": (
-            "Curie-Weiss model E = -(sum s)^2/(2N)",
-            [("--n", int), ("--h", float, 0.0)],
-        ),
-        "sk": (
-            "Sherrington-Kirkpatrick spin glass (enumeration)",
-            [("--n", int), ("--seed", int, 0)],
-        ),
-        "ea": (
-            "2-D Edwards-Anderson +-J spin glass (enumeration)",
-            [("--L", int), ("--seed", int, 0)],
-        ),
-    }
-    for name, (help_text, options) in specs.items():
-        sub = models.add_parser(name, help=help_text)
-        for flag, kind, *default in options:
+    for name, aliases in SPIN_TARGETS.items():
+        summary = (TARGETS[name].__doc__ or name).strip().splitlines()[0]
+        sub = models.add_parser(name, aliases=aliases, help=summary)
+        for key, (default, annotation) in schema("target", name).items():
             sub.add_argument(
-                flag, type=kind, required=not default, default=default[0] if default else None
+                f"--{key}",
+                type=_TYPES[annotation.split("|")[0].strip()],
+                default=default,
+                help=f"[target] {key} (default {default})",
             )
-        sub.add_argument(
-            "--beta", type=float, required=True, help="inverse temperature (units of 1/J)"
-        )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, target=name)
 
 
 def _build(args: argparse.Namespace) -> PairwiseSpinEnergy:
     if not (math.isfinite(args.beta) and args.beta > 0):
         raise BoltzgenError(f"--beta must be a positive number, got {args.beta}")
-    size = args.L * args.L if hasattr(args, "L") else args.n
-    needs_enumeration = args.model in ("sk", "ea")
+    values = {key: getattr(args, key) for key in schema("target", args.target)}
+    size = values["L"] ** 2 if "L" in values else values["n"]
+    needs_enumeration = args.target in ("sk", "edwards-anderson")
     if needs_enumeration and size > MAX_ENUMERATION_UNITS:
         raise BoltzgenError(
             f"exact {args.model} enumerates 2**N states and allows N <= {MAX_ENUMERATION_UNITS}, "
@@ -81,13 +68,7 @@ def _build(args: argparse.Namespace) -> PairwiseSpinEnergy:
         )
     if size > 100_000:
         raise BoltzgenError(f"N={size} spins is too many for this command; use N <= 100000")
-    if args.model == "ising":
-        return IsingModel2D(args.L, args.beta, args.J, args.h)
-    if args.model == "curie-weiss":
-        return CurieWeiss(args.n, args.beta, args.h)
-    if args.model == "sk":
-        return SherringtonKirkpatrick(args.n, args.beta, args.seed)
-    return EdwardsAnderson2D(args.L, args.beta, args.seed)
+    return TARGETS[args.target](**values)
 
 
 def run(args: argparse.Namespace) -> int:
