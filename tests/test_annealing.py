@@ -82,7 +82,7 @@ def annealing_settings(**overrides) -> AnnealingSettings:
         progress=False,
     )
     values.update(overrides)
-    return AnnealingSettings(**values)
+    return AnnealingSettings.from_params(values)
 
 
 def mass_estimates(
@@ -380,3 +380,27 @@ def test_evaluate_toy_run_prints_the_metrics(
     assert at_own["temperature"] == 1.0 and at_own["kl"] > -error
     assert at_own["kl"] == pytest.approx(float(terms.mean()) + double_well().log_z, abs=2 * error)
     assert main(["evaluate", str(tmp_path / "missing")]) == 2
+
+
+def test_annealing_settings_compose_two_train_settings_and_read_old_keys() -> None:
+    """A shared key of old configs (weight_decay) sets both stages, a stage key wins over it,
+    and the resolved table round-trips to the same settings."""
+    from boltzgen.workflow.registry import resolve_config
+
+    old = AnnealingSettings.from_params(
+        {"t_high": 8.0, "weight_decay": 1e-3, "rung_weight_decay": 0.0, "pretrain_lr": 1e-2}
+    )
+    assert isinstance(old.pretrain, TrainSettings) and isinstance(old.rung, TrainSettings)
+    assert old.pretrain.weight_decay == 1e-3 and old.rung.weight_decay == 0.0
+    assert old.pretrain.lr == 1e-2 and old.rung.lr == 5e-6  # the published rung default
+    assert AnnealingSettings.from_params(old.to_params()) == old
+    config = {
+        "target": {"name": "double-well"},
+        "model": {"name": "coupling-flow"},
+        "trainer": {"name": "tabg", "t_high": 8.0, "weight_decay": 1e-3, "rung_steps": 7},
+    }
+    trainer = resolve_config(config)["trainer"]
+    assert trainer["pretrain_weight_decay"] == trainer["rung_weight_decay"] == 1e-3
+    assert trainer["rung_steps"] == 7 and trainer["weight_decay"] is None
+    with pytest.raises(BoltzgenError, match="unknown key"):
+        AnnealingSettings.from_params({"t_high": 8.0, "rung_stpes": 3})

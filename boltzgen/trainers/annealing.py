@@ -32,6 +32,7 @@ twice.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import time
@@ -61,6 +62,15 @@ __all__ = [
 PRETRAIN_STAGE = "pretrain"
 #: Settings that may change when a run is resumed (they do not change the result).
 _COSMETIC = ("progress", "log_every", "checkpoint_every")
+
+
+def _recorded(settings: AnnealingSettings) -> dict[str, Any]:
+    """The settings ``ladder.json`` records and a resume compares (no cosmetic keys)."""
+    return {
+        key: value
+        for key, value in settings.to_params().items()
+        if value is not None and not any(key.endswith(c) for c in _COSMETIC)
+    }
 
 
 def temperature_ladder(
@@ -99,61 +109,70 @@ def rung_stage(k: int, temperature: float) -> str:
     return f"anneal-{k}-T{temperature:.6g}"
 
 
+#: Loop settings that one key sets for both stages (the keys of configs written before the
+#: stages had their own; ``pretrain_<key>`` or ``rung_<key>`` overrides it for one stage).
+SHARED_LOOP_KEYS = (
+    "min_lr_factor",
+    "weight_decay",
+    "grad_clip",
+    "log_every",
+    "checkpoint_every",
+    "progress",
+)
+_STAGES = ("pretrain", "rung")
+
+
+def _default_pretrain() -> TrainSettings:
+    return TrainSettings(
+        steps=100_000, batch_size=256, lr=1e-4, warmup_steps=1000, weight_decay=1e-5
+    )
+
+
+def _default_rung() -> TrainSettings:
+    return TrainSettings(steps=30_000, batch_size=2048, lr=5e-6, warmup_steps=0, weight_decay=1e-5)
+
+
 @dataclasses.dataclass
 class AnnealingSettings:
     """Settings of the TA-BG protocol; the defaults are the published alanine-dipeptide ones.
+
+    The two optimisation stages hold their own :class:`~boltzgen.trainers.TrainSettings`
+    (steps, batch size, learning rate and schedule, weight decay, clipping, logging); the
+    protocol's own settings are the ladder and the buffer.
 
     Attributes:
         t_high: Pretraining temperature (target units: K for molecules, 1 = own T for toys).
         t_low: Final temperature; ``None``: the target's own temperature.
         n_rungs: Geometric steps from ``t_high`` down to ``t_low``.
         extra_final_rungs: Further steps at ``t_low``.
-        pretrain_steps: Reverse-KL steps at ``t_high``.
-        pretrain_batch_size: Model samples per pretraining step (each one energy evaluation).
-        pretrain_lr: Peak learning rate of pretraining (cosine decay to ``min_lr_factor``).
-        pretrain_warmup_steps: Linear warm-up steps of pretraining.
         energy_cap: Smooth logarithmic energy cap of the pretraining loss (kT), ``None``: off.
         drop_top_k: Highest energies of each pretraining batch left out of the loss.
         buffer_samples: N, model samples drawn per rung (each one energy evaluation).
         resample_size: M, size of the buffer resampled with replacement.
         clip_fraction: Fraction of the largest log-weights clipped to the k-th largest.
         chunk_size: Samples per model/energy call when drawing the N samples.
-        rung_steps: Maximum-likelihood steps per rung (the cosine period).
-        rung_batch_size: Buffer samples per step.
-        rung_lr: Peak learning rate of each rung.
-        rung_warmup_steps: Linear warm-up steps of each rung.
-        min_lr_factor: Final learning rate of every cosine schedule, as a fraction of its peak.
-        weight_decay: Decoupled weight decay (all stages).
-        grad_clip: Maximum gradient norm (all stages).
-        log_every: Steps between ``metrics.csv`` rows.
-        checkpoint_every: Steps between checkpoints within a stage (0: only at its end).
-        progress: Show progress bars.
+        pretrain: Loop settings of the reverse-KL pretraining at ``t_high`` (default 1e5 steps
+            of 256 samples, lr 1e-4 with 1000 warm-up steps, weight decay 1e-5).
+        rung: Loop settings of each rung's maximum likelihood on its buffer (the cosine period;
+            default 3e4 steps of 2048 samples, lr 5e-6, weight decay 1e-5).
+
+    In a ``[trainer] name = "tabg"`` table the stage settings are flat keys ``pretrain_<key>``
+    and ``rung_<key>`` (:meth:`config_keys`); a key of :data:`SHARED_LOOP_KEYS` without prefix
+    sets both stages.
     """
 
     t_high: float
     t_low: float | None = None
     n_rungs: int = 9
     extra_final_rungs: int = 1
-    pretrain_steps: int = 100_000
-    pretrain_batch_size: int = 256
-    pretrain_lr: float = 1e-4
-    pretrain_warmup_steps: int = 1000
     energy_cap: float | None = None
     drop_top_k: int = 10
     buffer_samples: int = 5_000_000
     resample_size: int = 2_000_000
     clip_fraction: float = 1e-4
     chunk_size: int = 65_536
-    rung_steps: int = 30_000
-    rung_batch_size: int = 2048
-    rung_lr: float = 5e-6
-    rung_warmup_steps: int = 0
-    min_lr_factor: float = 0.0
-    weight_decay: float = 1e-5
-    grad_clip: float = 100.0
-    log_every: int = 50
-    checkpoint_every: int = 500
-    progress: bool = True
+    pretrain: TrainSettings = dataclasses.field(default_factory=_default_pretrain)
+    rung: TrainSettings = dataclasses.field(default_factory=_default_rung)
 
     def __post_init__(self) -> None:
         checks = {
@@ -161,60 +180,89 @@ class AnnealingSettings:
             "resample_size": self.resample_size >= 1,
             "clip_fraction": 0 <= self.clip_fraction < 1,
             "chunk_size": self.chunk_size >= 1,
-            "drop_top_k": 0 <= self.drop_top_k < self.pretrain_batch_size,
+            "drop_top_k": 0 <= self.drop_top_k < self.pretrain.batch_size,
         }
         for name, ok in checks.items():
             if not ok:
                 raise BoltzgenError(
                     f"TA-BG setting {name} = {getattr(self, name)!r} is out of range"
                 )
-        self.pretrain_settings()  # range checks of the shared loop settings
-        self.rung_settings()
+
+    @classmethod
+    def config_keys(cls) -> dict[str, tuple[Any, str]]:
+        """The keys of a ``tabg`` table: name -> (default or ``inspect.Parameter.empty``,
+        annotation text), as the registry reads them."""
+        keys: dict[str, tuple[Any, str]] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in _STAGES:
+                continue
+            default = (
+                f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+            )
+            keys[f.name] = (default, str(f.type))
+        stage_defaults = {"pretrain": _default_pretrain(), "rung": _default_rung()}
+        for stage, defaults in stage_defaults.items():
+            for f in dataclasses.fields(TrainSettings):
+                keys[f"{stage}_{f.name}"] = (getattr(defaults, f.name), str(f.type))
+        for key in SHARED_LOOP_KEYS:
+            keys[key] = (None, f"{keys[f'rung_{key}'][1]} | None")
+        return keys
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AnnealingSettings:
-        """Settings from a ``[trainer]`` table (its ``name`` ignored); unknown keys are refused."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - fields - {"name"})
+        """Settings from a ``[trainer]`` table (its ``name`` ignored); unknown keys are refused.
+
+        A stage key (``pretrain_lr``) wins over a shared key (``weight_decay``), which wins over
+        the default.
+        """
+        keys = cls.config_keys()
+        unknown = sorted(set(params) - set(keys) - {"name"})
         if unknown:
             raise BoltzgenError(
                 f"[trainer] unknown key(s) for 'tabg': {', '.join(unknown)}; allowed: "
-                f"{', '.join(sorted(fields))}"
+                f"{', '.join(sorted(keys))}"
             )
         if "t_high" not in params:
             raise BoltzgenError(
                 "[trainer] 'tabg' needs the key 't_high' (the pretraining temperature)"
             )
-        return cls(**{k: v for k, v in params.items() if k in fields})
-
-    def _shared(self) -> dict[str, Any]:
-        return {
-            "min_lr_factor": self.min_lr_factor,
-            "weight_decay": self.weight_decay,
-            "grad_clip": self.grad_clip,
-            "log_every": self.log_every,
-            "checkpoint_every": self.checkpoint_every,
-            "progress": self.progress,
+        stages = {"pretrain": _default_pretrain(), "rung": _default_rung()}
+        for stage in _STAGES:
+            values = {k: params[k] for k in SHARED_LOOP_KEYS if params.get(k) is not None}
+            values.update(
+                {
+                    f.name: params[f"{stage}_{f.name}"]
+                    for f in dataclasses.fields(TrainSettings)
+                    if params.get(f"{stage}_{f.name}") is not None
+                }
+            )
+            stages[stage] = dataclasses.replace(stages[stage], **values)
+        own = {
+            f.name: params[f.name]
+            for f in dataclasses.fields(cls)
+            if f.name not in _STAGES and f.name in params
         }
+        return cls(**own, **stages)
 
-    def pretrain_settings(self) -> TrainSettings:
-        """Loop settings of the reverse-KL pretraining."""
-        return TrainSettings(
-            steps=self.pretrain_steps,
-            batch_size=self.pretrain_batch_size,
-            lr=self.pretrain_lr,
-            warmup_steps=self.pretrain_warmup_steps,
-            **self._shared(),
-        )
+    def to_params(self) -> dict[str, Any]:
+        """The flat ``tabg`` table of these settings (stage keys; shared keys unset)."""
+        params: dict[str, Any] = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in _STAGES
+        }
+        for stage in _STAGES:
+            for key, value in dataclasses.asdict(getattr(self, stage)).items():
+                params[f"{stage}_{key}"] = value
+        params.update(dict.fromkeys(SHARED_LOOP_KEYS))
+        return params
 
-    def rung_settings(self) -> TrainSettings:
-        """Loop settings of one annealing rung (maximum likelihood on its buffer)."""
-        return TrainSettings(
-            steps=self.rung_steps,
-            batch_size=self.rung_batch_size,
-            lr=self.rung_lr,
-            warmup_steps=self.rung_warmup_steps,
-            **self._shared(),
+    def without_progress(self) -> AnnealingSettings:
+        """A copy with the progress bars of both stages off."""
+        return dataclasses.replace(
+            self,
+            pretrain=dataclasses.replace(self.pretrain, progress=False),
+            rung=dataclasses.replace(self.rung, progress=False),
         )
 
 
@@ -259,9 +307,7 @@ class TemperatureAnnealing:
         self.step = 0
         self.skipped = 0
         self.record: dict[str, Any] = {
-            "settings": {
-                k: v for k, v in dataclasses.asdict(settings).items() if k not in _COSMETIC
-            },
+            "settings": _recorded(settings),
             "temperatures": self.temperatures,
             "pretrain": None,
             "rungs": [],
@@ -288,10 +334,13 @@ class TemperatureAnnealing:
         if path is None or not path.is_file():
             return
         saved = json.loads(path.read_text())
-        if (
-            saved.get("settings") != self.record["settings"]
-            or saved.get("temperatures") != self.temperatures
-        ):
+        # Read back through from_params: records written before the stages had their own
+        # settings (shared keys) compare equal when they describe the same protocol.
+        try:
+            recorded = _recorded(AnnealingSettings.from_params(saved.get("settings") or {}))
+        except BoltzgenError:  # not a settings record of this protocol
+            recorded = None
+        if recorded != self.record["settings"] or saved.get("temperatures") != self.temperatures:
             raise BoltzgenError(
                 f"{path} records a TA-BG run with other settings; use a new run directory "
                 "or the settings the run was started with"
@@ -344,9 +393,7 @@ class TemperatureAnnealing:
             energy_cap=s.energy_cap,
             drop_top_k=s.drop_top_k,
         )
-        trainer = Trainer(
-            self.model, objective, s.pretrain_settings(), self.run_dir, PRETRAIN_STAGE
-        )
+        trainer = Trainer(self.model, objective, s.pretrain, self.run_dir, PRETRAIN_STAGE)
         last = trainer.fit()
         self._take_counters(trainer, 0, 0)
         self.record["pretrain"] = {
@@ -403,9 +450,7 @@ class TemperatureAnnealing:
     def _rung(self, k: int) -> None:
         stage = rung_stage(k, self.temperatures[k])
         buffer, stats = self._buffer(stage, self.temperatures[k])
-        trainer = Trainer(
-            self.model, ForwardKL(buffer), self.settings.rung_settings(), self.run_dir, stage
-        )
+        trainer = Trainer(self.model, ForwardKL(buffer), self.settings.rung, self.run_dir, stage)
         trainer.energy_evaluations = self.energy_evaluations  # cumulative counters in metrics.csv
         trainer.wall_time_s = self.wall_time_s
         steps_before, skipped_before = self.step, self.skipped
@@ -495,5 +540,5 @@ def tabg_from_config(
         progress: ``False`` turns the progress bars off whatever the table says.
     """
     settings = AnnealingSettings.from_params(params)
-    settings = dataclasses.replace(settings, progress=settings.progress and progress)
+    settings = settings if progress else settings.without_progress()
     return TemperatureAnnealing(model, target, settings, run_dir)

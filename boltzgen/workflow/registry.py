@@ -168,7 +168,7 @@ def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
             f"[{section}] name = {name!r} is unknown; choose one of: {', '.join(sorted(registry))}"
         )
     if section == "trainer" and name in PROTOCOLS:
-        keys = keys_of(PROTOCOLS[name])
+        keys = PROTOCOLS[name].config_keys()
     else:
         keys = schema(section, name)
     if section == "trainer" and name not in PROTOCOLS:
@@ -180,13 +180,18 @@ def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
             f"allowed: {', '.join(sorted(keys))}"
         )
     resolved: dict[str, Any] = {"name": name}
+    protocol = PROTOCOLS.get(name) if section == "trainer" else None
     for key, (default, annotation) in keys.items():
         if key in table:
             resolved[key] = _check_value(section, key, table[key], annotation)
+        elif protocol is not None:
+            continue  # the protocol's settings fill in its defaults (shared keys need that)
         elif default is not inspect.Parameter.empty:
             resolved[key] = default
         else:
             raise BoltzgenError(f"[{section}] '{name}' needs the key '{key}'")
+    if protocol is not None:
+        return {"name": name, **protocol.from_params(resolved).to_params()}
     return resolved
 
 
