@@ -26,7 +26,6 @@ from boltzgen.trainers import ReverseKL, Trainer, TrainingInterrupted, TrainSett
 from boltzgen.trainers.annealing import (
     AnnealingSettings,
     TemperatureAnnealing,
-    tabg_from_config,
     temperature_ladder,
 )
 from boltzgen.workflow.runs import load_run, train_run
@@ -187,14 +186,11 @@ def test_ladder_and_settings() -> None:
     with pytest.raises(BoltzgenError, match="t_low <= t_high"):
         temperature_ladder(300.0, 1200.0, 9)
     with pytest.raises(BoltzgenError, match="unknown key"):
-        tabg_from_config(
-            double_well(), left_well_flow(), {"name": "tabg", "t_high": 8.0, "rung_stepz": 3}, None
-        )
+        AnnealingSettings.from_params({"name": "tabg", "t_high": 8.0, "rung_stepz": 3})
     with pytest.raises(BoltzgenError, match="resample_size"):
         AnnealingSettings(t_high=8.0, resample_size=0)
-    protocol = tabg_from_config(
-        double_well(), left_well_flow(), {"name": "tabg", "t_high": 8.0, "n_rungs": 2}, None
-    )
+    settings = AnnealingSettings.from_params({"name": "tabg", "t_high": 8.0, "n_rungs": 2})
+    protocol = TemperatureAnnealing(left_well_flow(), double_well(), settings)
     assert protocol.stages == ["pretrain", "anneal-1-T2.82843", "anneal-2-T1", "anneal-3-T1"]
 
 

@@ -148,9 +148,9 @@ def summary(
         "mean_potential_energy_kJ_mol": potential.mean((0, 2)).tolist(),
         "exchange_acceptance": [None if np.isnan(r) else float(r) for r in rates],
         "frames": int(frames["positions"].shape[0] * c),
-        "wall_time_s": run.wall_time,
-        "steps_per_s": steps / run.wall_time if run.wall_time > 0 else None,
-        "replica_steps_per_s": steps * k * c / run.wall_time if run.wall_time > 0 else None,
+        "wall_time_s": run.wall_time_s,
+        "steps_per_s": steps / run.wall_time_s if run.wall_time_s > 0 else None,
+        "replica_steps_per_s": steps * k * c / run.wall_time_s if run.wall_time_s > 0 else None,
     }
 
 

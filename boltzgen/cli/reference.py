@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             "settings": settings,
             "seed": args.seed,
             "exchange_acceptance": simulation.exchange.acceptance_rates().cpu().tolist(),
-            "md_wall_time_s": md_run.wall_time,
+            "md_wall_time_s": md_run.wall_time_s,
         }
         result = write_reference(
             folder,

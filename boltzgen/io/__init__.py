@@ -9,6 +9,7 @@ from __future__ import annotations
 from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .files import atomic_write, atomic_write_text, write_json
 from .metrics import MetricsLog, read_metrics_columns
+from .rundir import RunDir, dump_toml
 from .samples import load_samples, save_samples
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "load_samples",
     "MetricsLog",
     "read_metrics_columns",
+    "RunDir",
+    "dump_toml",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import BoltzgenError
-from ..io import atomic_write, load_checkpoint, save_checkpoint, write_json
+from ..io import RunDir, atomic_write, load_checkpoint, save_checkpoint
 from .simulation import ReplicaExchangeMD
 
 __all__ = ["MDRun"]
@@ -48,23 +48,8 @@ class MDRun:
         self.settings = json.loads(json.dumps(dict(settings)))
         self.checkpoint_path = self.directory / "checkpoint.pt"
         self.chunk_dir = self.directory / "chunks"
-        settings_path = self.directory / "settings.json"
-        if settings_path.is_file():
-            existing = json.loads(settings_path.read_text())
-            if existing != self.settings:
-                changed = sorted(
-                    k
-                    for k in set(existing) | set(self.settings)
-                    if existing.get(k) != self.settings.get(k)
-                )
-                raise BoltzgenError(
-                    f"{self.directory} holds a run with different settings "
-                    f"({', '.join(changed)}): "
-                    "use another output folder or the same settings to resume"
-                )
-        else:
-            write_json(settings_path, self.settings)
-        self.wall_time = 0.0
+        RunDir(self.directory, "settings.json").claim(self.settings)
+        self.wall_time_s = 0.0
 
     def resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
         """Load the checkpoint into ``simulation`` if there is one (returns ``True``), else start
@@ -77,7 +62,8 @@ class MDRun:
             return False
         saved = load_checkpoint(self.checkpoint_path)
         simulation.load_state_dict(saved["simulation"])
-        self.wall_time = float(saved.get("wall_time", 0.0))
+        # "wall_time": the key of checkpoints written before it was wall_time_s
+        self.wall_time_s = float(saved.get("wall_time_s", saved.get("wall_time", 0.0)))
         for chunk in self._chunks():
             if _chunk_step(chunk) > simulation.step:
                 chunk.unlink()
@@ -118,7 +104,7 @@ class MDRun:
                 started = time.perf_counter()
                 simulation.advance(report_every)
                 observation = simulation.observe()  # synchronises with the device
-                self.wall_time += time.perf_counter() - started
+                self.wall_time_s += time.perf_counter() - started
                 buffer.append({"step": np.asarray(simulation.step), **observation})
                 bar.update(report_every)
                 if len(buffer) == reports_per_chunk or simulation.step >= total_steps:
@@ -138,7 +124,7 @@ class MDRun:
             np.savez(handle, **arrays)
         save_checkpoint(
             self.checkpoint_path,
-            {"simulation": simulation.state_dict(), "wall_time": self.wall_time},
+            {"simulation": simulation.state_dict(), "wall_time_s": self.wall_time_s},
         )
 
     def frames(self) -> dict[str, np.ndarray]:

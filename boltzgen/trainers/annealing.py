@@ -56,7 +56,6 @@ __all__ = [
     "TemperatureAnnealing",
     "temperature_ladder",
     "rung_stage",
-    "tabg_from_config",
 ]
 
 PRETRAIN_STAGE = "pretrain"
@@ -520,25 +519,3 @@ class TemperatureAnnealing:
             "temperature": self.temperature,
             **self._counters(),
         }
-
-
-def tabg_from_config(
-    target: Energy,
-    model: torch.nn.Module,
-    params: Mapping[str, Any],
-    run_dir: str | Path | None,
-    progress: bool = True,
-) -> TemperatureAnnealing:
-    """The TA-BG protocol of a ``[trainer] name = "tabg"`` table (keys: the fields of
-    :class:`AnnealingSettings`).
-
-    Arguments:
-        target: The target energy.
-        model: The flow to train.
-        params: The ``[trainer]`` table.
-        run_dir: The run directory.
-        progress: ``False`` turns the progress bars off whatever the table says.
-    """
-    settings = AnnealingSettings.from_params(params)
-    settings = settings if progress else settings.without_progress()
-    return TemperatureAnnealing(model, target, settings, run_dir)

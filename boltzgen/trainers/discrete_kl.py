@@ -145,6 +145,9 @@ class PersistentChainObjective:
         generator: Random generator of the chains.
     """
 
+    #: Discrete objectives fit the target at its own temperature.
+    temperature: float | None = None
+
     #: Target-energy evaluations per batch element of one step.
     energy_calls_per_sample = 0
 

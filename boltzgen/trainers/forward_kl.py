@@ -26,6 +26,8 @@ class ForwardKL:
     """
 
     name = "forward-kl"
+    #: The data's temperature is not known here: the target's own, unless the caller knows better.
+    temperature: float | None = None
 
     def __init__(self, data: Tensor) -> None:
         if data.dim() < 2 or data.shape[0] < 1:

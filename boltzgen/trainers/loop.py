@@ -142,6 +142,12 @@ class Trainer:
         self.last_diagnostics: dict[str, float] = {}
 
     @property
+    def temperature(self) -> float | None:
+        """The temperature the trained model targets (the objective's; ``None``: the target's
+        own), as :attr:`TemperatureAnnealing.temperature` states it for the protocol."""
+        return self.objective.temperature
+
+    @property
     def checkpoint_path(self) -> Path | None:
         """``RUN_DIR/checkpoints/{stage or 'last'}.pt``, or ``None`` without a run directory."""
         if self.run_dir is None:

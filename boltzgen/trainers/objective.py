@@ -28,9 +28,12 @@ class Objective(Protocol):
 
     Attributes:
         name: Short identifier, e.g. ``"reverse-kl"``.
+        temperature: The temperature the objective fits the model to (target units), ``None``
+            for the target's own (also for objectives that learn from given samples).
     """
 
     name: str
+    temperature: float | None
 
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
         """Surrogate loss of one step on a batch of ``batch_size`` (model samples or data)."""

@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from ..errors import BoltzgenError
+from ..io.rundir import dump_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,12 +120,4 @@ def check_structure(config: Mapping[str, Any], source: str = "config") -> None:
 
 def dump_config(config: Mapping[str, Any]) -> str:
     """The resolved config as TOML text (round-trips through :func:`parse_config_text`)."""
-    return tomli_w.dumps(_without_none(config))
-
-
-def _without_none(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [_without_none(v) for v in value]
-    return value
+    return dump_toml(config)

@@ -21,6 +21,7 @@ import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,8 +29,8 @@ import torch
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 from ..tensors import select_device
-from ..trainers.annealing import AnnealingSettings
-from ..trainers.loop import TrainSettings
+from ..trainers.annealing import AnnealingSettings, TemperatureAnnealing
+from ..trainers.loop import Trainer, TrainSettings
 from .config import TOP_LEVEL_DEFAULTS
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "build_model",
     "build_objective",
     "train_settings",
+    "build_training",
     "keys_of",
     "schema",
     "PROTOCOLS",
@@ -245,6 +247,29 @@ def build_model(resolved: Mapping[str, Any], target: Energy) -> torch.nn.Module:
 def build_objective(resolved: Mapping[str, Any], target: Energy) -> Any:
     """The objective of the ``[trainer]`` table."""
     return _call(OBJECTIVES[resolved["trainer"]["name"]], resolved["trainer"], target)
+
+
+def build_training(
+    resolved: Mapping[str, Any],
+    target: Energy,
+    model: torch.nn.Module,
+    run_dir: str | Path | None,
+    progress: bool = True,
+) -> Trainer | TemperatureAnnealing:
+    """The training procedure of the ``[trainer]`` table, ready to :meth:`fit`: a
+    :class:`~boltzgen.trainers.Trainer` on the table's objective, or the TA-BG protocol.
+
+    Both offer the same ``fit()``, counters (``energy_evaluations``, ``wall_time_s``, ``step``,
+    ``skipped``) and ``temperature`` (the one the trained model targets; ``None``: the
+    target's own). ``progress=False`` turns the progress bars off whatever the table says.
+    """
+    table = resolved["trainer"]
+    if table["name"] in PROTOCOLS:
+        settings = AnnealingSettings.from_params(table)
+        settings = settings if progress else settings.without_progress()
+        return TemperatureAnnealing(model, target, settings, run_dir)
+    objective = build_objective(resolved, target)
+    return Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
 
 
 def train_settings(resolved: Mapping[str, Any], progress: bool = True) -> TrainSettings:

@@ -23,23 +23,18 @@ from ..diagnostics.discrete import exact_forward_kl, exact_ratio_divergence, exa
 from ..energy.base import Energy
 from ..energy.exact import MAX_ENUMERATION_UNITS
 from ..errors import BoltzgenError
-from ..io import atomic_write_text, load_checkpoint, save_samples, write_json
+from ..io import RunDir, load_checkpoint, save_samples, write_json
 from ..models.base import Model
 from ..samplers.importance import draw_weighted_samples
 from ..samplers.weights import reverse_ess
 from ..tensors import device_description
-from ..trainers.annealing import tabg_from_config
-from ..trainers.loop import Trainer
-from .config import dump_config, parse_config_text
+from .config import parse_config_text
 from .registry import (
-    PROTOCOLS,
     build_model,
-    build_objective,
     build_target,
+    build_training,
     resolve_config,
     select_device,
-    train_settings,
-    training_temperature,
 )
 
 __all__ = [
@@ -52,25 +47,13 @@ __all__ = [
 ]
 
 
+#: The settings file of a training run directory: the resolved config.
+CONFIG_FILE = "config.toml"
+
+
 def default_run_dir(config_path: str | Path) -> Path:
     """``runs/<config file stem>`` in the current directory."""
     return Path("runs") / Path(config_path).stem
-
-
-def _prepare_run_dir(run_dir: Path, resolved: Mapping[str, Any]) -> None:
-    text = dump_config(resolved)
-    existing = run_dir / "config.toml"
-    if existing.is_file():
-        # Resolve the recorded config again: keys added since it was written get their defaults.
-        recorded = resolve_config(parse_config_text(existing.read_text(), str(existing)))
-        if parse_config_text(dump_config(recorded)) != parse_config_text(text):
-            raise BoltzgenError(
-                f"{run_dir} holds a run with a different config; pass -o NEW_DIR, "
-                "or rerun with the same config to resume it"
-            )
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(existing, text)
 
 
 @torch.no_grad()
@@ -157,15 +140,10 @@ def train_run(
     device = select_device(resolved["device"])
     target = build_target(resolved)  # bad values fail here, before the run directory exists
     model = build_model(resolved, target)
-    protocol = resolved["trainer"]["name"] in PROTOCOLS
-    objective = None if protocol else build_objective(resolved, target)
-    _prepare_run_dir(run_dir, resolved)
-    if protocol:
-        trainer = tabg_from_config(target, model, resolved["trainer"], run_dir, progress)
-    else:
-        trainer = Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
-    last = trainer.fit()
-    temperature = training_temperature(resolved)
+    training = build_training(resolved, target, model, run_dir, progress)
+    RunDir(run_dir, CONFIG_FILE, canonical=resolve_config).claim(resolved)
+    last = training.fit()
+    temperature = training.temperature
     drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)
     paths = write_samples(run_dir / "samples" / "samples", target, drawn, temperature)
     summary = {
@@ -173,11 +151,11 @@ def train_run(
         "kl_minus_log_z": float((drawn["log_q"] + drawn["reduced_energies"]).mean()),
         "n_samples": int(drawn["samples"].shape[0]),
         "sample_temperature": temperature if temperature is not None else target.temperature,
-        "energy_evaluations": trainer.energy_evaluations,
+        "energy_evaluations": training.energy_evaluations,
         "training_loss": last.get("loss"),
-        "skipped_steps": int(trainer.skipped),
-        "steps": trainer.step,
-        "wall_time_s": trainer.wall_time_s,
+        "skipped_steps": int(training.skipped),
+        "steps": training.step,
+        "wall_time_s": training.wall_time_s,
         "device": device_description(device),
         "samples": [str(p) for p in paths],
     }
@@ -229,7 +207,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Modu
     """Rebuild the target and the trained model of a run directory from its config and
     checkpoint."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.toml"
+    config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         raise BoltzgenError(
             f"{run_dir} is not a run directory (no config.toml); train one with 'boltzgen train "
