@@ -21,3 +21,14 @@ def device(request: pytest.FixtureRequest) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise pytest.UsageError("--device cuda given but CUDA is not available")
     return torch.device(name)
+
+
+#: Relative tolerance of a float32 computation against its float64 reference, per dtype.
+RELATIVE_TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["float32", "float64"])
+def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    """Both floating dtypes: a test taking ``device`` and ``dtype`` runs on the ``--device``
+    in float32 and in float64."""
+    return request.param

@@ -89,8 +89,11 @@ def test_exchange_swaps_with_the_metropolis_probability_and_rescales_velocities(
     assert rates[0].item() == 1.0 and abs(rates[1].item() - p) < 4 * se
 
 
-def test_replica_exchange_keeps_each_temperature_distribution(device: torch.device) -> None:
-    """Double well (barrier 8 kT at the lowest rung): exact <U>(T) and equal well populations."""
+def test_replica_exchange_keeps_each_temperature_distribution(
+    device: torch.device, dtype: torch.dtype
+) -> None:
+    """Double well (barrier 8 kT at the lowest rung): exact <U>(T) and equal well populations,
+    on ``--device`` in float32 and float64."""
     energy = DoubleWell(barrier=2.0)
     temperatures, chains = [0.25, 0.5, 1.0, 2.0], 128
     md = ReplicaExchangeMD(
@@ -103,7 +106,7 @@ def test_replica_exchange_keeps_each_temperature_distribution(device: torch.devi
         exchange_every=5,
         seed=1,
         device=device,
-        dtype=torch.float64,
+        dtype=dtype,
         boltzmann_constant=1.0,
     )
     md.start(np.array([[1.0, 0.0, 0.0]]))  # every replica starts in the right-hand well

@@ -254,8 +254,9 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     assert steps_logged == sorted(set(steps_logged)) and steps_logged[-1] == 200
 
 
-def test_training_step_is_sync_free(device: torch.device) -> None:
-    """Steps of reverse KL and forward KL through the shared loop, on the --device.
+def test_training_step_is_sync_free(device: torch.device, dtype: torch.dtype) -> None:
+    """Steps of reverse KL and forward KL through the shared loop, on the --device, in float32
+    and float64 (parameters, samples and losses stay in the dtype).
 
     On CUDA they run under ``torch.cuda.set_sync_debug_mode("error")`` (with ``log_every`` past
     the last step, so the only device read is the final one outside the guarded steps): any
@@ -263,12 +264,12 @@ def test_training_step_is_sync_free(device: torch.device) -> None:
     the test. On the CPU the same steps must change the parameters and keep them finite.
     """
     torch.manual_seed(0)
-    target = GaussianMixture2D().to(device)
-    model = small_flow(2, n_layers=4, hidden=32).to(device)
+    target = GaussianMixture2D().to(device, dtype)
+    model = small_flow(2, n_layers=4, hidden=32).to(device, dtype)
     before = [p.detach().clone() for p in model.parameters()]
     objectives = [
         ReverseKL(target, temperature=2.0, energy_cap=5.0, drop_top_k=3),
-        ForwardKL(target.sample(1000).float().to(device)),
+        ForwardKL(target.sample(1000).to(device, dtype)),
     ]
     for objective in objectives:
         trainer = Trainer(
@@ -289,5 +290,5 @@ def test_training_step_is_sync_free(device: torch.device) -> None:
                 torch.cuda.set_sync_debug_mode("default")
         assert int(trainer.skipped) == 0
     after = list(model.parameters())
-    assert all(torch.isfinite(p).all() for p in after)
+    assert all(p.dtype == dtype and torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(a.detach(), b) for a, b in zip(after, before))
