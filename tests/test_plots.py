@@ -25,7 +25,7 @@ from boltzgen.diagnostics.plots import (
     plot_training_curves,
     save_figure,
 )
-from boltzgen.molecule.trajectories import write_samples
+from boltzgen.molecule.trajectories import write_trajectory
 
 ALANINE_DIPEPTIDE = (
     Path(__file__).resolve().parents[1] / "systems" / "alanine-dipeptide" / "structure.pdb"
@@ -93,7 +93,7 @@ def _write_run(run_dir: Path, rng: np.random.Generator, molecule: bool) -> None:
         reduced_energies[:3] = [1e5, np.inf, np.nan]
         log_weights = rng.normal(0.0, 1.0, n)
         log_weights[1:3] = -np.inf
-        write_samples(
+        write_trajectory(
             run_dir / "samples" / "samples",
             xyz,
             structure.topology,

@@ -9,7 +9,7 @@ import torch
 
 from boltzgen.errors import BoltzgenError
 from boltzgen.molecule.molecule import Molecule
-from boltzgen.molecule.trajectories import read_samples, write_samples
+from boltzgen.molecule.trajectories import read_trajectory, write_trajectory
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def positions(molecule) -> np.ndarray:
 
 def test_dcd_xtc_h5_reload_to_the_same_coordinates(tmp_path, molecule, positions):
     prefix = tmp_path / "run" / "samples"
-    paths = write_samples(prefix, positions, molecule.topology, formats=("dcd", "xtc", "h5"))
+    paths = write_trajectory(prefix, positions, molecule.topology, formats=("dcd", "xtc", "h5"))
     assert [p.name for p in paths] == ["samples.pdb", "samples.dcd", "samples.xtc", "samples.h5"]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(p.name for p in paths)
     top = str(prefix) + ".pdb"
@@ -42,7 +42,7 @@ def test_dcd_xtc_h5_reload_to_the_same_coordinates(tmp_path, molecule, positions
 def test_sidecar_round_trip_with_torch_inputs(tmp_path, molecule, positions):
     log_weights = torch.linspace(-3.0, 2.0, len(positions), dtype=torch.float64)
     reduced = torch.as_tensor(np.random.default_rng(1).normal(size=len(positions)))
-    write_samples(
+    write_trajectory(
         tmp_path / "s",
         torch.as_tensor(positions),
         molecule.mdtraj_topology(),
@@ -50,7 +50,7 @@ def test_sidecar_round_trip_with_torch_inputs(tmp_path, molecule, positions):
         reduced_energies=reduced,
         temperature=300.0,
     )
-    trajectory, sidecar = read_samples(tmp_path / "s")
+    trajectory, sidecar = read_trajectory(tmp_path / "s")
     assert trajectory.n_frames == len(positions) and trajectory.n_atoms == molecule.n_atoms
     np.testing.assert_array_equal(sidecar["log_weights"], log_weights.numpy())
     np.testing.assert_array_equal(sidecar["reduced_energies"], reduced.numpy())
@@ -58,23 +58,23 @@ def test_sidecar_round_trip_with_torch_inputs(tmp_path, molecule, positions):
 
 
 def test_dcd_only_reads_back_with_the_pdb_topology(tmp_path, molecule, positions):
-    write_samples(tmp_path / "d", positions, molecule.topology, formats=("dcd",))
-    trajectory, sidecar = read_samples(tmp_path / "d")
+    write_trajectory(tmp_path / "d", positions, molecule.topology, formats=("dcd",))
+    trajectory, sidecar = read_trajectory(tmp_path / "d")
     np.testing.assert_allclose(trajectory.xyz, positions, atol=1e-3)
     assert sidecar == {}
 
 
 def test_bad_inputs_are_user_errors(tmp_path, molecule, positions):
     with pytest.raises(BoltzgenError, match="shape"):
-        write_samples(tmp_path / "x", positions[:, :5], molecule.topology)
+        write_trajectory(tmp_path / "x", positions[:, :5], molecule.topology)
     with pytest.raises(BoltzgenError, match="log_weights must have shape"):
-        write_samples(tmp_path / "x", positions, molecule.topology, log_weights=np.zeros(3))
+        write_trajectory(tmp_path / "x", positions, molecule.topology, log_weights=np.zeros(3))
     bad = positions.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(BoltzgenError, match="NaN"):
-        write_samples(tmp_path / "x", bad, molecule.topology)
+        write_trajectory(tmp_path / "x", bad, molecule.topology)
     with pytest.raises(BoltzgenError, match="unknown trajectory formats"):
-        write_samples(tmp_path / "x", positions, molecule.topology, formats=("trr",))
+        write_trajectory(tmp_path / "x", positions, molecule.topology, formats=("trr",))
     with pytest.raises(BoltzgenError, match="no trajectory"):
-        read_samples(tmp_path / "missing")
+        read_trajectory(tmp_path / "missing")
     assert not list(tmp_path.iterdir())  # nothing half-written

@@ -15,7 +15,7 @@ from ..errors import BoltzgenError
 from ..io import atomic_write_text, write_json
 from ..md import MDRun, ReplicaExchangeMD
 from ..molecule.molecule import Molecule
-from ..molecule.trajectories import write_samples
+from ..molecule.trajectories import write_trajectory
 from ..samplers.ladders import geometric_ladder
 from ..tensors import DTYPES, select_device
 from .molecule_args import add_molecule_arguments, molecule_from_args
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     frames = md_run.frames()
     out = Path(args.output)
     positions = frames["positions"].reshape(-1, molecule.n_atoms, 3)
-    write_samples(
+    write_trajectory(
         out / "trajectory",
         positions,
         molecule.topology,

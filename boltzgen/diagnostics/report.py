@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from ..errors import BoltzgenError
 from ..io import MetricsLog, read_metrics_columns
 from ..molecule.ramachandran import backbone_dihedrals
-from ..molecule.trajectories import read_samples
+from ..molecule.trajectories import read_trajectory
 from ..samplers.weights import reverse_ess, self_normalized_weights
 from .metrics import angle_pairs, ramachandran_metrics
 from .plots import (
@@ -166,7 +166,7 @@ def _load_samples(run: RunData) -> None:
         )
         return
     try:
-        run.samples, sidecar = read_samples(prefix)
+        run.samples, sidecar = read_trajectory(prefix)
     except (BoltzgenError, ImportError, OSError, ValueError) as error:
         run.notes.append(
             f"Samples could not be read ({str(error).splitlines()[0][:160]}): sample figures "

@@ -21,15 +21,15 @@ from openmm import app
 
 from ..errors import BoltzgenError
 
-__all__ = ["TRAJECTORY_FORMATS", "write_samples", "read_samples"]
+__all__ = ["TRAJECTORY_FORMATS", "write_trajectory", "read_trajectory"]
 
-#: Trajectory formats that :func:`write_samples` can write, in the order :func:`read_samples`
+#: Trajectory formats that :func:`write_trajectory` can write, in the order :func:`read_trajectory`
 #: prefers them (h5 keeps full float32 precision and the topology).
 TRAJECTORY_FORMATS = ("h5", "dcd", "xtc")
 _SIDECAR_KEYS = ("log_weights", "reduced_energies", "temperature")
 
 
-def write_samples(
+def write_trajectory(
     prefix: str | os.PathLike[str],
     positions: Any,
     topology: app.Topology | mdtraj.Topology,
@@ -102,10 +102,10 @@ def write_samples(
     return written
 
 
-def read_samples(
+def read_trajectory(
     prefix: str | os.PathLike[str],
 ) -> tuple[mdtraj.Trajectory, dict[str, np.ndarray]]:
-    """Read a sample set written by :func:`write_samples`.
+    """Read a sample set written by :func:`write_trajectory`.
 
     Arguments:
         prefix: The same prefix that was written.

@@ -104,7 +104,7 @@ def write_samples(
     """Write drawn samples: a trajectory with topology for molecules, ``{prefix}.pt`` otherwise."""
     molecule = target.molecule
     if molecule is not None:
-        from ..molecule.trajectories import write_samples as write_trajectory
+        from ..molecule.trajectories import write_trajectory
 
         paths = write_trajectory(
             str(path_prefix),
