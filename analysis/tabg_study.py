@@ -27,8 +27,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from boltzgen.cli.evaluate import evaluate_run
-from boltzgen.cli.init import template_text
 from boltzgen.diagnostics.plots import save_figure
 from boltzgen.diagnostics.report import RunData, load_reference, load_run_data, run_figure
 from boltzgen.io import atomic_write_text
@@ -36,7 +34,9 @@ from boltzgen.md.datasets import read_metadata
 from boltzgen.molecule.ramachandran import backbone_dihedrals, basin_populations
 from boltzgen.samplers.weights import self_normalized_weights
 from boltzgen.workflow.config import parse_config_text
+from boltzgen.workflow.evaluation import evaluate_run
 from boltzgen.workflow.runs import train_run
+from boltzgen.workflow.templates import template_text
 
 METHODS = {"tabg": "TA-BG", "reverse": "reverse KL 300 K", "forward": "forward KL (MD data)"}
 

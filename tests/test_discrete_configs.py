@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 
-from boltzgen.cli.init import template_names, template_text
 from boltzgen.cli.main import main
 from boltzgen.errors import BoltzgenError
 from boltzgen.io import load_checkpoint
@@ -33,6 +32,7 @@ from boltzgen.workflow.registry import (
     train_settings,
 )
 from boltzgen.workflow.runs import train_run
+from boltzgen.workflow.templates import template_names, template_text
 
 DISCRETE_TEMPLATES = [name for name in template_names() if name.startswith("discrete-")]
 #: log Z of each template's target: Kaufman (1949) or the magnetisation sum or, for SK

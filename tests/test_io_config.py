@@ -156,7 +156,7 @@ def test_console_script_version_and_exit_code(tmp_path: Path) -> None:
 
 
 def test_init_writes_templates_that_resolve(tmp_path: Path) -> None:
-    from boltzgen.cli.init import template_names
+    from boltzgen.workflow.templates import template_names
 
     for name in template_names():
         out = tmp_path / f"{name}.toml"

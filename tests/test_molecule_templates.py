@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boltzgen.cli.init import template_names, template_text
 from boltzgen.molecule.molecule import Molecule
 from boltzgen.workflow.config import apply_overrides, parse_config_text
 from boltzgen.workflow.runs import train_run
+from boltzgen.workflow.templates import template_names, template_text
 
 MOLECULE_TEMPLATES = [
     name for name in template_names() if 'name = "molecule"' in template_text(name)

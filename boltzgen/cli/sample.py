@@ -11,7 +11,8 @@ import torch
 from ..errors import BoltzgenError
 from ..samplers.weights import reverse_ess
 from ..workflow.registry import training_temperature
-from ..workflow.runs import draw_samples, load_run, write_samples
+from ..workflow.runs import load_run
+from ..workflow.sampling import draw_samples, write_samples
 
 __all__ = ["add_parser"]
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..energy.base import Energy
 from ..energy.exact import (
     ExactDistribution,
     check_enumerable,
@@ -33,6 +35,7 @@ from ..energy.exact import (
 from ..energy.lattice import PairwiseSpinEnergy
 
 __all__ = [
+    "exact_discrete_metrics",
     "enumerated_log_prob",
     "exact_forward_kl",
     "exact_reverse_kl",
@@ -161,3 +164,18 @@ def exact_mode_masses(distribution: ExactDistribution, modes: Tensor) -> Tensor:
 def mode_overlap(target_masses: Tensor, model_masses: Tensor) -> float:
     """sum_k min(p_k, q_k) / sum_k p_k: 1 when the model puts the target's mass on every mode."""
     return float(torch.minimum(target_masses, model_masses).sum() / target_masses.sum())
+
+
+def exact_discrete_metrics(target: Energy, model: torch.nn.Module) -> dict[str, Any]:
+    """Exact log Z, log Z_theta, KL(p||q), KL(q||p) and ratio divergence (nats) by enumeration (N
+    <= 24)."""
+    log_p = target.exact().log_prob
+    model_distribution = model.exact()
+    log_q = model_distribution.log_prob
+    return {
+        "log_z": float(target.log_z),
+        "log_z_model": float(model_distribution.log_z),
+        "exact_forward_kl": float(exact_forward_kl(log_p, log_q)),
+        "exact_reverse_kl": float(exact_reverse_kl(log_p, log_q)),
+        "exact_ratio_divergence": float(exact_ratio_divergence(log_p, log_q)),
+    }

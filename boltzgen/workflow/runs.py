@@ -6,7 +6,7 @@ A run directory holds::
     checkpoints/last.pt    model, optimiser, objective state, RNG, counters (atomic, safe to load)
     metrics.csv            step, stage, loss, diagnostics, energy_evaluations, wall_time_s, lr
     summary.json           final metrics (ESS, energy evaluations, wall time, device, ...)
-    samples/               samples drawn at the end (see :func:`write_samples`)
+    samples/               samples drawn at the end (:func:`.sampling.write_samples`)
 
 The default run directory of ``boltzgen train CONFIG.toml`` is ``runs/<CONFIG stem>``.
 """
@@ -19,13 +19,12 @@ from typing import Any
 
 import torch
 
-from ..diagnostics.discrete import exact_forward_kl, exact_ratio_divergence, exact_reverse_kl
+from ..diagnostics.discrete import exact_discrete_metrics
 from ..energy.base import Energy
 from ..energy.exact import MAX_ENUMERATION_UNITS
 from ..errors import BoltzgenError
-from ..io import RunDir, load_checkpoint, save_samples, write_json
+from ..io import RunDir, load_checkpoint, write_json
 from ..models.base import Model
-from ..samplers.importance import draw_weighted_samples
 from ..samplers.weights import reverse_ess
 from ..tensors import device_description
 from .config import parse_config_text
@@ -36,14 +35,12 @@ from .registry import (
     resolve_config,
     select_device,
 )
+from .sampling import draw_samples, write_samples
 
 __all__ = [
     "default_run_dir",
     "train_run",
     "load_run",
-    "draw_samples",
-    "discrete_outputs",
-    "write_samples",
 ]
 
 
@@ -54,76 +51,6 @@ CONFIG_FILE = "config.toml"
 def default_run_dir(config_path: str | Path) -> Path:
     """``runs/<config file stem>`` in the current directory."""
     return Path("runs") / Path(config_path).stem
-
-
-@torch.no_grad()
-def draw_samples(
-    model: torch.nn.Module,
-    target: Energy,
-    n: int,
-    temperature: float | None = None,
-    chunk: int = 65536,
-) -> dict[str, torch.Tensor]:
-    """Draw ``n`` model samples in chunks with log q, reduced energies and log-weights.
-
-    An unnormalized model (an RBM) gets log q = log q~ - log Z_theta with its exact log Z_theta;
-    its samples are exact when its visible layer can be enumerated (:meth:`RBM.sample`).
-
-    Returns:
-        Dict with ``samples`` (n, *event_shape), ``log_q`` (n,), ``reduced_energies`` (n,) at
-        ``temperature`` (target units; ``None``: the target's own) and ``log_weights`` = -u - log
-        q.
-    """
-    drawn = draw_weighted_samples(model, target, n, temperature, chunk_size=chunk, storage="cpu")
-    return {
-        "samples": drawn.samples,
-        "log_q": drawn.log_q,
-        "reduced_energies": drawn.reduced_energies,
-        "log_weights": drawn.log_weights,
-    }
-
-
-def discrete_outputs(target: Energy, model: torch.nn.Module) -> dict[str, Any]:
-    """Exact log Z, log Z_theta, KL(p||q), KL(q||p) and ratio divergence (nats) by enumeration (N
-    <= 24)."""
-    log_p = target.exact().log_prob
-    model_distribution = model.exact()
-    log_q = model_distribution.log_prob
-    return {
-        "log_z": float(target.log_z),
-        "log_z_model": float(model_distribution.log_z),
-        "exact_forward_kl": float(exact_forward_kl(log_p, log_q)),
-        "exact_reverse_kl": float(exact_reverse_kl(log_p, log_q)),
-        "exact_ratio_divergence": float(exact_ratio_divergence(log_p, log_q)),
-    }
-
-
-def write_samples(
-    path_prefix: Path, target: Energy, drawn: Mapping[str, torch.Tensor], temperature: float | None
-) -> list[Path]:
-    """Write drawn samples: a trajectory with topology for molecules, ``{prefix}.pt`` otherwise."""
-    molecule = target.molecule
-    if molecule is not None:
-        from ..molecule.trajectories import write_trajectory
-
-        paths = write_trajectory(
-            str(path_prefix),
-            drawn["samples"].double().numpy(),
-            molecule.topology,
-            log_weights=drawn["log_weights"].double().numpy(),
-            reduced_energies=drawn["reduced_energies"].double().numpy(),
-            temperature=temperature if temperature is not None else target.temperature,
-        )
-        return [Path(p) for p in paths]
-    path = path_prefix.with_suffix(".pt")
-    save_samples(
-        path,
-        drawn["samples"],
-        log_q=drawn["log_q"],
-        reduced_energies=drawn["reduced_energies"],
-        log_weights=drawn["log_weights"],
-    )
-    return [path]
 
 
 def train_run(
@@ -169,7 +96,7 @@ def train_run(
         and hasattr(model, "exact")
         and target.dim <= MAX_ENUMERATION_UNITS
     ):
-        summary.update(discrete_outputs(target, model))
+        summary.update(exact_discrete_metrics(target, model))
     molecule = target.molecule
     if molecule is not None:
         summary.update(
