@@ -7,18 +7,27 @@ first atom at the origin, the second on the +x axis, the third in the xy plane (
 further atom by the natural extension reference frame (NeRF) from its three partners,
 vectorised over the batch and over all atoms of one Z-matrix generation.
 
-Log-det. In the canonical frame the free Cartesian coordinates are x of atom 2, x and y of atom
-3 (polar coordinates about its bond partner) and all three of every further atom (spherical
-coordinates about its bond partner), and the map is triangular in the placement order, so::
+Log-det and reference measure. Densities are over positions *modulo rigid motions*: the
+Boltzmann density of the 3N Cartesian coordinates, integrated over translations and rotations,
+expressed in the 3N-6 internal coordinates. Writing x as (translation t, orientation R, internal
+coordinates f) with atom 2 in direction R e_x from atom 1 and atom 3 in the plane R(e_x, e_y),
+the Jacobian of the full 3N map factorises into the Haar density of R (``sin beta`` for ZYZ Euler
+angles), the unit translation Jacobian and::
 
-    log |det d(canonical Cartesian) / d(internal)|
-        = log b_3 + sum_{p >= 4} (2 log b_p + log sin a_p)
+    log |det d(Cartesian) / d(t, R, internal)| - log(Haar density)
+        = 2 log b_2 + 2 log b_3 + log sin a_3 + sum_{p >= 4} (2 log b_p + log sin a_p)
 
-with ``b_p`` and ``a_p`` the bond length and angle of the ``p``-th placed atom. ``inverse``
-returns this value, ``forward`` its negative. Constrained bonds (e.g. X-H under OpenMM's
-``HBonds``) are not features: they are restored as constants and their ``b^2`` factor enters with
-the constant length, which is the density on the constraint surface relative to Cartesian volume
-with the constrained lengths integrated out against delta functions.
+with ``b_p`` and ``a_p`` the bond length and angle of the ``p``-th placed atom. Of the first
+three atoms' factors, ``b_3`` comes from atom 3's polar coordinates in the canonical frame and
+``b_2^2 b_3 sin a_3`` is the volume of the rotation orbit through x (atom 2 sweeps a sphere of
+radius b_2, atom 3 a circle of radius ``b_3 sin a_3`` about the 1-2 axis). Integrating t over
+the box and R over SO(3) multiplies every configuration by the same ``V 8 pi^2``, which is
+dropped (it cancels in self-normalized weights; log Z and NLL are stated up to it).
+``inverse`` returns this value, ``forward`` its negative; ``inverse`` places the atoms in the
+canonical frame (t = 0, R = 1). Constrained bonds (e.g. X-H under OpenMM's ``HBonds``) are not
+features: they are restored as constants and their ``b^2`` factor enters with the constant
+length, which is the density on the constraint surface relative to Cartesian volume with the
+constrained lengths integrated out against delta functions.
 """
 
 from __future__ import annotations
@@ -305,8 +314,8 @@ class InternalCoordinates(nn.Module):
             x: Positions in nm, shape ``(B, N, 3)``.
 
         Returns:
-            Features ``(B, dim)`` (nm and radians) and ``log |det d(internal)/d(canonical
-            Cartesian)|`` of shape ``(B,)``.
+            Features ``(B, dim)`` (nm and radians) and minus the log-volume of the reference
+            measure (module docstring), shape ``(B,)``.
         """
         bonds = bond_lengths(x, self.bond_pairs)
         angles = bond_angles(x, self.angle_triples)
@@ -322,8 +331,8 @@ class InternalCoordinates(nn.Module):
             features: Internal coordinates, shape ``(B, dim)``, laid out as :meth:`forward`'s.
 
         Returns:
-            Positions ``(B, N, 3)`` in nm and ``log |det d(canonical Cartesian)/d(internal)|``
-            of shape ``(B,)``.
+            Positions ``(B, N, 3)`` in nm and the log-volume of the reference measure, ``log
+            |det d(Cartesian)/d(t, R, internal)|`` less the Haar density, shape ``(B,)``.
         """
         batch, n = features.shape[0], self.n_atoms
         bonds = self._full_bonds(features[:, : self.n_bonds])
@@ -356,12 +365,11 @@ class InternalCoordinates(nn.Module):
 
     @staticmethod
     def _log_volume(bonds: Tensor, angles: Tensor) -> Tensor:
-        """log b_3 + sum_{p >= 4} (2 log b_p + log sin a_p), shape ``(B,)``."""
-        return (
-            bonds[:, 1].log()
-            + 2 * bonds[:, 2:].log().sum(dim=1)
-            + angles[:, 1:].sin().log().sum(dim=1)
-        )
+        """sum_{p >= 2} 2 log b_p + sum_{p >= 3} log sin a_p (rotation orbit included), ``(B,)``.
+
+        ``bonds (B, N-1)`` are b_2..b_N, ``angles (B, N-2)`` a_3..a_N.
+        """
+        return 2 * bonds.log().sum(dim=1) + angles.sin().log().sum(dim=1)
 
     def chirality_signs(self, x: Tensor) -> Tensor:
         """Handedness of each stereocentre: sign of (a - c) . ((b - c) x (d - c)).
