@@ -341,8 +341,8 @@ class Trainer:
             raise NonFiniteTraining(
                 f"training stopped at step {self.step}{where}: the last {consecutive} steps were "
                 f"all skipped because the loss, its gradient or the update was not finite "
-                f"(max_nonfinite_steps = {limit}{samples}); {kept}: lower lr, check the "
-                "target's energies, or raise max_nonfinite_steps"
+                f"(max_nonfinite_steps = {limit}{samples}); {kept}: start a new run with a "
+                "lower lr, a target with finite energies or a larger max_nonfinite_steps"
             )
         if skips > 0 and 2 * skips >= steps:
             if not self._warned:
