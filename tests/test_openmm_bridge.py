@@ -209,3 +209,10 @@ def test_frozen_worker_raises_at_its_deadline_and_leaves_no_process(molecule):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("bad", [{"factor": 0.0}, {"floor_s": float("nan")}, {"factor": True}])
+def test_result_deadline_refuses_unusable_values(bad):
+    with pytest.raises(BoltzgenError, match="result deadline"):
+        ResultDeadline(**bad)
+    assert ResultDeadline(factor=2.0, floor_s=1.0).seconds(10, 0.5) == 11.0
