@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -13,7 +16,7 @@ import pytest
 import torch
 from openmm import unit
 
-from boltzgen.energy.openmm_bridge import PLATFORMS, OpenMMEnergy
+from boltzgen.energy.openmm_bridge import PLATFORMS, OpenMMEnergy, ResultDeadline
 from boltzgen.errors import BoltzgenError
 from boltzgen.molecule.molecule import Molecule
 
@@ -177,3 +180,39 @@ def test_killed_worker_raises_and_an_unclosed_pool_does_not_hang_at_exit():
         and "died (exit code -9)" in result.stdout
     )
     assert float(result.stdout.split("ENERGY")[1].split()[0]) < 0  # a real energy came back
+
+
+def test_frozen_worker_raises_at_its_deadline_and_leaves_no_process(molecule):
+    """SIGSTOP on one worker in the middle of a batch: the call raises the one-line error within
+    the deadline (floor 1 s + 4x the measured time per configuration) instead of waiting
+    forever, and every worker process of the pool is gone afterwards."""
+    deadline = ResultDeadline(factor=4.0, floor_s=1.0)
+    x = torch.as_tensor(molecule.positions)[None]
+    with OpenMMEnergy.from_molecule(
+        molecule, platform="Reference", n_workers=2, deadline=deadline
+    ) as energy:
+        started = time.monotonic()
+        energy.energy(x.repeat(400, 1, 1))
+        per_configuration = (time.monotonic() - started) / 200  # per worker: 200 of 400
+        per_worker = max(int(0.5 / per_configuration), 200)  # about 0.5 s of work each
+        pids = [process.pid for process in energy._evaluator._processes]
+        threading.Timer(0.1, os.kill, (pids[1], signal.SIGSTOP)).start()
+        started = time.monotonic()
+        with pytest.raises(BoltzgenError) as raised:
+            energy.energy(x.repeat(2 * per_worker, 1, 1))
+        elapsed = time.monotonic() - started
+    message = str(raised.value)
+    assert "\n" not in message and "the pool is closed" in message
+    assert f"OpenMM worker process 1 (pid {pids[1]}) did not answer within" in message
+    # worker 0 answers after ~0.5 s, so the deadline is ~1 s + 4 x 0.5 s; closing adds ~1 s
+    assert elapsed < 15.0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("bad", [{"factor": 0.0}, {"floor_s": float("nan")}, {"factor": True}])
+def test_result_deadline_refuses_unusable_values(bad):
+    with pytest.raises(BoltzgenError, match="result deadline"):
+        ResultDeadline(**bad)
+    assert ResultDeadline(factor=2.0, floor_s=1.0).seconds(10, 0.5) == 11.0

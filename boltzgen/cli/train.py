@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 
 from ..workflow.config import load_config
@@ -12,10 +14,17 @@ from ..workflow.runs import default_run_dir, train_run
 __all__ = ["add_parser"]
 
 
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    """Warnings during training (skipped steps, a checkpoint not written) as one stderr line."""
+    print(f"boltzgen: warning: {message}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     run_dir = Path(args.output) if args.output else default_run_dir(args.config)
-    summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
+    with warnings.catch_warnings():  # restores the default display afterwards
+        warnings.showwarning = _show_warning
+        summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
     if args.json:
         print(json.dumps({"run_dir": str(run_dir), **summary}))
         return 0

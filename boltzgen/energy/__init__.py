@@ -18,6 +18,7 @@ __getattr__ = lazy_exports(
         "compile_system": ".forcefield",
         "energy_for_molecule": ".forcefield",
         "OpenMMEnergy": ".openmm_bridge",
+        "ResultDeadline": ".openmm_bridge",
     },
 )
 
@@ -31,4 +32,5 @@ __all__ = [
     "compile_system",
     "energy_for_molecule",
     "OpenMMEnergy",
+    "ResultDeadline",
 ]

@@ -6,13 +6,19 @@ this process (``n_workers=1``) or split over a pool of worker processes, each wi
 import torch. The pool has an explicit lifecycle: use the energy as a context manager or call
 :meth:`OpenMMEnergy.close`; leftover workers are daemon processes that are also stopped at
 interpreter exit, and a worker that dies raises :class:`~boltzgen.errors.BoltzgenError` instead
-of hanging the caller.
+of hanging the caller. So does a worker that stops answering (frozen, swapped out, stopped by a
+signal): each answer must come within a deadline derived from the measured time per
+configuration (:class:`ResultDeadline`); past it the pool is closed and every worker process is
+stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import multiprocessing
 import runpy
+import time
 import weakref
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
@@ -31,7 +37,7 @@ from .openmm_worker import ContextEvaluator
 if TYPE_CHECKING:
     from ..molecule.molecule import Molecule
 
-__all__ = ["OpenMMEnergy", "PLATFORMS"]
+__all__ = ["OpenMMEnergy", "PLATFORMS", "ResultDeadline"]
 
 #: OpenMM platforms that can be requested by name.
 PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
@@ -39,6 +45,8 @@ PLATFORMS = ("Reference", "CPU", "CUDA", "OpenCL")
 _POLL_SECONDS = 0.2
 #: Seconds a worker gets to build its Context before the pool gives up.
 _START_TIMEOUT_SECONDS = 120.0
+#: Seconds a closing pool waits for its workers to exit after asking, then after SIGTERM.
+_CLOSE_GRACE_SECONDS = 1.0
 
 
 def _check_platform(name: str) -> None:
@@ -54,10 +62,50 @@ def _check_platform(name: str) -> None:
         ) from None
 
 
+@dataclasses.dataclass(frozen=True)
+class ResultDeadline:
+    """How long the pool waits for a worker's answer before it calls the worker frozen.
+
+    A worker given ``n`` configurations must answer within ``floor_s + factor * n * t``
+    seconds of the request, where ``t`` is the largest time per configuration measured so far
+    (any worker, any batch: request to answer, transfers included). Before the first answer
+    of a pool there is no measurement and no deadline; the first answer of a batch gives one
+    for the other workers of the same batch.
+
+    Attributes:
+        factor: Multiple of the expected time (default 10: a worker may be 10x slower than the
+            slowest batch seen, e.g. on a loaded machine).
+        floor_s: Seconds added to every deadline (default 60), so that small batches and
+            scheduling hiccups never trip it.
+    """
+
+    factor: float = 10.0
+    floor_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("factor", "floor_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise BoltzgenError(f"result deadline {name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise BoltzgenError(
+                    f"result deadline {name} = {value!r} is out of range: use a finite number > 0"
+                )
+
+    def seconds(self, n_configurations: int, seconds_per_configuration: float) -> float:
+        """The deadline, in seconds after the request, for ``n_configurations``."""
+        return self.floor_s + self.factor * n_configurations * seconds_per_configuration
+
+
 class _WorkerPool:
     """``n`` spawned worker processes, each evaluating its share of a batch."""
 
-    def __init__(self, system_xml: str, platform: str, n_workers: int) -> None:
+    def __init__(
+        self, system_xml: str, platform: str, n_workers: int, deadline: ResultDeadline
+    ) -> None:
+        self._deadline = deadline
+        #: Largest measured seconds per configuration (``None`` until the first answer).
+        self._seconds_per_configuration: float | None = None
         context = multiprocessing.get_context("spawn")
         self._connections: list[Connection] = []
         self._processes: list[Any] = []
@@ -89,26 +137,43 @@ class _WorkerPool:
                 "the OpenMM energy's worker pool is closed: create a new OpenMMEnergy"
             )
         chunks = np.array_split(positions, len(self._processes))
-        busy = [rank for rank, chunk in enumerate(chunks) if len(chunk)]
-        for rank in busy:
+        sizes = {rank: len(chunk) for rank, chunk in enumerate(chunks) if len(chunk)}
+        sent = time.monotonic()
+        for rank in sizes:
             self._send(rank, (chunks[rank], forces))
-        results = self._gather(busy)
-        return np.concatenate([results[r][0] for r in busy]), np.concatenate(
-            [results[r][1] for r in busy]
+        results = self._gather(sizes, sent)
+        return np.concatenate([results[r][0] for r in sizes]), np.concatenate(
+            [results[r][1] for r in sizes]
         )
 
-    def _gather(self, ranks: list[int]) -> dict[int, Any]:
-        """Answers of all ``ranks``, waiting on them together so that any dead worker is noticed at
-        once."""
-        pending = {self._connections[rank]: rank for rank in ranks}
+    def _gather(self, sizes: dict[int, int], sent: float) -> dict[int, Any]:
+        """Answers of the workers ``sizes`` (rank: number of configurations) asked at ``sent``
+        (monotonic seconds), waiting on them together so that a dead worker is noticed at once
+        and a frozen one at its deadline."""
+        pending = {self._connections[rank]: rank for rank in sizes}
         results: dict[int, Any] = {}
         while pending:
             for connection in wait(list(pending), timeout=_POLL_SECONDS):
                 rank = pending.pop(connection)
                 results[rank] = self._receive(rank)[1]
+                measured = (time.monotonic() - sent) / sizes[rank]
+                self._seconds_per_configuration = max(
+                    measured, self._seconds_per_configuration or 0.0
+                )
+            waited = time.monotonic() - sent
             for rank in pending.values():
                 if not self._processes[rank].is_alive():
                     self._fail(rank)
+                if self._seconds_per_configuration is not None:
+                    limit = self._deadline.seconds(sizes[rank], self._seconds_per_configuration)
+                    if waited > limit:
+                        self._fail(
+                            rank,
+                            f"did not answer within {limit:.3g} s ({sizes[rank]} configurations; "
+                            f"deadline {self._deadline.floor_s:g} s + {self._deadline.factor:g} x "
+                            f"the measured {self._seconds_per_configuration:.3g} s per "
+                            "configuration)",
+                        )
         return results
 
     def _send(self, rank: int, request: Any) -> None:
@@ -129,22 +194,28 @@ class _WorkerPool:
         except (EOFError, OSError):
             self._fail(rank)
 
-    def _fail(self, rank: int) -> None:
+    def _fail(self, rank: int, state: str | None = None) -> None:
+        """Close the pool and raise the one-line error about worker ``rank``."""
         process = self._processes[rank]
-        process.join(timeout=_POLL_SECONDS)
-        state = (
-            "did not answer"
-            if process.exitcode is None
-            else f"died (exit code {process.exitcode})"
-        )
+        if state is not None:
+            process.kill()  # frozen: asking it to stop would only wait out the grace periods
+        else:
+            process.join(timeout=_POLL_SECONDS)
+            state = (
+                "did not answer"
+                if process.exitcode is None
+                else f"died (exit code {process.exitcode})"
+            )
         self.close()
         raise BoltzgenError(
-            f"OpenMM worker process {rank} (pid {process.pid}) {state}; the pool is closed: "
-            "create a new OpenMMEnergy (check memory limits, or use n_workers=1 to see the error)"
+            f"OpenMM worker process {rank} (pid {process.pid}) {state}; the pool is closed "
+            "and its workers are stopped: create a new OpenMMEnergy (check memory limits and "
+            "machine load, or use n_workers=1 to see the error)"
         )
 
     def close(self) -> None:
-        """Stop all workers: ask politely, then terminate, then kill; idempotent."""
+        """Stop all workers: ask politely, then SIGTERM, then SIGKILL (which also ends a
+        stopped or frozen process), each step waiting for all of them together; idempotent."""
         connections, processes = self._connections, self._processes
         self._connections, self._processes = [], []
         for connection in connections:
@@ -152,14 +223,14 @@ class _WorkerPool:
                 connection.send(None)
             except (OSError, ValueError):
                 pass
-        for process in processes:
-            process.join(timeout=1.0)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=1.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        for stop in (None, "terminate", "kill"):
+            alive = [process for process in processes if process.is_alive()]
+            if stop is not None:
+                for process in alive:
+                    getattr(process, stop)()
+            ends = time.monotonic() + _CLOSE_GRACE_SECONDS
+            for process in alive:
+                process.join(timeout=None if stop == "kill" else max(ends - time.monotonic(), 0))
         for connection in connections:
             connection.close()
 
@@ -183,6 +254,8 @@ class OpenMMEnergy(Energy):
         platform: ``"Reference"``, ``"CPU"`` (one thread per context), ``"CUDA"`` or ``"OpenCL"``.
         n_workers: 1 evaluates in this process; more spawns that many worker processes
             (own a pool: use ``with OpenMMEnergy(...) as energy:`` or call :meth:`close`).
+        deadline: When a worker of the pool counts as frozen (:class:`ResultDeadline`; the
+            default allows 60 s + 10x the slowest measured time per configuration).
 
     Example:
         >>> import torch
@@ -203,6 +276,7 @@ class OpenMMEnergy(Energy):
         platform: str = "CPU",
         n_workers: int = 1,
         molecule: Molecule | None = None,
+        deadline: ResultDeadline = ResultDeadline(),
     ) -> None:
         n_particles = system.getNumParticles()
         n_atoms = n_particles if n_atoms is None else int(n_atoms)
@@ -227,17 +301,27 @@ class OpenMMEnergy(Energy):
                 system_xml, platform
             )
         else:
-            self._evaluator = _WorkerPool(system_xml, platform, self.n_workers)
+            self._evaluator = _WorkerPool(system_xml, platform, self.n_workers, deadline)
             # Runs at close(), at garbage collection, or at interpreter exit (atexit).
             self._finalizer = weakref.finalize(self, _close_pool, self._evaluator)
 
     @classmethod
     def from_molecule(
-        cls, molecule: Molecule, platform: str = "CPU", n_workers: int = 1
+        cls,
+        molecule: Molecule,
+        platform: str = "CPU",
+        n_workers: int = 1,
+        deadline: ResultDeadline = ResultDeadline(),
     ) -> OpenMMEnergy:
         """The energy of a :class:`~boltzgen.molecule.Molecule` at its own temperature."""
         return cls(
-            molecule.system, molecule.temperature, molecule.n_atoms, platform, n_workers, molecule
+            molecule.system,
+            molecule.temperature,
+            molecule.n_atoms,
+            platform,
+            n_workers,
+            molecule,
+            deadline,
         )
 
     def evaluate(

@@ -24,6 +24,7 @@ from openmm import app, unit
 
 from ..errors import BoltzgenError
 from ..io import atomic_write_text
+from .geometry import check_geometry
 from .openmm_setup import CONSTRAINTS, create_system, load_forcefield, one_line, solvent_files
 from .peptide import build_peptide
 
@@ -68,8 +69,10 @@ class Molecule:
         references: Literature the system is taken from.
 
     Raises:
-        BoltzgenError: For bad force-field/solvent/constraints/temperature values or a
-            structure the force field cannot parameterize.
+        BoltzgenError: For bad force-field/solvent/constraints/temperature values, a
+            structure the force field cannot parameterize, or unusable coordinates (NaN,
+            beyond 1000 nm, atoms closer than 0.01 nm: :func:`~boltzgen.molecule.geometry.
+            check_geometry`).
     """
 
     def __init__(
@@ -87,11 +90,12 @@ class Molecule:
         references: str = "",
     ) -> None:
         positions = np.asarray(positions, dtype=np.float64)
-        if positions.shape != (topology.getNumAtoms(), 3) or not np.isfinite(positions).all():
+        if positions.shape != (topology.getNumAtoms(), 3):
             raise BoltzgenError(
-                f"positions must be finite with shape ({topology.getNumAtoms()}, 3) in nm, got "
-                f"shape {positions.shape}"
+                f"positions must have shape ({topology.getNumAtoms()}, 3) in nm, got shape "
+                f"{positions.shape}"
             )
+        check_geometry(positions, topology, source or name)
         self.topology = topology
         self.positions = positions
         self.forcefield_files = _file_list(forcefield)

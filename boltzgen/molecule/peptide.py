@@ -17,7 +17,12 @@ import numpy as np
 from openmm import app, unit
 
 from ..errors import BoltzgenError
-from .openmm_setup import create_system, load_forcefield, minimize_positions
+from .openmm_setup import (
+    MINIMIZER_MAX_ITERATIONS,
+    create_system,
+    load_forcefield,
+    minimize_positions,
+)
 
 __all__ = ["ONE_LETTER_CODES", "SIDE_CHAINS", "AtomPlacement", "build_peptide", "place_atom"]
 
@@ -239,6 +244,7 @@ def build_peptide(
     constraints: str = "none",
     minimize: bool = True,
     tolerance: float = 0.1,
+    max_iterations: int = MINIMIZER_MAX_ITERATIONS,
 ) -> tuple[app.Topology, np.ndarray]:
     """A capped peptide ACE-<sequence>-NME with hydrogens, energy-minimized in its force field.
 
@@ -253,6 +259,9 @@ def build_peptide(
         minimize: Relax with OpenMM's ``LocalEnergyMinimizer`` (vacuum or the solvent in
             ``forcefield``, no cutoff).
         tolerance: Minimizer tolerance, root-mean-square force in kJ/mol/nm.
+        max_iterations: Minimizer iteration cap (0: until converged); the default
+            (:data:`~boltzgen.molecule.openmm_setup.MINIMIZER_MAX_ITERATIONS`) stops long chains
+            after ~30 s.
 
     Returns:
         The OpenMM ``Topology`` (one chain: ACE, residues, NME) and positions in nm, float64,
@@ -275,7 +284,8 @@ def build_peptide(
     positions = np.asarray(modeller.getPositions().value_in_unit(unit.nanometer), dtype=np.float64)
     if minimize:
         system = create_system(topology, ff, constraints)
-        positions = minimize_positions(system, positions, tolerance)
+        label = f"ACE-{sequence.strip().upper()}-NME ({topology.getNumAtoms()} atoms)"
+        positions = minimize_positions(system, positions, tolerance, max_iterations, label=label)
     return topology, positions
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .forward_kl import ForwardKL
-from .loop import Trainer, TrainingInterrupted, TrainSettings
+from .loop import NonFiniteTraining, NonFiniteWarning, Trainer, TrainingInterrupted, TrainSettings
 from .objective import Objective
 from .reverse_kl import ReverseKL
 
@@ -12,6 +12,8 @@ __all__ = [
     "Trainer",
     "TrainSettings",
     "TrainingInterrupted",
+    "NonFiniteTraining",
+    "NonFiniteWarning",
     "ReverseKL",
     "ForwardKL",
 ]

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
+from .objective import NONFINITE_SAMPLES
 
 __all__ = [
     "FreeEnergyModel",
@@ -127,14 +128,23 @@ def reverse_kl_surrogate(
 
     Returns:
         ``(loss, diagnostics)``; ``"reverse_kl_shifted"`` = mean(-l) = an unbiased estimate of
-        KL(q||p) + log Z_theta - log Z (the reverse KL up to the two dropped log-normalisers).
+        KL(q||p) + log Z_theta - log Z (the reverse KL up to the two dropped log-normalisers),
+        and ``"nonfinite_samples"``. Samples with a non-finite log-ratio (a NaN or infinite
+        target energy) are left out of the loss, the baseline and the diagnostic; fewer than
+        two finite ones give a NaN loss (the step is skipped).
     """
     f = model.free_energy(model_samples)
     log_ratio = (-target.energy(model_samples.to(f.dtype)) + f).detach()
-    m = log_ratio.shape[0]
-    baseline = (log_ratio.sum() - log_ratio) / (m - 1)
-    loss = ((log_ratio - baseline) * f).mean()
-    return loss, {"reverse_kl_shifted": -log_ratio.mean()}
+    valid = torch.isfinite(log_ratio)
+    m = valid.sum()
+    kept = torch.where(valid, log_ratio, torch.zeros_like(log_ratio))
+    baseline = (kept.sum() - kept) / (m - 1)
+    terms = torch.where(valid, (kept - baseline) * f, torch.zeros_like(f))
+    loss = terms.sum() / m
+    return loss, {
+        "reverse_kl_shifted": -kept.sum() / m,
+        NONFINITE_SAMPLES: (~valid).sum().to(torch.float64),
+    }
 
 
 class PersistentChainObjective:

@@ -3,6 +3,10 @@ r"""Forward KL divergence (maximum likelihood) on samples of the target.
 Minimises -E_{x~data}[log q(x)] = KL(p || q) + H(p); the reported ``loss``/``nll`` is the mean
 negative log-likelihood in nats (the entropy H(p) of the target is the dropped constant, so the
 NLL is not a divergence and is not zero at the optimum). Needs no target energy evaluations.
+
+Data must be finite (checked once, when the objective is built). Data points where the model's
+log-density is not finite (outside its support) are left out of the loss and of ``nll`` and
+counted (``nonfinite_samples``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BoltzgenError
-from .objective import StepOutput
+from .objective import NONFINITE_SAMPLES, StepOutput, finite_mean
 
 __all__ = ["ForwardKL"]
 
@@ -34,6 +38,14 @@ class ForwardKL:
             raise BoltzgenError(
                 f"forward-kl needs data of shape (n, ...), got {tuple(data.shape)}"
             )
+        finite = torch.isfinite(data).flatten(1).all(dim=1)
+        n_bad = int((~finite).sum())
+        if n_bad:
+            first = int(torch.nonzero(~finite)[0, 0])
+            raise BoltzgenError(
+                f"forward-kl data has {n_bad} of {data.shape[0]} samples with NaN or infinite "
+                f"values (the first is sample {first}): remove them from the data"
+            )
         self.data = data
 
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
@@ -42,8 +54,9 @@ class ForwardKL:
         if self.data.device != parameter.device or self.data.dtype != parameter.dtype:
             self.data = self.data.to(parameter.device, parameter.dtype)
         index = torch.randint(self.data.shape[0], (batch_size,), device=self.data.device)
-        nll = -model.log_prob(self.data[index]).mean()
-        return nll, {"nll": nll.detach()}
+        log_likelihood, nonfinite = finite_mean(model.log_prob(self.data[index]))
+        nll = -log_likelihood
+        return nll, {"nll": nll.detach(), NONFINITE_SAMPLES: nonfinite}
 
     def energy_evaluations(self, batch_size: int) -> int:
         """Maximum likelihood evaluates no target energy."""

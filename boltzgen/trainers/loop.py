@@ -6,6 +6,14 @@ device: diagnostics are accumulated as device tensors and read once every ``log_
 (for ``metrics.csv`` and the progress bar), the learning-rate schedule and the energy-evaluation
 counter are plain Python numbers derived from the step index.
 
+Non-finite numbers: objectives leave samples with a non-finite loss term out of the loss and count
+them (``nonfinite_samples``); a step whose loss, gradient or update is still not finite is skipped
+(``skipped_steps``). When at least half of the steps of a log interval were skipped, one warning
+(:class:`NonFiniteWarning`) says so (again only after an interval with fewer skips); after
+``max_nonfinite_steps`` consecutive skipped steps (checked at each log row) training stops with
+:class:`NonFiniteTraining`, keeping the last checkpoint. A checkpoint is never written with
+non-finite parameters or optimiser moments: the previous one is kept, with a warning.
+
 Checkpoints (``RUN_DIR/checkpoints/last.pt``) hold the model, the optimiser moments, the
 objective's state, the RNG states and the counters; :meth:`Trainer.fit` resumes from one exactly:
 a run killed after a checkpoint and resumed ends with the same parameters as an uninterrupted run.
@@ -18,6 +26,7 @@ import dataclasses
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +35,18 @@ from tqdm.auto import tqdm
 
 from ..errors import BoltzgenError
 from ..io import MetricsLog, load_checkpoint, save_checkpoint
-from .objective import Objective
+from .objective import NONFINITE_SAMPLES, Objective
 from .optim import MaskedAdam, warmup_cosine
 
-__all__ = ["TrainSettings", "Trainer", "TrainingInterrupted", "rng_state", "set_rng_state"]
+__all__ = [
+    "TrainSettings",
+    "Trainer",
+    "TrainingInterrupted",
+    "NonFiniteTraining",
+    "NonFiniteWarning",
+    "rng_state",
+    "set_rng_state",
+]
 
 
 def rng_state() -> dict[str, Any]:
@@ -51,6 +68,14 @@ class TrainingInterrupted(BoltzgenError):
     """Training was interrupted (Ctrl-C); a checkpoint was written and the run can be resumed."""
 
 
+class NonFiniteTraining(BoltzgenError):
+    """Training stopped: ``max_nonfinite_steps`` consecutive steps were skipped as non-finite."""
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """Many steps are being skipped, or a checkpoint was not written, because of NaN/inf."""
+
+
 @dataclasses.dataclass
 class TrainSettings:
     """Optimisation settings shared by all objectives.
@@ -67,6 +92,9 @@ class TrainSettings:
             the progress bar every this many steps.
         checkpoint_every: Write ``checkpoints/last.pt`` every this many steps (0: only at the end).
         progress: Show a progress bar (rate and ETA).
+        max_nonfinite_steps: Stop training (:class:`NonFiniteTraining`) once this many
+            consecutive steps were skipped because the loss, gradient or update was not finite
+            (checked every ``log_every`` steps).
     """
 
     steps: int = 1000
@@ -79,6 +107,7 @@ class TrainSettings:
     log_every: int = 50
     checkpoint_every: int = 500
     progress: bool = True
+    max_nonfinite_steps: int = 100
 
     def __post_init__(self) -> None:
         checks = {
@@ -91,6 +120,7 @@ class TrainSettings:
             "grad_clip": self.grad_clip > 0,
             "log_every": self.log_every >= 1,
             "checkpoint_every": self.checkpoint_every >= 0,
+            "max_nonfinite_steps": self.max_nonfinite_steps >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -140,6 +170,12 @@ class Trainer:
         self.wall_time_s = 0.0
         self.skipped = torch.zeros((), dtype=torch.int64, device=device)
         self.last_diagnostics: dict[str, float] = {}
+        #: Skipped steps in a row up to now (device counter, not checkpointed).
+        self._consecutive_skips = torch.zeros((), dtype=torch.int64, device=device)
+        #: Step and skipped count at the last log row, and whether the skips were warned about.
+        self._logged_step, self._logged_skipped, self._warned = 0, 0, False
+        #: The step of the checkpoint on disk (``None``: none written or loaded).
+        self.checkpoint_step: int | None = None
 
     @property
     def temperature(self) -> float | None:
@@ -192,9 +228,33 @@ class Trainer:
         self.skipped.copy_(state["skipped_steps"])
 
     def save(self) -> None:
-        """Write the checkpoint (atomically) if there is a run directory."""
-        if self.checkpoint_path is not None:
-            save_checkpoint(self.checkpoint_path, self.state_dict())
+        """Write the checkpoint (atomically) if there is a run directory.
+
+        Model parameters or optimiser moments with a NaN or infinite value are not written: the
+        previous checkpoint stays, and a :class:`NonFiniteWarning` says so. (Buffers are not
+        checked: they may hold bounds such as ``inf``.)
+        """
+        if self.checkpoint_path is None:
+            return
+        state = self.state_dict()
+        parameters = dict(self.model.named_parameters())  # buffers may hold bounds such as inf
+        bad = _nonfinite_entries({"model": parameters, "optimizer": state["optimizer"]})
+        if bad:
+            kept = (
+                f"the previous checkpoint (step {self.checkpoint_step}) is kept"
+                if self.checkpoint_step is not None
+                else "no checkpoint is written"
+            )
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            warnings.warn(
+                f"checkpoint {self.checkpoint_path} not written at step {self.step}: "
+                f"{bad[0]}{more} hold NaN or infinite values; {kept}",
+                NonFiniteWarning,
+                stacklevel=2,
+            )
+            return
+        save_checkpoint(self.checkpoint_path, state)
+        self.checkpoint_step = self.step
 
     def resume(self) -> bool:
         """Load the checkpoint if one exists; returns whether it did."""
@@ -203,6 +263,8 @@ class Trainer:
             return False
         device = self.optimizer.accepted.device
         self.load_state_dict(load_checkpoint(path, map_location=device))
+        self.checkpoint_step = self._logged_step = self.step
+        self._logged_skipped = int(self.skipped)
         return True
 
     # -- the loop ----------------------------------------------------------------------------
@@ -214,8 +276,11 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.optimizer.params, s.grad_clip)
         ok = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
         lr = s.lr * warmup_cosine(self.step, s.steps, s.warmup_steps, s.min_lr_factor)
-        self.optimizer.step(ok, lr=lr)
-        self.skipped += (~ok).to(self.skipped.dtype)
+        accepted = self.optimizer.step(ok, lr=lr)
+        self.skipped += (~accepted).to(self.skipped.dtype)
+        self._consecutive_skips = torch.where(
+            accepted, torch.zeros_like(self._consecutive_skips), self._consecutive_skips + 1
+        )
         for name, value in {"loss": loss.detach(), **diagnostics}.items():
             value = value.detach().to(torch.float64)
             accumulated[name] = accumulated.get(name, 0) + torch.where(
@@ -235,12 +300,12 @@ class Trainer:
             return {}
         values = torch.stack(
             [accumulated[n] / accumulated[f"_n_{n}"] for n in names]
-            + [self.skipped.to(torch.float64)]
+            + [self.skipped.to(torch.float64), self._consecutive_skips.to(torch.float64)]
         )
         numbers = values.cpu().tolist()  # the one device read per log interval
         row = {"step": self.step, "stage": self.stage}
         row.update({n: v for n, v in zip(names, numbers)})
-        row["skipped_steps"] = int(numbers[-1])
+        row["skipped_steps"] = int(numbers[-2])
         row["energy_evaluations"] = self.energy_evaluations
         row["wall_time_s"] = self.wall_time_s + (time.perf_counter() - started)
         row["lr"] = self.settings.lr * warmup_cosine(
@@ -252,7 +317,45 @@ class Trainer:
         if log is not None:
             log.append(row)
         accumulated.clear()
+        self._watch_skips(row["skipped_steps"], int(numbers[-1]), row.get(NONFINITE_SAMPLES))
         return {k: v for k, v in row.items() if isinstance(v, (int, float))}
+
+    def _watch_skips(self, skipped: int, consecutive: int, nonfinite: float | None) -> None:
+        """At a log row: warn once when at least half of the interval's steps were skipped;
+        stop after ``max_nonfinite_steps`` consecutive skipped steps."""
+        limit = self.settings.max_nonfinite_steps
+        steps, skips = self.step - self._logged_step, skipped - self._logged_skipped
+        self._logged_step, self._logged_skipped = self.step, skipped
+        samples = (
+            f"; {nonfinite:.3g} non-finite samples per step"
+            if nonfinite is not None and nonfinite > 0
+            else ""
+        )
+        where = f" (stage {self.stage})" if self.stage else ""
+        if consecutive >= limit:
+            kept = (
+                f"the last checkpoint (step {self.checkpoint_step}) is kept"
+                if self.checkpoint_step is not None
+                else "no checkpoint was written"
+            )
+            raise NonFiniteTraining(
+                f"training stopped at step {self.step}{where}: the last {consecutive} steps were "
+                f"all skipped because the loss, its gradient or the update was not finite "
+                f"(max_nonfinite_steps = {limit}{samples}); {kept}: start a new run with a "
+                "lower lr, a target with finite energies or a larger max_nonfinite_steps"
+            )
+        if skips > 0 and 2 * skips >= steps:
+            if not self._warned:
+                warnings.warn(
+                    f"{skips} of the last {steps} training steps{where} were skipped (non-finite "
+                    f"loss, gradient or update{samples}); training stops after {limit} "
+                    "consecutive skipped steps (max_nonfinite_steps)",
+                    NonFiniteWarning,
+                    stacklevel=3,
+                )
+            self._warned = True
+        else:
+            self._warned = False
 
     def fit(self, resume: bool = True) -> dict[str, float]:
         """Train until ``settings.steps``; returns the last logged diagnostics.
@@ -313,6 +416,9 @@ class Trainer:
                 else ""
             )
             raise TrainingInterrupted(f"training interrupted at step {self.step}{where}") from None
+        except NonFiniteTraining:
+            bar.close()
+            raise
         except KeyboardInterrupt:  # a second Ctrl-C inside a step: the last checkpoint stands
             bar.close()
             raise TrainingInterrupted(
@@ -326,6 +432,29 @@ class Trainer:
         """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
+
+
+def _nonfinite_entries(state: dict[str, Any], prefix: str = "") -> list[str]:
+    """Names (``model.layer.weight``, ``optimizer.exp_avg.3``) of the floating-point tensors in
+    a nested state that hold a NaN or infinite value; one device read per call."""
+    named: list[tuple[str, torch.Tensor]] = []
+
+    def collect(value: Any, name: str) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                named.append((name, value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                collect(item, f"{name}.{key}" if name else str(key))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                collect(item, f"{name}.{index}")
+
+    collect(state, prefix)
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).cpu().tolist()
+    return [name for (name, _), ok in zip(named, finite) if not ok]
 
 
 class _StopAtBoundary(Exception):

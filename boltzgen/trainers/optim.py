@@ -3,7 +3,8 @@
 A non-finite loss or gradient must not corrupt the parameters, and on a GPU we may not branch on
 it in Python (that would synchronise every step). :class:`MaskedAdam` therefore takes a 0-d bool
 tensor ``ok`` and applies ``where(ok, updated, old)`` to parameters and moments, counting its own
-accepted steps on the device (for bias correction).
+accepted steps on the device (for bias correction). An update whose result would not be finite is
+refused the same way, so the parameters can never become NaN or infinite.
 """
 
 from __future__ import annotations
@@ -66,24 +67,42 @@ class MaskedAdam:
             p.grad = None
 
     @torch.no_grad()
-    def step(self, ok: Tensor, lr: float | None = None) -> None:
-        """One update, applied only where the 0-d bool tensor ``ok`` is true (no host sync)."""
+    def step(self, ok: Tensor, lr: float | None = None) -> Tensor:
+        """One update, applied only where the 0-d bool tensor ``ok`` is true (no host sync).
+
+        An update that would make a parameter or a moment non-finite (an overflow from a huge
+        learning rate or gradient) is refused as well: the parameters stay finite.
+
+        Returns:
+            The 0-d bool tensor of whether the update was applied.
+        """
         lr = self.lr if lr is None else lr
         beta1, beta2 = self.betas
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        grads = [torch.where(ok, g, torch.zeros_like(g)) for g in grads]
-        self.accepted += ok.to(self.accepted.dtype)
-        count = self.accepted.clamp(min=1)
+        count = self.accepted + 1
         bias1 = 1 - beta1**count
         bias2 = 1 - beta2**count
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+        candidates = []
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
             m_new = torch.lerp(m, g, 1 - beta1)
             v_new = v * beta2 + (1 - beta2) * g * g
             denom = (v_new / bias2.to(p.dtype)).sqrt().add_(self.eps)
             update = (m_new / bias1.to(p.dtype)) / denom + self.weight_decay * p
-            m.copy_(torch.where(ok, m_new, m))
-            v.copy_(torch.where(ok, v_new, v))
-            p.sub_(torch.where(ok, lr * update, torch.zeros_like(update)))
+            candidates.append((p - lr * update, m_new, v_new))
+        # With ``ok`` the gradient is finite, so m_new (a convex combination) is too; p_new and
+        # v_new (g * g) can still overflow.
+        finite = torch.stack(
+            [torch.isfinite(t).all() for p_new, _, v_new in candidates for t in (p_new, v_new)]
+        ).all()
+        accept = ok & finite
+        for (p_new, m_new, v_new), p, m, v in zip(
+            candidates, self.params, self.exp_avg, self.exp_avg_sq
+        ):
+            m.copy_(torch.where(accept, m_new, m))
+            v.copy_(torch.where(accept, v_new, v))
+            p.copy_(torch.where(accept, p_new, p))
+        self.accepted += accept.to(self.accepted.dtype)
+        return accept
 
     def state_dict(self) -> dict[str, Any]:
         """Moments and the accepted-step count (tensors only: safe to load with weights_only)."""

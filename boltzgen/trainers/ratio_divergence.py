@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..energy.base import Energy
 from .discrete_kl import FreeEnergyModel, PersistentChainObjective
+from .objective import NONFINITE_SAMPLES
 
 __all__ = ["ratio_divergence_surrogate", "RatioDivergence"]
 
@@ -47,23 +48,39 @@ def ratio_divergence_surrogate(
     Returns:
         ``(loss, diagnostics)``; ``"ratio_divergence"`` is an unbiased estimate of RD (no
         constant dropped), ``"log_ratio_std_data"`` / ``"log_ratio_std_model"`` the spread of l
-        over each batch (the energy-fitting errors; 0 when q = p).
+        over each batch (the energy-fitting errors; 0 when q = p), ``"nonfinite_samples"``.
+        Data points or model samples with a non-finite log-ratio (a NaN or infinite target
+        energy) are left out of every mean, the baseline and the diagnostics; fewer than two
+        finite model samples or no finite data point give a NaN loss (the step is skipped).
     """
     f_y = model.free_energy(model_samples)
     l_x = data_log_p.to(f_y.dtype) + model.free_energy(data)
     l_y = -target.energy(model_samples.to(f_y.dtype)) + f_y
-    mean_x, mean_x2 = l_x.mean(), (l_x**2).mean()
-    pathwise = mean_x2 - 2 * mean_x * l_y.mean() + (l_y**2).mean()
+    valid_x, valid_y = torch.isfinite(l_x.detach()), torch.isfinite(l_y.detach())
+    n_x, n_y = valid_x.sum(), valid_y.sum()
+    z_x = torch.where(valid_x, l_x, torch.zeros_like(l_x))
+    z_y = torch.where(valid_y, l_y, torch.zeros_like(l_y))
+    mean_x, mean_x2 = z_x.sum() / n_x, (z_x**2).sum() / n_x
+    mean_y, mean_y2 = z_y.sum() / n_y, (z_y**2).sum() / n_y
+    pathwise = mean_x2 - 2 * mean_x * mean_y + mean_y2
     with torch.no_grad():
-        g = mean_x2 - 2 * l_y * mean_x + l_y**2
-        m = g.shape[0]
-        advantage = g - (g.sum() - g) / (m - 1)
-    loss = pathwise - (advantage * f_y).mean()
+        g = torch.where(valid_y, mean_x2 - 2 * z_y * mean_x + z_y**2, torch.zeros_like(z_y))
+        advantage = torch.where(valid_y, g - (g.sum() - g) / (n_y - 1), torch.zeros_like(g))
+    score = torch.where(valid_y, advantage * f_y, torch.zeros_like(f_y)).sum() / n_y
+    loss = pathwise - score
     return loss, {
         "ratio_divergence": pathwise.detach(),
-        "log_ratio_std_data": l_x.detach().std(),
-        "log_ratio_std_model": l_y.detach().std(),
+        "log_ratio_std_data": _masked_std(z_x.detach(), valid_x, mean_x.detach()),
+        "log_ratio_std_model": _masked_std(z_y.detach(), valid_y, mean_y.detach()),
+        NONFINITE_SAMPLES: ((~valid_x).sum() + (~valid_y).sum()).to(torch.float64),
     }
+
+
+def _masked_std(values: Tensor, valid: Tensor, mean: Tensor) -> Tensor:
+    """Sample standard deviation (n - 1) of the ``valid`` entries of ``values`` with their
+    ``mean``, without selecting them (no host synchronisation)."""
+    squares = torch.where(valid, (values - mean) ** 2, torch.zeros_like(values))
+    return (squares.sum() / (valid.sum() - 1)).sqrt()
 
 
 class RatioDivergence(PersistentChainObjective):

@@ -8,12 +8,21 @@ was dropped. When the target knows its exact ``log_z`` the exact ``kl`` is repor
 Bad samples (atom clashes) have huge energies. For the *loss only*, energies above
 ``energy_cap`` are replaced by the smooth cap u_c + log(1 + u - u_c) (linear below, logarithmic
 above, continuous with slope 1 at the threshold), and the ``drop_top_k`` highest energies of a
-batch can be left out; the reported diagnostics (``kl``, ``ess``) always use the raw energies.
+batch can be left out; the reported diagnostics (``kl``, ``ess``, ``energy``) always use the raw
+energies.
+
+Samples with a non-finite term (NaN or infinite energy, non-finite log q) are left out of the
+loss and counted (``nonfinite_samples``); so is a sample whose energy is finite but whose
+energy *gradient* is not: its rows of the gradient with respect to the sample are zeroed during
+the backward pass (what is left of it, the direct parameter-dependence of log q, has zero mean
+under q). NaN energies are left out of the diagnostics as well (infinite ones are not: they
+make ``kl`` infinite and carry zero importance weight).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,7 +31,7 @@ from torch import Tensor
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 from ..samplers.weights import reverse_ess
-from .objective import StepOutput
+from .objective import NONFINITE_SAMPLES, StepOutput, finite_mean
 
 __all__ = ["ReverseKL", "soft_energy_cap"]
 
@@ -79,21 +88,23 @@ class ReverseKL:
         x, log_q = model.sample_and_log_prob(batch_size)
         u = self.target.energy(x, self.temperature)
         per_sample = log_q + soft_energy_cap(u, self.energy_cap)
-        keep = torch.isfinite(per_sample)
+        keep = torch.ones_like(per_sample, dtype=torch.bool)
         if self.drop_top_k:
             ranked = torch.nan_to_num(u.detach(), nan=math.inf)
             worst = torch.topk(ranked, self.drop_top_k).indices
             keep = keep.index_fill(0, worst, False)
-        kept = torch.where(keep, per_sample, torch.zeros_like(per_sample))
-        loss = kept.sum() / keep.sum().clamp(min=1)
+        loss, nonfinite = finite_mean(per_sample, keep)
+        if x.requires_grad:
+            x.register_hook(_drop_rows(keep & torch.isfinite(per_sample.detach()), nonfinite))
         raw = (log_q + u).detach()
         diagnostics = {
-            "kl_minus_log_z": raw.mean(),
-            "ess": reverse_ess(-raw, clip_fraction=0.0),
-            "energy": u.detach().mean(),
+            "kl_minus_log_z": raw.nanmean(),
+            "ess": reverse_ess(-raw, clip_fraction=0.0),  # NaN weights are dropped
+            "energy": u.detach().nanmean(),
+            NONFINITE_SAMPLES: nonfinite,
         }
         if self._log_z is not None:
-            diagnostics["kl"] = raw.mean() + self._log_z
+            diagnostics["kl"] = raw.nanmean() + self._log_z
         return loss, diagnostics
 
     def energy_evaluations(self, batch_size: int) -> int:
@@ -106,3 +117,17 @@ class ReverseKL:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Stateless."""
+
+
+def _drop_rows(kept: Tensor, nonfinite: Tensor) -> Callable[[Tensor], Tensor]:
+    """A gradient hook for the samples ``x``: zero the rows of left-out samples and of kept
+    samples whose gradient is not finite (a NaN force), counting the latter into ``nonfinite``
+    (in place, on the device) so that one bad sample cannot spoil the step."""
+
+    def hook(grad: Tensor) -> Tensor:
+        finite = torch.isfinite(grad).flatten(1).all(dim=1)
+        nonfinite.add_((kept & ~finite).sum())
+        rows = (kept & finite).view(-1, *[1] * (grad.dim() - 1))
+        return torch.where(rows, grad, torch.zeros_like(grad))
+
+    return hook

@@ -25,6 +25,7 @@ import openmm.unit as unit
 import torch
 
 from ...errors import BoltzgenError
+from ...molecule.openmm_setup import one_line, run_minimizer
 from .compile import IGNORED_FORCES, compile_system
 
 __all__ = [
@@ -157,6 +158,9 @@ def probe_configurations(
     Returns:
         ``2 (1 + n_md)`` configurations, shape ``(M, N, 3)``, nm: minimised, MD frames, then the
         perturbed copies of each.
+
+    Raises:
+        BoltzgenError: If OpenMM's minimizer or integrator fails (one line).
     """
     platform = openmm.Platform.getPlatformByName("CPU")
     integrator = openmm.LangevinMiddleIntegrator(
@@ -165,7 +169,7 @@ def probe_configurations(
     integrator.setRandomNumberSeed(seed + 1)
     context = openmm.Context(system, integrator, platform, {"Threads": "1"})
     context.setPositions(np.asarray(positions))
-    openmm.LocalEnergyMinimizer.minimize(context, 1.0, max_iterations)
+    run_minimizer(context, 1.0, max_iterations, f"the start structure ({len(positions)} atoms)")
     frames = [
         context.getState(getPositions=True)
         .getPositions(asNumpy=True)
@@ -173,7 +177,13 @@ def probe_configurations(
     ]
     for temperature in np.linspace(*md_temperatures, n_md):
         integrator.setTemperature(temperature * unit.kelvin)
-        integrator.step(md_steps)
+        try:
+            integrator.step(md_steps)
+        except openmm.OpenMMException as error:
+            raise BoltzgenError(
+                f"the probe MD at {temperature:g} K failed ({one_line(error)}): check the "
+                "structure for overlapping atoms or extreme coordinates"
+            ) from None
         frames.append(
             context.getState(getPositions=True)
             .getPositions(asNumpy=True)
