@@ -21,6 +21,7 @@ RANKS = {
     "_version": 0,
     "_lazy": 0,
     "tensors": 0,
+    "ranges": 0,
     "io": 0,
     "molecule": 1,
     "energy": 2,

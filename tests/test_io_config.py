@@ -170,6 +170,6 @@ def test_bad_target_value_leaves_no_run_directory(tmp_path: Path) -> None:
     from boltzgen.workflow.runs import train_run
 
     config = apply_overrides(parse_config_text(MINIMAL), ["target.sigma=-1.0"])
-    with pytest.raises(BoltzgenError, match="sigma > 0"):
+    with pytest.raises(BoltzgenError, match=r"sigma = -1.0 is out of range: allowed a number > 0"):
         train_run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -204,12 +204,16 @@ def test_ten_percent_undefined_trains_without_skips_and_counts_them(tmp_path: Pa
 
 def test_huge_learning_rate_never_puts_non_finite_numbers_in_a_checkpoint(tmp_path: Path):
     """lr = 1e30: updates that overflow are refused, the run stops after max_nonfinite_steps
-    consecutive skips, and every tensor of the checkpoint on disk is finite."""
+    consecutive skips, and every tensor of the checkpoint on disk is finite. (The range check
+    refuses lr > 10; the value is set past it, as code holding the settings object could.)"""
     model = _flow()
+    with pytest.raises(BoltzgenError, match=r"lr = 1e\+30 is out of range: allowed a number > 0"):
+        TrainSettings(lr=1e30)
     settings = TrainSettings(
-        steps=200, batch_size=64, lr=1e30, log_every=5, checkpoint_every=5, progress=False,
+        steps=200, batch_size=64, log_every=5, checkpoint_every=5, progress=False,
         max_nonfinite_steps=10,
     )  # fmt: skip
+    settings.lr = 1e30
     trainer = Trainer(model, ReverseKL(GaussianMixture2D()), settings, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonFiniteWarning)

@@ -8,6 +8,7 @@ onto ``NAME`` (atomic on POSIX file systems).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -15,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ..errors import BoltzgenError
 
 __all__ = ["atomic_write", "atomic_write_text", "write_json"]
 
@@ -31,10 +34,33 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBas
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = _disk_full(error)
+        if full is not None:
+            kept = "the previous version is kept" if path.exists() else "nothing was written"
+            raise BoltzgenError(
+                f"cannot write {path}: {full.strerror}; {kept}; free some space and run the "
+                "same command again"
+            ) from None
         raise
+
+
+#: errno values that mean the file system cannot take more data.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(error: BaseException | None) -> OSError | None:
+    """The "no space left" (or quota, or file size limit) error in ``error``'s chain, if any:
+    torch's zip writer reports a failed write as a RuntimeError whose context is the OSError."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in _FULL:
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

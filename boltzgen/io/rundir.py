@@ -3,16 +3,21 @@
 Training runs (``config.toml``) and MD recordings (``settings.json``) claim their folder the same
 way: the first run writes the settings atomically; a rerun with the same settings resumes; a
 rerun with other settings is refused with the keys that differ, before anything is touched.
+While a process works in a run folder it holds the folder's lock (:meth:`RunDir.lock`, an
+``flock`` on ``.lock`` that the kernel releases when the process ends, however it ends), so a
+second process on the same folder is refused instead of interleaving its files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import tomli_w
 
@@ -24,7 +29,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["RunDir", "dump_toml"]
+__all__ = ["RunDir", "dump_toml", "LOCK_FILE"]
+
+#: The lock file of a run folder (kept after the run; the lock itself ends with the process).
+LOCK_FILE = ".lock"
 
 Settings = Mapping[str, Any]
 
@@ -107,7 +115,7 @@ class RunDir:
         # Compare after a round trip through the file format, so that both sides read alike.
         wanted = _flatten(self._parse(self._dump(settings)))
         if recorded is None:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.create()
             atomic_write_text(self.settings_path, self._dump(settings))
             return False
         found = _flatten(self._parse(self._dump(self._canonical(recorded))))
@@ -119,3 +127,62 @@ class RunDir:
                 "folder, or the same settings to resume it"
             )
         return True
+
+    def create(self) -> None:
+        """Create the folder (and its parents), with a one-line error when that is impossible:
+        a file in the way, no permission, a read-only or full file system."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise BoltzgenError(
+                f"output folder {self.path} is a file (or a file is in its path): choose "
+                "another output folder"
+            ) from None
+        except NotADirectoryError:
+            raise BoltzgenError(
+                f"output folder {self.path} is under a file, not a folder: choose another "
+                "output folder"
+            ) from None
+        except OSError as error:
+            raise BoltzgenError(
+                f"cannot create output folder {self.path}: {error.strerror}; choose another "
+                "output folder"
+            ) from None
+
+    def acquire_lock(self) -> IO[str]:
+        """Take the folder's lock (creating the folder first) and return the open lock file;
+        the lock lasts until that file is closed or the process ends.
+
+        Raises:
+            BoltzgenError: Another process holds it (the message gives its pid), or the folder
+                cannot be created or written.
+        """
+        self.create()
+        try:
+            handle = open(self.path / LOCK_FILE, "a+")
+        except OSError as error:
+            raise BoltzgenError(
+                f"cannot write into output folder {self.path}: {error.strerror}; choose another "
+                "output folder"
+            ) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise BoltzgenError(
+                f"{self.path} is in use by another boltzgen process (pid {holder}): wait for it "
+                "to finish, or use another output folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock for the block (:meth:`acquire_lock`)."""
+        with self.acquire_lock():
+            yield

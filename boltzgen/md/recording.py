@@ -38,7 +38,8 @@ class MDRun:
     """Drive a :class:`ReplicaExchangeMD` in a folder with checkpoints and resume.
 
     Arguments:
-        directory: The run folder (created if needed).
+        directory: The run folder (created if needed; locked against other processes while
+            this object lives).
         settings: JSON-able description of the run; must equal the folder's ``settings.json``
             when there is one.
     """
@@ -48,7 +49,9 @@ class MDRun:
         self.settings = json.loads(json.dumps(dict(settings)))
         self.checkpoint_path = self.directory / "checkpoint.pt"
         self.chunk_dir = self.directory / "chunks"
-        RunDir(self.directory, "settings.json").claim(self.settings)
+        run_dir = RunDir(self.directory, "settings.json")
+        self._lock = run_dir.acquire_lock()  # held while this object lives
+        run_dir.claim(self.settings)
         self.wall_time_s = 0.0
 
     def resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:

@@ -46,9 +46,17 @@ from torch import Tensor
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 from ..io import MetricsLog, load_checkpoint, save_checkpoint, write_json
+from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from ..samplers.importance import BufferStatistics, draw_weighted_samples, resample_buffer
 from .forward_kl import ForwardKL
-from .loop import Trainer, TrainingInterrupted, TrainSettings, rng_state, set_rng_state
+from .loop import (
+    Trainer,
+    TrainingInterrupted,
+    TrainSettings,
+    rng_state,
+    set_rng_state,
+    signal_number,
+)
 from .reverse_kl import ReverseKL
 
 __all__ = [
@@ -119,6 +127,8 @@ SHARED_LOOP_KEYS = (
     "progress",
 )
 _STAGES = ("pretrain", "rung")
+#: Temperatures in the target's units (K for molecules, multiples of its own T for toys).
+_TEMPERATURE = Range(0, 1e6, low_open=True)
 
 
 def _default_pretrain() -> TrainSettings:
@@ -160,32 +170,40 @@ class AnnealingSettings:
     sets both stages.
     """
 
-    t_high: float
-    t_low: float | None = None
-    n_rungs: int = 9
-    extra_final_rungs: int = 1
-    energy_cap: float | None = None
-    drop_top_k: int = 10
-    buffer_samples: int = 5_000_000
-    resample_size: int = 2_000_000
-    clip_fraction: float = 1e-4
-    chunk_size: int = 65_536
+    t_high: float = dataclasses.field(metadata=field_range(_TEMPERATURE))
+    t_low: float | None = dataclasses.field(default=None, metadata=field_range(_TEMPERATURE))
+    n_rungs: int = dataclasses.field(default=9, metadata=field_range(Range(1, 1000, integer=True)))
+    extra_final_rungs: int = dataclasses.field(
+        default=1, metadata=field_range(Range(0, 1000, integer=True))
+    )
+    energy_cap: float | None = dataclasses.field(
+        default=None, metadata=field_range(Range(-1e12, 1e12))
+    )
+    drop_top_k: int = dataclasses.field(
+        default=10, metadata=field_range(Range(0, MAX_BATCH, integer=True))
+    )
+    buffer_samples: int = dataclasses.field(
+        default=5_000_000, metadata=field_range(Range(1, MAX_COUNT, integer=True))
+    )
+    resample_size: int = dataclasses.field(
+        default=2_000_000, metadata=field_range(Range(1, MAX_COUNT, integer=True))
+    )
+    clip_fraction: float = dataclasses.field(
+        default=1e-4, metadata=field_range(Range(0, 1, high_open=True))
+    )
+    chunk_size: int = dataclasses.field(
+        default=65_536, metadata=field_range(Range(1, MAX_BATCH, integer=True))
+    )
     pretrain: TrainSettings = dataclasses.field(default_factory=_default_pretrain)
     rung: TrainSettings = dataclasses.field(default_factory=_default_rung)
 
     def __post_init__(self) -> None:
-        checks = {
-            "buffer_samples": self.buffer_samples >= 1,
-            "resample_size": self.resample_size >= 1,
-            "clip_fraction": 0 <= self.clip_fraction < 1,
-            "chunk_size": self.chunk_size >= 1,
-            "drop_top_k": 0 <= self.drop_top_k < self.pretrain.batch_size,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise BoltzgenError(
-                    f"TA-BG setting {name} = {getattr(self, name)!r} is out of range"
-                )
+        check_fields(self, "TA-BG setting")
+        if self.drop_top_k >= self.pretrain.batch_size:
+            raise BoltzgenError(
+                f"TA-BG setting drop_top_k = {self.drop_top_k} is out of range: allowed an "
+                f"integer below pretrain_batch_size ({self.pretrain.batch_size})"
+            )
 
     @classmethod
     def config_keys(cls) -> dict[str, tuple[Any, str]]:
@@ -502,14 +520,15 @@ class TemperatureAnnealing:
                 self._pretrain()
             for k in range(len(self.record["rungs"]) + 1, len(self.temperatures)):
                 self._rung(k)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as error:
             where = (
                 f"; resume by running the same command again ({self.run_dir})"
                 if self.run_dir
                 else ""
             )
             raise TrainingInterrupted(
-                f"TA-BG interrupted after {len(self.record['rungs'])} rung(s){where}"
+                f"TA-BG interrupted after {len(self.record['rungs'])} rung(s){where}",
+                signal_number(error),
             ) from None
         self._save_final()
         last = self.record["rungs"][-1]

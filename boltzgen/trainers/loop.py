@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, Interrupted, Terminated
 from ..io import MetricsLog, load_checkpoint, save_checkpoint
+from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from .objective import NONFINITE_SAMPLES, Objective
 from .optim import MaskedAdam, warmup_cosine
 
@@ -64,8 +65,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-class TrainingInterrupted(BoltzgenError):
-    """Training was interrupted (Ctrl-C); a checkpoint was written and the run can be resumed."""
+class TrainingInterrupted(Interrupted):
+    """Training was interrupted (Ctrl-C or SIGTERM); a checkpoint was written and the run can be
+    resumed."""
 
 
 class NonFiniteTraining(BoltzgenError):
@@ -74,6 +76,11 @@ class NonFiniteTraining(BoltzgenError):
 
 class NonFiniteWarning(RuntimeWarning):
     """Many steps are being skipped, or a checkpoint was not written, because of NaN/inf."""
+
+
+_COUNT0 = Range(0, MAX_COUNT, integer=True)
+_COUNT1 = Range(1, MAX_COUNT, integer=True)
+_BATCH = Range(1, MAX_BATCH, integer=True)
 
 
 @dataclasses.dataclass
@@ -97,36 +104,22 @@ class TrainSettings:
             (checked every ``log_every`` steps).
     """
 
-    steps: int = 1000
-    batch_size: int = 1024
-    lr: float = 1e-3
-    warmup_steps: int = 0
-    min_lr_factor: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip: float = 100.0
-    log_every: int = 50
-    checkpoint_every: int = 500
+    steps: int = dataclasses.field(default=1000, metadata=field_range(_COUNT1))
+    batch_size: int = dataclasses.field(default=1024, metadata=field_range(_BATCH))
+    lr: float = dataclasses.field(default=1e-3, metadata=field_range(Range(0, 10, low_open=True)))
+    warmup_steps: int = dataclasses.field(default=0, metadata=field_range(_COUNT0))
+    min_lr_factor: float = dataclasses.field(default=0.0, metadata=field_range(Range(0, 1)))
+    weight_decay: float = dataclasses.field(default=0.0, metadata=field_range(Range(0, 100)))
+    grad_clip: float = dataclasses.field(
+        default=100.0, metadata=field_range(Range(0, low_open=True))
+    )
+    log_every: int = dataclasses.field(default=50, metadata=field_range(_COUNT1))
+    checkpoint_every: int = dataclasses.field(default=500, metadata=field_range(_COUNT0))
     progress: bool = True
-    max_nonfinite_steps: int = 100
+    max_nonfinite_steps: int = dataclasses.field(default=100, metadata=field_range(_COUNT1))
 
     def __post_init__(self) -> None:
-        checks = {
-            "steps": self.steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "min_lr_factor": 0 <= self.min_lr_factor <= 1,
-            "weight_decay": self.weight_decay >= 0,
-            "grad_clip": self.grad_clip > 0,
-            "log_every": self.log_every >= 1,
-            "checkpoint_every": self.checkpoint_every >= 0,
-            "max_nonfinite_steps": self.max_nonfinite_steps >= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise BoltzgenError(
-                    f"trainer setting {name} = {getattr(self, name)!r} is out of range"
-                )
+        check_fields(self, "trainer setting")
 
 
 class Trainer:
@@ -415,14 +408,17 @@ class Trainer:
                 if self.checkpoint_path
                 else ""
             )
-            raise TrainingInterrupted(f"training interrupted at step {self.step}{where}") from None
+            raise TrainingInterrupted(
+                f"training interrupted at step {self.step}{where}", signal_number(interrupted)
+            ) from None
         except NonFiniteTraining:
             bar.close()
             raise
-        except KeyboardInterrupt:  # a second Ctrl-C inside a step: the last checkpoint stands
+        except KeyboardInterrupt as error:  # a second Ctrl-C inside a step: the last checkpoint
             bar.close()
             raise TrainingInterrupted(
-                f"training stopped inside step {self.step + 1}; the last checkpoint is kept"
+                f"training stopped inside step {self.step + 1}; the last checkpoint is kept",
+                signal_number(error),
             ) from None
         bar.close()
         self._checkpoint(started)
@@ -461,25 +457,45 @@ class _StopAtBoundary(Exception):
     """Internal: Ctrl-C was pressed and the current step has finished."""
 
 
+def signal_number(interrupt: Any) -> int:
+    """The signal behind an interrupt: a :class:`Terminated` or ``KeyboardInterrupt``
+    exception, or the ``interrupted`` function of :func:`_interrupts_at_step_boundaries`."""
+    if callable(interrupt) and not isinstance(interrupt, BaseException):
+        return interrupt.signal_number
+    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+
+
 @contextlib.contextmanager
 def _interrupts_at_step_boundaries():
-    """Defer Ctrl-C to the next step boundary, so that a checkpoint never holds half a step.
+    """Defer Ctrl-C and SIGTERM to the next step boundary, so that a checkpoint never holds half
+    a step.
 
-    Yields a function that tells whether Ctrl-C was pressed. A second Ctrl-C interrupts at once.
-    Outside the main thread (where signal handlers cannot be set) interrupts are not deferred.
+    Yields a function that tells whether one was received (its ``signal_number`` attribute
+    says which). A second one interrupts at once (``KeyboardInterrupt``, or
+    :class:`~boltzgen.errors.Terminated` for SIGTERM). Outside the main thread (where signal
+    handlers cannot be set) interrupts are not deferred.
     """
+    received: list[int] = []
+
+    def interrupted() -> bool:
+        return bool(received)
+
+    interrupted.signal_number = signal.SIGINT  # type: ignore[attr-defined]
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield interrupted
         return
-    pressed = []
 
     def handler(signum, frame):
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
+        if received:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        received.append(signum)
+        interrupted.signal_number = signum  # type: ignore[attr-defined]
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {
+        number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
-        yield lambda: bool(pressed)
+        yield interrupted
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, action in previous.items():
+            signal.signal(number, action)

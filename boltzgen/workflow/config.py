@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import BoltzgenError
 from ..io.rundir import dump_toml
+from ..ranges import MAX_SEED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,6 +48,10 @@ def parse_config_text(text: str, source: str = "<config>") -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise BoltzgenError(f"{source} is not valid TOML: {error}") from None
+    except RecursionError:
+        raise BoltzgenError(
+            f"{source} is not a usable config: its tables or arrays are nested too deeply"
+        ) from None
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -58,7 +63,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
             f"config file {path} does not exist (write one with 'boltzgen init TEMPLATE -o "
             f"{path}')"
         )
-    config = parse_config_text(path.read_text(), str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BoltzgenError(
+            f"{path} is not a text config (not UTF-8 at byte {error.start}): give a TOML file"
+        ) from None
+    except OSError as error:
+        raise BoltzgenError(f"cannot read config file {path}: {error.strerror}") from None
+    config = parse_config_text(text, str(path))
     config = apply_overrides(config, overrides)
     check_structure(config, str(path))
     return config
@@ -114,8 +127,11 @@ def check_structure(config: Mapping[str, Any], source: str = "config") -> None:
         raise BoltzgenError(
             f"{source}: device must be 'auto', 'cpu' or 'cuda[:N]', got {config['device']!r}"
         )
-    if not isinstance(config.get("seed", 0), int):
-        raise BoltzgenError(f"{source}: seed must be an integer")
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise BoltzgenError(
+            f"{source}: seed = {seed!r} is out of range: allowed an integer >= 0 and <= {MAX_SEED}"
+        )
 
 
 def dump_config(config: Mapping[str, Any]) -> str:

@@ -32,6 +32,7 @@ from ..tensors import select_device
 from ..trainers.annealing import AnnealingSettings, TemperatureAnnealing
 from ..trainers.loop import Trainer, TrainSettings
 from .config import TOP_LEVEL_DEFAULTS
+from .ranges import SAMPLE_COUNT, key_range
 
 __all__ = [
     "TARGETS",
@@ -165,6 +166,11 @@ def _check_value(section: str, key: str, value: Any, annotation: str) -> Any:
 def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
     registry = {**OBJECTIVES, **PROTOCOLS} if section == "trainer" else _REGISTRIES[section]
     name = table["name"]
+    if not isinstance(name, str):
+        raise BoltzgenError(
+            f"[{section}] name = {name!r}: expected a string, one of: "
+            f"{', '.join(sorted(registry))}"
+        )
     if name not in registry:
         raise BoltzgenError(
             f"[{section}] name = {name!r} is unknown; choose one of: {', '.join(sorted(registry))}"
@@ -186,6 +192,9 @@ def _resolve_section(section: str, table: Mapping[str, Any]) -> dict[str, Any]:
     for key, (default, annotation) in keys.items():
         if key in table:
             resolved[key] = _check_value(section, key, table[key], annotation)
+            range_ = key_range(section, name, key)
+            if range_ is not None and resolved[key] is not None:
+                range_.check(f"[{section}] {key}", resolved[key])
         elif protocol is not None:
             continue  # the protocol's settings fill in its defaults (shared keys need that)
         elif default is not inspect.Parameter.empty:
@@ -209,8 +218,7 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise BoltzgenError(f"[sample] unknown key(s): {', '.join(unknown)}; allowed: n")
     resolved["sample"] = {"n": _check_value("sample", "n", sample.get("n", 10000), "int")}
-    if resolved["sample"]["n"] < 1:
-        raise BoltzgenError("[sample] n must be at least 1")
+    SAMPLE_COUNT.check("[sample] n", resolved["sample"]["n"])
     if resolved["trainer"]["name"] in PROTOCOLS:
         PROTOCOLS[resolved["trainer"]["name"]].from_params(resolved["trainer"])  # range checks
     else:

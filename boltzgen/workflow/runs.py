@@ -13,6 +13,7 @@ The default run directory of ``boltzgen train CONFIG.toml`` is ``runs/<CONFIG st
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ..io import RunDir, load_checkpoint, write_json
 from ..models.base import Model
 from ..samplers.weights import reverse_ess
 from ..tensors import device_description
+from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
 from .registry import (
     build_model,
@@ -46,6 +48,8 @@ __all__ = [
 
 #: The settings file of a training run directory: the resolved config.
 CONFIG_FILE = "config.toml"
+#: What a training run writes into its folder (removed again when a new run fails early).
+_RUN_FILES = (CONFIG_FILE, "checkpoints", "metrics.csv", "summary.json", "samples", "ladder.json")
 
 
 def default_run_dir(config_path: str | Path) -> Path:
@@ -62,13 +66,52 @@ def train_run(
     Returns:
         The summary dict also written to ``summary.json``.
     """
-    resolved = resolve_config(config)
+    resolved = resolve_config(config)  # every key, type and range: nothing is written before
     run_dir = Path(run_dir)
     device = select_device(resolved["device"])
     target = build_target(resolved)  # bad values fail here, before the run directory exists
     model = build_model(resolved, target)
     training = build_training(resolved, target, model, run_dir, progress)
-    RunDir(run_dir, CONFIG_FILE, canonical=resolve_config).claim(resolved)
+    folder = RunDir(run_dir, CONFIG_FILE, canonical=resolve_config)
+    existed = run_dir.exists()
+    with folder.lock():
+        resumed = folder.claim(resolved)
+        try:
+            return _train_and_sample(resolved, target, model, training, run_dir, device)
+        except TrainingInterrupted:
+            raise  # resumable: the checkpoint stays
+        except BaseException:
+            if not resumed:
+                _discard_unusable_run(run_dir, existed)
+            raise
+
+
+def _discard_unusable_run(run_dir: Path, existed: bool) -> None:
+    """After a new run failed: remove what it wrote, unless it wrote a checkpoint (which a
+    rerun of the same config resumes from). A folder that existed before keeps everything
+    else that was in it."""
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(checkpoints.glob("*.pt")):
+        return
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in _RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _train_and_sample(
+    resolved: dict[str, Any],
+    target: Energy,
+    model: torch.nn.Module,
+    training: Any,
+    run_dir: Path,
+    device: torch.device,
+) -> dict[str, Any]:
     last = training.fit()
     temperature = training.temperature
     drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)
