@@ -270,3 +270,20 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path) -
     assert err.count("\n") == 1 and "File too large" in err and "previous version is kept" in err
     assert checkpoint.read_bytes() == before
     assert not list(checkpoint.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["energy", "check", "alanine-dipeptide", "--md-frames", "-3"], "--md-frames: -3 is out"),
+        (["energy", "check", "alanine-dipeptide", "--perturbation", "nan"], "--perturbation: nan"),
+        (["energy", "check", "ala3", "--energy-tolerance", "-1"], "--energy-tolerance: -1 is out"),
+        (["sample", "runs/x", "-n", "100000000000"], "-n: 100000000000 is out of range"),
+        (["sample", "runs/x", "-n", "1e11"], "-n: '1e11' is not an integer"),
+        (["md", "alanine-dipeptide", "-o", "x", "--steps", "10", "--dt", "inf"], "--dt: inf"),
+    ],
+)
+def test_command_line_numbers_out_of_range_are_one_line(argv, expected, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err

@@ -22,6 +22,7 @@ import torch
 from ..energy.forcefield.benchmark import benchmark_molecule, format_table
 from ..errors import BoltzgenError
 from ..io import atomic_write_text
+from .values import REPLICAS, SECONDS, THREADS, TIME_STEP_PS
 
 __all__ = ["add_parser", "run_energy_benchmark", "run_md_benchmark"]
 
@@ -49,14 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     energy.add_argument(
         "--batches",
-        type=int,
+        type=REPLICAS,
         nargs="+",
         default=[1024, 8192],
         help="torch CPU batch sizes (default 1024 8192)",
     )
     energy.add_argument(
         "--workers",
-        type=int,
+        type=THREADS,
         nargs="+",
         help="OpenMM bridge worker counts (default: 1 and the CPU count)",
     )
@@ -76,19 +77,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     md.add_argument(
         "--replicas",
-        type=int,
+        type=REPLICAS,
         nargs="+",
         default=[64, 1024],
         help="replicas on the CPU (default 64 1024)",
     )
     md.add_argument(
         "--gpu-replicas",
-        type=int,
+        type=REPLICAS,
         nargs="+",
         default=[1_000, 10_000, 100_000],
         help="replicas on the GPU when CUDA is available (default 1000 10000 100000)",
     )
-    md.add_argument("--dt", type=float, default=0.001, help="time step in ps (default 0.001)")
+    md.add_argument(
+        "--dt", type=TIME_STEP_PS, default=0.001, help="time step in ps (default 0.001)"
+    )
     _add_common_options(md)
     md.set_defaults(run=run_md_benchmark)
 
@@ -96,13 +99,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds",
-        type=float,
+        type=SECONDS,
         default=2.0,
         help="minimum duration of each measurement (default 2)",
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=THREADS,
         default=1,
         help="torch CPU threads (default 1, like OpenMM's one thread)",
     )

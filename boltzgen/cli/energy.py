@@ -16,6 +16,7 @@ import numpy as np
 from ..energy.forcefield.exactness import ExactnessReport, check_exactness, probe_configurations
 from ..tensors import DTYPES
 from .molecule_args import add_molecule_arguments, molecule_from_args
+from .values import COUNT0, LENGTH_NM, SEED, TOLERANCE
 
 __all__ = ["add_parser", "run_check", "format_report"]
 
@@ -36,28 +37,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_molecule_arguments(check)
     check.add_argument(
-        "--md-frames", type=int, default=4, help="MD frames between 300 and 600 K (default 4)"
+        "--md-frames", type=COUNT0, default=4, help="MD frames between 300 and 600 K (default 4)"
     )
     check.add_argument(
         "--perturbation",
-        type=float,
+        type=LENGTH_NM,
         default=0.02,
         help="noise added to each frame, nm (default 0.02)",
     )
     check.add_argument(
-        "--seed", type=int, default=0, help="seed of the MD and the noise (default 0)"
+        "--seed", type=SEED, default=0, help="seed of the MD and the noise (default 0)"
     )
     check.add_argument(
         "--dtype", choices=tuple(DTYPES), default="float64", help="torch dtype (default float64)"
     )
     check.add_argument(
         "--energy-tolerance",
-        type=float,
+        type=TOLERANCE,
         help="relative energy error allowed per force (default 1e-6 float64, 1e-3 float32)",
     )
     check.add_argument(
         "--force-tolerance",
-        type=float,
+        type=TOLERANCE,
         help="relative force error allowed per force (default 1e-5 float64, 1e-3 float32)",
     )
     check.add_argument("--json", action="store_true", help="print one JSON object")

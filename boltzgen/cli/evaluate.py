@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..workflow.evaluation import evaluate_run
+from .values import COUNT, FRACTION, SEED, TEMPERATURE
 
 __all__ = ["add_parser"]
 
@@ -70,18 +71,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="target samples: MD trajectory (mdtraj format or .npz 'positions', nm) for "
         "molecules, a sample file (.pt/.npy/.npz) for toy targets",
     )
-    p.add_argument("-n", type=int, default=100_000, help="model samples to draw (default 100000)")
+    p.add_argument(
+        "-n", type=COUNT, default=100_000, help="model samples to draw (default 100000)"
+    )
     p.add_argument(
         "--temperature",
-        type=float,
+        type=TEMPERATURE,
         help="evaluate at this temperature (target units; default: the run's)",
     )
     p.add_argument(
         "--clip-fraction",
-        type=float,
+        type=FRACTION,
         default=1e-4,
         help="fraction of largest log-weights clipped (default 1e-4)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed of the sampler (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)

@@ -19,6 +19,7 @@ from ..molecule.trajectories import write_trajectory
 from ..samplers.ladders import geometric_ladder
 from ..tensors import DTYPES, select_device
 from .molecule_args import add_molecule_arguments, molecule_from_args
+from .values import COUNT, FRICTION, REPLICAS, SEED, TEMPERATURE, TIME_STEP_PS
 
 __all__ = ["add_parser", "add_md_arguments", "simulation_from_args"]
 
@@ -29,35 +30,40 @@ def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
     group = parser.add_argument_group("MD options")
     group.add_argument(
         "--replicas",
-        type=int,
+        type=REPLICAS,
         default=replicas,
         help=f"replicas in all, a multiple of --rungs (default {replicas})",
     )
     group.add_argument(
         "--t-max",
-        type=float,
+        type=TEMPERATURE,
         metavar="K",
         help="highest temperature of a geometric replica-exchange ladder (default: no ladder)",
     )
     group.add_argument(
-        "--rungs", type=int, help="temperatures in the ladder (default 8 with --t-max, else 1)"
+        "--rungs", type=COUNT, help="temperatures in the ladder (default 8 with --t-max, else 1)"
     )
-    group.add_argument("--dt", type=float, default=0.001, help="time step in ps (default 0.001)")
     group.add_argument(
-        "--friction", type=float, default=1.0, help="Langevin friction in 1/ps (default 1.0)"
+        "--dt", type=TIME_STEP_PS, default=0.001, help="time step in ps (default 0.001)"
+    )
+    group.add_argument(
+        "--friction", type=FRICTION, default=1.0, help="Langevin friction in 1/ps (default 1.0)"
     )
     group.add_argument(
         "--exchange-every",
-        type=int,
+        type=COUNT,
         default=10,
         help="steps between exchange attempts (default 10)",
     )
     group.add_argument(
-        "--report-every", type=int, default=100, help="steps between recorded frames (default 100)"
+        "--report-every",
+        type=COUNT,
+        default=100,
+        help="steps between recorded frames (default 100)",
     )
     group.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=COUNT,
         default=10000,
         help="steps between checkpoints (default 10000)",
     )
@@ -65,7 +71,7 @@ def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
     group.add_argument(
         "--dtype", choices=tuple(DTYPES), default="float32", help="precision (default float32)"
     )
-    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
     group.add_argument(
         "--compile",
         action="store_true",
@@ -265,7 +271,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_molecule_arguments(p)
     p.add_argument(
         "--steps",
-        type=int,
+        type=COUNT,
         required=True,
         help="total MD steps (a rerun with more steps continues)",
     )

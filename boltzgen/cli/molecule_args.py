@@ -14,6 +14,7 @@ from typing import Any
 from ..molecule.molecule import DEFAULT_FORCEFIELD, Molecule
 from ..molecule.openmm_setup import CONSTRAINTS
 from ..molecule.spec import OPTION_KEYS, molecule_from_spec, spec_from_text
+from .values import TEMPERATURE
 
 __all__ = ["add_molecule_arguments", "add_model_options", "model_overrides", "molecule_from_args"]
 
@@ -46,7 +47,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="vacuum, obc1, obc2, gbn2, or an XML file such as amber99_obc.xml (default: vacuum)",
     )
     group.add_argument("--constraints", choices=tuple(CONSTRAINTS), help="default: none")
-    group.add_argument("--temperature", type=float, metavar="K", help="in kelvin (default: 300)")
+    group.add_argument(
+        "--temperature", type=TEMPERATURE, metavar="K", help="in kelvin (default: 300)"
+    )
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

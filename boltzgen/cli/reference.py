@@ -14,6 +14,7 @@ from ..md import MDRun
 from ..md.datasets import read_metadata, write_reference
 from .md import add_md_arguments, simulation_from_args
 from .molecule_args import add_molecule_arguments, molecule_from_args
+from .values import COUNT, COUNT0
 
 __all__ = ["add_parser"]
 
@@ -106,12 +107,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_molecule_arguments(p)
     p.add_argument(
         "--frames",
-        type=int,
+        type=COUNT,
         default=100000,
         help="frames at the target temperature in all splits (default 100000)",
     )
     p.add_argument(
-        "--equilibration", type=int, default=10000, help="MD steps discarded first (default 10000)"
+        "--equilibration",
+        type=COUNT0,
+        default=10000,
+        help="MD steps discarded first (default 10000)",
     )
     add_md_arguments(p, replicas=64)
     p.add_argument(

@@ -13,6 +13,7 @@ from ..samplers.weights import reverse_ess
 from ..workflow.registry import training_temperature
 from ..workflow.runs import load_run
 from ..workflow.sampling import draw_samples, write_samples
+from .values import COUNT, SEED, TEMPERATURE
 
 __all__ = ["add_parser"]
 
@@ -53,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Draw samples from a trained run directory.",
     )
     p.add_argument("run_dir", help="run directory written by 'boltzgen train'")
-    p.add_argument("-n", type=int, default=10000, help="number of samples (default 10000)")
+    p.add_argument("-n", type=COUNT, default=10000, help="number of samples (default 10000)")
     p.add_argument(
         "-o",
         "--output",
@@ -62,9 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--temperature",
-        type=float,
+        type=TEMPERATURE,
         help="reweight to this temperature (target units; default: the run's)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the sampler (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed of the sampler (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
