@@ -372,7 +372,7 @@ def _replacing(**tables: dict[str, Any]) -> dict[str, Any]:
 
 BAD_CONFIGS = {
     "unknown key": (_with("trainer", k_step=3), "unknown key(s) for 'ratio-divergence': k_step"),
-    "wrong type": (_with("trainer", n_data="many"), "n_data = 'many': expected a int"),
+    "wrong type": (_with("trainer", n_data="many"), "n_data = 'many': expected an int"),
     "unknown target": (_with("target", name="potts"), "name = 'potts' is unknown"),
     "unknown mcmc method": (
         _with("trainer", data="mcmc", mcmc_method="wolff"),

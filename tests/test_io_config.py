@@ -111,10 +111,10 @@ def load_config_text(text: str) -> dict:
     "overrides, fragment",
     [
         (["trainer.stepz=5"], "unknown key(s) for 'reverse-kl': stepz"),
-        (["trainer.steps='many'"], "expected a int"),
+        (["trainer.steps='many'"], "expected an int"),
         (["trainer.steps=0"], "steps = 0 is out of range"),
         (["target.name=nope"], "name = 'nope' is unknown"),
-        (["model.hidden=1.5"], "expected a int"),
+        (["model.hidden=1.5"], "expected an int"),
     ],
 )
 def test_bad_config_values_give_one_line(overrides: list[str], fragment: str) -> None:

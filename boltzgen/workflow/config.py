@@ -58,6 +58,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     """Read a config file and apply ``key=value`` overrides; structure checked, not yet
     resolved."""
     path = Path(path)
+    if path.is_dir():
+        raise BoltzgenError(f"{path} is a folder, not a config file: give a TOML file")
     if not path.is_file():
         raise BoltzgenError(
             f"config file {path} does not exist (write one with 'boltzgen init TEMPLATE -o "

@@ -159,7 +159,8 @@ def _check_value(section: str, key: str, value: Any, annotation: str) -> Any:
         "dict": lambda v: isinstance(v, dict),
     }
     if kind in checks and not checks[kind](value):
-        raise BoltzgenError(f"[{section}] {key} = {value!r}: expected a {kind}")
+        article = "an" if kind == "int" else "a"
+        raise BoltzgenError(f"[{section}] {key} = {value!r}: expected {article} {kind}")
     return float(value) if kind == "float" else value
 
 
