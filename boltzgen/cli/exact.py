@@ -23,7 +23,10 @@ import math
 from ..energy.exact import MAX_ENUMERATION_UNITS
 from ..energy.lattice import PairwiseSpinEnergy
 from ..errors import BoltzgenError
-from ..workflow.registry import TARGETS, schema
+from ..workflow.ranges import key_range
+from ..workflow.registry import TARGETS, describe, schema
+from .help_text import key_help
+from .values import number
 
 __all__ = ["add_parser", "run"]
 
@@ -44,12 +47,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for name, aliases in SPIN_TARGETS.items():
         summary = (TARGETS[name].__doc__ or name).strip().splitlines()[0]
         sub = models.add_parser(name, aliases=aliases, help=summary)
+        descriptions = describe("target", name)
         for key, (default, annotation) in schema("target", name).items():
+            range_ = key_range("target", name, key)
+            kind = _TYPES[annotation.split("|")[0].strip()]
             sub.add_argument(
                 f"--{key}",
-                type=_TYPES[annotation.split("|")[0].strip()],
+                type=number(range_) if range_ is not None else kind,
                 default=default,
-                help=f"[target] {key} (default {default})",
+                help=key_help(descriptions.get(key), default, range_ and range_.text()),
             )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.set_defaults(run=run, target=name)

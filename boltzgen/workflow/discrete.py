@@ -202,25 +202,50 @@ class TrainingData:
 # -- targets -------------------------------------------------------------------------------
 @register("target", "ising")
 def _ising(L: int = 4, beta: float = 0.4406868, J: float = 1.0, h: float = 0.0) -> Energy:
-    """Periodic L x L Ising model, u = beta E (beta_c = 0.4406868 at J = 1)."""
+    """Periodic L x L Ising model, u = beta E (beta_c = 0.4406868 at J = 1).
+
+    Arguments:
+        L: Side of the square lattice (N = L^2 spins, periodic).
+        beta: Inverse temperature (1 / kT in units of J).
+        J: Coupling of nearest neighbours (> 0 ferromagnetic).
+        h: External field.
+    """
     return IsingModel2D(L, beta, J=J, h=h)
 
 
 @register("target", "curie-weiss")
 def _curie_weiss(n: int = 20, beta: float = 1.5, h: float = 0.0) -> Energy:
-    """Mean-field ferromagnet E = -(sum s)^2 / (2N) - h sum s (beta_c = 1)."""
+    """Mean-field ferromagnet E = -(sum s)^2 / (2N) - h sum s (beta_c = 1).
+
+    Arguments:
+        n: Number of spins.
+        beta: Inverse temperature.
+        h: External field.
+    """
     return CurieWeiss(n, beta, h=h)
 
 
 @register("target", "sk")
 def _sk(n: int = 10, beta: float = 1.5, seed: int = 0) -> Energy:
-    """Sherrington-Kirkpatrick spin glass, couplings N(0, 1/N) from ``seed``."""
+    """Sherrington-Kirkpatrick spin glass, couplings N(0, 1/N) from ``seed``.
+
+    Arguments:
+        n: Number of spins (all pairs coupled).
+        beta: Inverse temperature.
+        seed: Seed of the Gaussian couplings.
+    """
     return SherringtonKirkpatrick(n, beta, seed=seed)
 
 
 @register("target", "edwards-anderson")
 def _edwards_anderson(L: int = 4, beta: float = 1.0, seed: int = 0) -> Energy:
-    """+-J spin glass on a periodic L x L torus, bonds from ``seed``."""
+    """+-J spin glass on a periodic L x L torus, bonds from ``seed``.
+
+    Arguments:
+        L: Side of the square lattice (N = L^2 spins, periodic).
+        beta: Inverse temperature.
+        seed: Seed of the random +-1 bonds.
+    """
     return EdwardsAnderson2D(L, beta, seed=seed)
 
 

@@ -47,6 +47,8 @@ __all__ = [
     "build_training",
     "keys_of",
     "schema",
+    "describe",
+    "docstring_arguments",
     "PROTOCOLS",
     "training_temperature",
 ]
@@ -129,6 +131,52 @@ def register(
         return factory
 
     return decorate
+
+
+_SECTION_HEADS = ("Arguments:", "Args:", "Attributes:", "Parameters:")
+
+
+def docstring_arguments(source: Callable | type | str) -> dict[str, str]:
+    """Argument descriptions from the Google-style ``Arguments:`` / ``Attributes:`` section of
+    ``source``'s docstring: name -> one line (``"a, b: text"`` describes both)."""
+    if isinstance(source, str):
+        module, _, attribute = source.partition(":")
+        source = getattr(importlib.import_module(module), attribute)
+    lines = inspect.cleandoc(source.__doc__ or "").splitlines()
+    found: dict[str, str] = {}
+    inside, indent, current = False, 0, []
+    for line in lines:
+        stripped = line.strip()
+        if stripped in _SECTION_HEADS:
+            inside, indent, current = True, len(line) - len(line.lstrip()), []
+            continue
+        if not inside:
+            continue
+        depth = len(line) - len(line.lstrip())
+        if not stripped:
+            continue
+        if depth <= indent:  # the next section, or text after the arguments
+            inside, current = False, []
+            continue
+        head, sep, text = stripped.partition(": ")
+        if sep and depth == indent + 4 and all(n.strip().isidentifier() for n in head.split(",")):
+            current = [n.strip() for n in head.split(",")]
+            for name in current:
+                found[name] = text
+        elif current:
+            for name in current:
+                found[name] = f"{found[name]} {stripped}"
+    return found
+
+
+def describe(section: str, name: str) -> dict[str, str]:
+    """One-line descriptions of the config keys of a registered factory (where its sources'
+    docstrings give one)."""
+    sources, _ = _SOURCES[section, name]
+    found: dict[str, str] = {}
+    for source in sources:
+        found.update(docstring_arguments(source))
+    return {key: text for key, text in found.items() if key in schema(section, name)}
 
 
 def schema(section: str, name: str) -> dict[str, tuple[Any, str]]:

@@ -70,9 +70,15 @@ def train_run(
     run_dir = Path(run_dir)
     device = select_device(resolved["device"])
     target = build_target(resolved)  # bad values fail here, before the run directory exists
+    effective = molecule_settings(target)
+    resolved = with_molecule_settings(resolved, effective)
     model = build_model(resolved, target)
     training = build_training(resolved, target, model, run_dir, progress)
-    folder = RunDir(run_dir, CONFIG_FILE, canonical=resolve_config)
+    folder = RunDir(
+        run_dir,
+        CONFIG_FILE,
+        canonical=lambda recorded: with_molecule_settings(resolve_config(recorded), effective),
+    )
     existed = run_dir.exists()
     with folder.lock():
         resumed = folder.claim(resolved)
@@ -84,6 +90,43 @@ def train_run(
             if not resumed:
                 _discard_unusable_run(run_dir, existed)
             raise
+
+
+#: Molecule sources: a catalog name, a PDB path or a sequence; unset when ``None`` or empty.
+_MOLECULE_SOURCES = ("system", "pdb", "sequence")
+
+
+def molecule_settings(target: Energy) -> dict[str, Any]:
+    """What a molecular target's options resolved to (force field files, solvent, constraints,
+    temperature in K: the catalog's or the PDB defaults where the config left them out);
+    empty for other targets."""
+    molecule = target.molecule
+    if molecule is None:
+        return {}
+    return {
+        "forcefield": list(molecule.forcefield_files),
+        "solvent": molecule.solvent,
+        "constraints": molecule.constraints,
+        "temperature": float(molecule.temperature),
+    }
+
+
+def with_molecule_settings(resolved: dict[str, Any], effective: Mapping[str, Any]) -> dict:
+    """``resolved`` with the ``[target]`` molecule options that were left unset filled in from
+    ``effective`` (:func:`molecule_settings`), and empty source keys dropped, so that the run's
+    ``config.toml`` states the force field, solvent and temperature that ran. A config written
+    before (options unset, ``pdb = ""``) compares equal to its filled-in form."""
+    if resolved["target"]["name"] != "molecule":
+        return resolved
+    table = {
+        key: value
+        for key, value in resolved["target"].items()
+        if not (key in _MOLECULE_SOURCES and not value)
+    }
+    for key, value in effective.items():
+        if table.get(key) is None:
+            table[key] = value
+    return {**resolved, "target": table}
 
 
 def _discard_unusable_run(run_dir: Path, existed: bool) -> None:

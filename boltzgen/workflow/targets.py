@@ -40,9 +40,9 @@ def _many_well(n_pairs: int = 16) -> Energy:
 
 @register("target", "molecule")
 def _molecule(
-    system: str = "",
-    pdb: str = "",
-    sequence: str = "",
+    system: str | None = None,
+    pdb: str | None = None,
+    sequence: str | None = None,
     forcefield: list | None = None,
     solvent: str | None = None,
     constraints: str | None = None,

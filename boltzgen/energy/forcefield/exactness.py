@@ -83,8 +83,20 @@ class ExactnessReport:
         )
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dictionary."""
-        return asdict(self)
+        """Plain JSON-ready dictionary. ``max_rel_*_error`` at the top are the largest errors
+        over the force classes in ``terms`` (what the tolerances check and ``passed`` says);
+        ``total`` holds the errors of the summed energy and forces, for information only, as
+        ``checked`` says in the JSON itself."""
+        return {**asdict(self), "checked": CHECKED_TEXT}
+
+
+#: What the top-level errors of :meth:`ExactnessReport.to_dict` are, stated in its JSON.
+CHECKED_TEXT = (
+    "max_rel_energy_error and max_rel_force_error are the largest errors over the force "
+    "classes in terms, checked against the tolerances; total is the error of the summed "
+    "energy and forces, for information (near-cancelling total forces at a minimum inflate "
+    "its relative error)"
+)
 
 
 def _grouped_system(system: openmm.System) -> tuple[openmm.System, dict[str, int]]:
