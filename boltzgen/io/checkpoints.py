@@ -199,12 +199,16 @@ CHECKPOINT_KINDS: dict[str, dict[str, Any]] = {
 }
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
+
+
 def _type_name(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dim()}-D {str(value.dtype).removeprefix('torch.')} tensor"
     if value is None:
         return "None"
-    return f"a {type(value).__name__}"
+    return _a(type(value).__name__)
 
 
 def _describe(spec: Any) -> str:
@@ -215,8 +219,8 @@ def _describe(spec: Any) -> str:
     if spec is _NUMBER:
         return "a number"
     if isinstance(spec, tuple):
-        return " or ".join(f"a {t.__name__}" for t in spec)
-    return f"a {spec.__name__}"
+        return " or ".join(_a(t.__name__) for t in spec)
+    return _a(spec.__name__)
 
 
 def _mismatch(value: Any, spec: Any, name: str) -> str | None:
