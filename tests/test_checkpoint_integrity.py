@@ -198,7 +198,9 @@ def test_a_v1_checkpoint_without_digest_is_accepted_and_checked_by_its_crcs(
     weights = torch.randn(64, 8)
     torch.save({"format": "boltzgen-checkpoint-v1", "model": {"w": weights}, "step": 1}, path)
     state = load_checkpoint(path, kind="model")
-    assert state["format"] == "boltzgen-checkpoint-v1" and torch.equal(state["model"]["w"], weights)
+    assert state["format"] == "boltzgen-checkpoint-v1" and torch.equal(
+        state["model"]["w"], weights
+    )
     save_checkpoint(path, state)  # saving it again makes a v2 checkpoint with a digest
     assert load_checkpoint(path)["format"] == CHECKPOINT_FORMAT
     torch.save({"format": "boltzgen-checkpoint-v1", "model": {"w": weights}, "step": 1}, path)

@@ -325,7 +325,9 @@ def _check_container(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
     except OSError as error:
-        raise BoltzgenError(f"checkpoint {path} cannot be read ({error.strerror or error})") from None
+        raise BoltzgenError(
+            f"checkpoint {path} cannot be read ({error.strerror or error})"
+        ) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
         raise CorruptedCheckpoint(
             f"{path} is not a readable boltzgen checkpoint (corrupted, truncated or foreign "

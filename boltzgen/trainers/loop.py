@@ -71,6 +71,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+#: What restoring a checkpoint entry of the wrong shape or type raises (reported as one line).
+_RESTORE_ERRORS = (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
+
+
 class TrainingInterrupted(BoltzgenError):
     """Training was interrupted (Ctrl-C); a checkpoint was written and the run can be resumed."""
 
@@ -226,7 +230,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+        except _RESTORE_ERRORS as error:
             raise BoltzgenError(
                 "checkpoint does not match this model/config "
                 f"({_first_line(error)}); "
@@ -239,16 +243,14 @@ class Trainer:
             energy_evaluations = int(state["energy_evaluations"])
             wall_time_s = float(state["wall_time_s"])
             self.skipped.copy_(state["skipped_steps"])
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as error:
+        except _RESTORE_ERRORS as error:
             raise BoltzgenError(
                 f"checkpoint is incomplete or damaged ({_first_line(error)}); restore it from a "
                 "copy, or start a new run (another output folder, or move this one away)"
             ) from None
-        self.step, self.energy_evaluations, self.wall_time_s = (
-            step,
-            energy_evaluations,
-            wall_time_s,
-        )
+        self.step = step
+        self.energy_evaluations = energy_evaluations
+        self.wall_time_s = wall_time_s
 
     def save(self) -> None:
         """Write the checkpoint (atomically) if there is a run directory.
