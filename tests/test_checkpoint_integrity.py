@@ -230,22 +230,49 @@ def _set(key: str, value: Any, inner: str | None = None) -> Callable[[dict[str, 
 @pytest.mark.parametrize(
     "edit, fragment",
     [
-        (_drop("objective"), "key 'objective' is missing"),
-        (_drop("rng"), "key 'rng' is missing"),
-        (_drop("step"), "key 'step' is missing"),
-        (_drop("energy_evaluations"), "key 'energy_evaluations' is missing"),
-        (_drop("wall_time_s"), "key 'wall_time_s' is missing"),
-        (_drop("skipped_steps"), "key 'skipped_steps' is missing"),
-        (_drop("optimizer", "exp_avg_sq"), "key 'optimizer.exp_avg_sq' is missing"),
-        (_drop("rng", "torch"), "key 'rng.torch' is missing"),
-        (_set("model", torch.zeros(3)), "key 'model' is a 1-D float32 tensor, not a dict"),
-        (_set("step", "10"), "key 'step' is a str, not an int"),
-        (_set("rng", torch.zeros(5), "torch"), "key 'rng.torch' is a 1-D float32 tensor"),
-        (_set("objective", [1, 2]), "key 'objective' is a list, not a dict"),
-        (_set("skipped_steps", torch.zeros(3, dtype=torch.int64)), "incomplete or damaged"),
-        (_set("model", {"nonsense": torch.zeros(2)}), "does not match this model/config"),
+        pytest.param(_drop("objective"), "key 'objective' is missing", id="no-objective"),
+        pytest.param(_drop("rng"), "key 'rng' is missing", id="no-rng"),
+        pytest.param(_drop("step"), "key 'step' is missing", id="no-step"),
+        pytest.param(
+            _drop("energy_evaluations"),
+            "key 'energy_evaluations' is missing",
+            id="no-energy-evaluations",
+        ),
+        pytest.param(_drop("wall_time_s"), "key 'wall_time_s' is missing", id="no-wall-time"),
+        pytest.param(
+            _drop("skipped_steps"), "key 'skipped_steps' is missing", id="no-skipped-steps"
+        ),
+        pytest.param(
+            _drop("optimizer", "exp_avg_sq"),
+            "key 'optimizer.exp_avg_sq' is missing",
+            id="no-adam-second-moment",
+        ),
+        pytest.param(_drop("rng", "torch"), "key 'rng.torch' is missing", id="no-torch-rng"),
+        pytest.param(
+            _set("model", torch.zeros(3)),
+            "key 'model' is a 1-D float32 tensor, not a dict of tensors",
+            id="model-is-a-tensor",
+        ),
+        pytest.param(_set("step", "10"), "key 'step' is a str, not an int", id="step-is-text"),
+        pytest.param(
+            _set("rng", torch.zeros(5), "torch"),
+            "key 'rng.torch' is a 1-D float32 tensor, not a 1-D uint8 tensor",
+            id="rng-of-floats",
+        ),
+        pytest.param(
+            _set("objective", [1, 2]), "key 'objective' is a list, not a dict", id="objective-list"
+        ),
+        pytest.param(
+            _set("skipped_steps", torch.zeros(3, dtype=torch.int64)),
+            "is incomplete or damaged",
+            id="counter-of-wrong-shape",
+        ),
+        pytest.param(
+            _set("model", {"nonsense": torch.zeros(2)}),
+            "does not match this model/config",
+            id="model-of-another-config",
+        ),
     ],
-    ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_an_incomplete_checkpoint_is_refused_on_resume_with_one_line(
     run: tuple[Path, Path],
@@ -262,6 +289,48 @@ def test_an_incomplete_checkpoint_is_refused_on_resume_with_one_line(
     capsys.readouterr()
     assert main(_train(config, run_dir)) == 2
     _one_error_line(capsys.readouterr().err, str(path), fragment)
+
+
+def _complete(kind: str) -> dict[str, Any]:
+    """A minimal checkpoint of ``kind`` that passes its structure check."""
+    rng = {"torch": torch.get_rng_state()}
+    return {
+        "stage-end": {"model": {"w": torch.zeros(2)}, "rng": rng},
+        "buffer": {
+            "stage": "anneal-1",
+            "samples": torch.zeros(4, 2),
+            "statistics": {"ess": 0.5},
+            "rng": rng,
+            "energy_evaluations": 4,
+            "wall_time_s": 0.1,
+        },
+        "model": {"model": {"w": torch.zeros(2)}},
+        "md": {
+            "simulation": {
+                **{k: torch.zeros(2, 1, 3) for k in ("positions", "velocities", "forces")},
+                "reduced_energies": torch.zeros(2),
+                "step": 10,
+                "rng": torch.get_rng_state(),
+                "accepted": torch.zeros(1),
+                "attempted": torch.zeros(1),
+            },
+            "wall_time_s": 1.0,
+        },
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["stage-end", "buffer", "model", "md"])
+def test_every_kind_of_checkpoint_names_its_missing_keys(tmp_path: Path, kind: str) -> None:
+    state = _complete(kind)
+    save_checkpoint(tmp_path / "c.pt", state)
+    load_checkpoint(tmp_path / "c.pt", kind=kind)
+    inner = state["simulation"] if kind == "md" else state
+    for key in list(inner):
+        broken = {k: v for k, v in inner.items() if k != key}
+        save_checkpoint(tmp_path / "c.pt", {"simulation": broken} if kind == "md" else broken)
+        name = f"simulation.{key}" if kind == "md" else key
+        with pytest.raises(CorruptedCheckpoint, match=rf"key '{name}' is missing"):
+            load_checkpoint(tmp_path / "c.pt", kind=kind)
 
 
 def test_a_checkpoint_without_model_is_refused_by_sample(
