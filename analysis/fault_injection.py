@@ -191,6 +191,24 @@ def _train(config: Path, run: Path, **popen) -> subprocess.Popen:
     )
 
 
+def _wait_for_checkpoint(
+    process: subprocess.Popen, checkpoint: Path, seconds: float = 120
+) -> bool:
+    """Wait until ``checkpoint`` exists; ``False`` (and the process's stderr printed) when the
+    process ended or the time ran out first."""
+    deadline = time.monotonic() + seconds
+    while not checkpoint.is_file():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, err = process.communicate()
+            print(
+                f"no checkpoint {checkpoint} (exit {process.returncode}): {err}", file=sys.stderr
+            )
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _model_tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
@@ -256,11 +274,12 @@ def run_signal_cases(workdir: Path, trials: int = 3) -> dict[str, int]:
         for k in range(trials):
             run = workdir / f"signal{signum}-{k}"
             process = _train(config, run)
-            while not (run / "checkpoints" / "last.pt").is_file():
-                time.sleep(0.05)
+            counts["signals"] += 1
+            if not _wait_for_checkpoint(process, run / "checkpoints" / "last.pt"):
+                counts["failed starts"] += 1
+                continue
             process.send_signal(signum)
             _, err = process.communicate()
-            counts["signals"] += 1
             counts["right exit code"] += process.returncode == code
             counts["tracebacks"] += "Traceback" in err
     for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
@@ -283,8 +302,10 @@ def run_disk_full_cases(workdir: Path) -> dict[str, int]:
         run = workdir / f"full{limit}"
         process = _train(config, run)
         checkpoint = run / "checkpoints" / "last.pt"
-        while not checkpoint.is_file():
-            time.sleep(0.05)
+        counts["cases"] += 1
+        if not _wait_for_checkpoint(process, checkpoint):
+            counts["failed starts"] += 1
+            continue
         process.send_signal(signal.SIGTERM)
         process.communicate()
         before = checkpoint.read_bytes()
@@ -296,7 +317,6 @@ def run_disk_full_cases(workdir: Path) -> dict[str, int]:
 
         process = _train(config, run, preexec_fn=limited)
         _, err = process.communicate()
-        counts["cases"] += 1
         counts["tracebacks"] += "Traceback" in err
         counts["one line, exit 2"] += process.returncode == 2 and err.count("\n") == 1
         counts["checkpoint kept"] += checkpoint.read_bytes() == before

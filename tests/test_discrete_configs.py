@@ -21,7 +21,7 @@ import torch
 
 from boltzgen.cli.main import main
 from boltzgen.errors import BoltzgenError
-from boltzgen.io import load_checkpoint
+from boltzgen.io import load_checkpoint, save_checkpoint
 from boltzgen.trainers import Trainer
 from boltzgen.workflow.config import apply_overrides, parse_config_text
 from boltzgen.workflow.registry import (
@@ -190,7 +190,7 @@ def _train_ten_steps_then_resume(
     if edit_checkpoint is not None:
         state = load_checkpoint(checkpoint)
         edit_checkpoint(state)
-        torch.save(state, checkpoint)
+        save_checkpoint(checkpoint, state)  # a fresh digest for the edited content
     train_run(_resume_config(20), run_dir, progress=False)
     return load_checkpoint(checkpoint)["model"]
 

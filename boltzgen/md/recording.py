@@ -26,7 +26,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import BoltzgenError
-from ..io import RunDir, atomic_write, load_checkpoint, save_checkpoint
+from ..io import (
+    RunDir,
+    atomic_write,
+    checkpoint_exists,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from .simulation import ReplicaExchangeMD
 
 __all__ = ["MDRun"]
@@ -38,8 +45,9 @@ class MDRun:
     """Drive a :class:`ReplicaExchangeMD` in a folder with checkpoints and resume.
 
     Arguments:
-        directory: The run folder (created if needed; locked against other processes while
-            this object lives).
+        directory: The run folder (created if needed). Claiming it, resuming and running hold
+            its lock (:meth:`~boltzgen.io.RunDir.lock`), so another process cannot write to
+            it at the same time.
         settings: JSON-able description of the run; must equal the folder's ``settings.json``
             when there is one.
     """
@@ -49,22 +57,51 @@ class MDRun:
         self.settings = json.loads(json.dumps(dict(settings)))
         self.checkpoint_path = self.directory / "checkpoint.pt"
         self.chunk_dir = self.directory / "chunks"
-        run_dir = RunDir(self.directory, "settings.json")
-        self._lock = run_dir.acquire_lock()  # held while this object lives
-        run_dir.claim(self.settings)
+        self._folder = RunDir(self.directory, "settings.json")
+        with self._folder.lock():
+            self._folder.claim(self.settings)
         self.wall_time_s = 0.0
 
     def resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
+        """Load the checkpoint or start (:meth:`_resume_or_start`), holding the folder's lock."""
+        with self._folder.lock():
+            return self._resume_or_start(simulation, positions)
+
+    def _resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
         """Load the checkpoint into ``simulation`` if there is one (returns ``True``), else start
         it
-        from ``positions`` ``(N, 3)`` nm. Chunks newer than the checkpoint are deleted."""
-        if not self.checkpoint_path.is_file():
+        from ``positions`` ``(N, 3)`` nm. Chunks newer than the checkpoint are deleted, and so
+        are temporary files that a process killed while writing left behind.
+
+        Raises:
+            BoltzgenError: The checkpoint is corrupted, incomplete or not a file; or it is
+                missing although more than one chunk was recorded (a killed run leaves at most
+                one chunk without a checkpoint), so that starting over would delete frames.
+        """
+        for folder in (self.directory, self.chunk_dir):
+            remove_stale_temporaries(folder)
+        if not checkpoint_exists(self.checkpoint_path):
+            chunks = self._chunks()
+            if len(chunks) > 1:
+                raise BoltzgenError(
+                    f"{self.checkpoint_path} does not exist, although {self.chunk_dir} holds "
+                    f"{len(chunks)} chunks up to step {_chunk_step(chunks[-1])}: the recording "
+                    "cannot be resumed; move the folder away or use another output folder"
+                )
             simulation.start(positions)
-            for chunk in self._chunks():
+            for chunk in chunks:
                 chunk.unlink()
             return False
-        saved = load_checkpoint(self.checkpoint_path)
-        simulation.load_state_dict(saved["simulation"])
+        saved = load_checkpoint(self.checkpoint_path, kind="md")
+        try:
+            simulation.load_state_dict(saved["simulation"])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+            text = str(error).strip()
+            raise BoltzgenError(
+                f"checkpoint {self.checkpoint_path} does not fit this recording "
+                f"({text.splitlines()[0][:160] if text else type(error).__name__}); move the "
+                "folder away or use another output folder"
+            ) from None
         # "wall_time": the key of checkpoints written before it was wall_time_s
         self.wall_time_s = float(saved.get("wall_time_s", saved.get("wall_time", 0.0)))
         for chunk in self._chunks():
@@ -79,6 +116,18 @@ class MDRun:
         report_every: int,
         checkpoint_every: int,
         progress: bool = True,
+    ) -> None:
+        """Advance the simulation (:meth:`_run`), holding the folder's lock."""
+        with self._folder.lock():
+            self._run(simulation, total_steps, report_every, checkpoint_every, progress)
+
+    def _run(
+        self,
+        simulation: ReplicaExchangeMD,
+        total_steps: int,
+        report_every: int,
+        checkpoint_every: int,
+        progress: bool,
     ) -> None:
         """Advance to ``total_steps``, observing every ``report_every`` steps and writing a chunk
         plus checkpoint every ``checkpoint_every`` steps (rounded up to whole reports) and at the

@@ -45,7 +45,14 @@ from torch import Tensor
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
-from ..io import MetricsLog, load_checkpoint, save_checkpoint, write_json
+from ..io import (
+    MetricsLog,
+    checkpoint_exists,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    write_json,
+)
 from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from ..samplers.importance import BufferStatistics, draw_weighted_samples, resample_buffer
 from .forward_kl import ForwardKL
@@ -391,11 +398,16 @@ class TemperatureAnnealing:
         if not done or self.run_dir is None:  # without a run directory the model is already there
             return
         last = done[-1]
-        state = load_checkpoint(
-            self.run_dir / "checkpoints" / f"{last['stage']}.pt", map_location=self._device
-        )
-        self.model.load_state_dict(state["model"])
-        set_rng_state(state["rng"])
+        path = self.run_dir / "checkpoints" / f"{last['stage']}.pt"
+        state = load_checkpoint(path, map_location=self._device, kind="stage-end")
+        try:
+            self.model.load_state_dict(state["model"])
+            set_rng_state(state["rng"])
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise BoltzgenError(
+                f"{path} does not fit this run ({str(error).strip().splitlines()[0][:160]}); "
+                "use a new run directory or the settings the run was started with"
+            ) from None
         self.energy_evaluations = int(last["energy_evaluations"])
         self.wall_time_s = float(last["wall_time_s"])
         self.step = int(last["steps"])
@@ -426,12 +438,20 @@ class TemperatureAnnealing:
         """The rung's buffer: loaded if saved by an interrupted run, else drawn, resampled and
         saved."""
         path = self._path(f"checkpoints/buffer-{stage}.pt")
-        if path is not None and path.is_file():
-            state = load_checkpoint(path, map_location=self._device)
-            set_rng_state(state["rng"])
+        if path is not None and checkpoint_exists(path):
+            state = load_checkpoint(path, map_location=self._device, kind="buffer")
+            try:
+                statistics = BufferStatistics(**state["statistics"])
+                set_rng_state(state["rng"])
+            except (RuntimeError, ValueError, TypeError) as error:
+                raise BoltzgenError(
+                    f"checkpoint {path} is incomplete or damaged "
+                    f"({str(error).strip().splitlines()[0][:160]}); delete it to draw the "
+                    "buffer again"
+                ) from None
             self.energy_evaluations = int(state["energy_evaluations"])
             self.wall_time_s = float(state["wall_time_s"])
-            return state["samples"], BufferStatistics(**state["statistics"])
+            return state["samples"], statistics
         s = self.settings
         started = time.perf_counter()
         drawn = draw_weighted_samples(
@@ -514,6 +534,9 @@ class TemperatureAnnealing:
             TrainingInterrupted: On Ctrl-C (within a stage or between stages); rerun to resume.
         """
         self._load_record()
+        if self.run_dir is not None:  # left by a process killed while writing
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                remove_stale_temporaries(folder)
         try:
             self._restore_completed()
             if self.record["pretrain"] is None:

@@ -34,7 +34,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import BoltzgenError, Interrupted, Terminated
-from ..io import MetricsLog, load_checkpoint, save_checkpoint
+from ..io import (
+    MetricsLog,
+    checkpoint_exists,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from .objective import NONFINITE_SAMPLES, Objective
 from .optim import MaskedAdam, warmup_cosine
@@ -45,6 +51,7 @@ __all__ = [
     "TrainingInterrupted",
     "NonFiniteTraining",
     "NonFiniteWarning",
+    "CheckpointWarning",
     "rng_state",
     "set_rng_state",
 ]
@@ -65,6 +72,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+#: What restoring a checkpoint entry of the wrong shape or type raises (reported as one line).
+_RESTORE_ERRORS = (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
+
+
 class TrainingInterrupted(Interrupted):
     """Training was interrupted (Ctrl-C or SIGTERM); a checkpoint was written and the run can be
     resumed."""
@@ -76,6 +87,10 @@ class NonFiniteTraining(BoltzgenError):
 
 class NonFiniteWarning(RuntimeWarning):
     """Many steps are being skipped, or a checkpoint was not written, because of NaN/inf."""
+
+
+class CheckpointWarning(UserWarning):
+    """The run directory records progress but holds no checkpoint: training starts over."""
 
 
 _COUNT0 = Range(0, MAX_COUNT, integer=True)
@@ -199,7 +214,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; refuses a checkpoint of another model or stage."""
+        """Restore :meth:`state_dict`; refuses (one :class:`BoltzgenError` line) a checkpoint of
+        another model or stage, or one whose entries do not fit."""
         if state.get("stage", "") != self.stage:
             raise BoltzgenError(
                 f"checkpoint is of stage '{state.get('stage')}', not '{self.stage}'"
@@ -207,18 +223,27 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as error:
+        except _RESTORE_ERRORS as error:
             raise BoltzgenError(
                 "checkpoint does not match this model/config "
-                f"({str(error).splitlines()[0][:160]}); "
+                f"({_first_line(error)}); "
                 "use a new run directory or the config the run was started with"
             ) from None
-        self.objective.load_state_dict(state["objective"])
-        set_rng_state(state["rng"])
-        self.step = int(state["step"])
-        self.energy_evaluations = int(state["energy_evaluations"])
-        self.wall_time_s = float(state["wall_time_s"])
-        self.skipped.copy_(state["skipped_steps"])
+        try:
+            self.objective.load_state_dict(state["objective"])
+            set_rng_state(state["rng"])
+            step = int(state["step"])
+            energy_evaluations = int(state["energy_evaluations"])
+            wall_time_s = float(state["wall_time_s"])
+            self.skipped.copy_(state["skipped_steps"])
+        except _RESTORE_ERRORS as error:
+            raise BoltzgenError(
+                f"checkpoint is incomplete or damaged ({_first_line(error)}); restore it from a "
+                "copy, or start a new run (another output folder, or move this one away)"
+            ) from None
+        self.step = step
+        self.energy_evaluations = energy_evaluations
+        self.wall_time_s = wall_time_s
 
     def save(self) -> None:
         """Write the checkpoint (atomically) if there is a run directory.
@@ -250,15 +275,46 @@ class Trainer:
         self.checkpoint_step = self.step
 
     def resume(self) -> bool:
-        """Load the checkpoint if one exists; returns whether it did."""
+        """Load the checkpoint if one exists; returns whether it did.
+
+        Anything at the checkpoint's path that is not a complete, intact checkpoint (a
+        directory, a link to a device, a corrupted or incomplete file) is refused with one
+        :class:`BoltzgenError` line. When there is none although ``metrics.csv`` records steps
+        of this stage, a :class:`CheckpointWarning` says that training starts over.
+        """
         path = self.checkpoint_path
-        if path is None or not path.is_file():
+        if path is None:
+            return False
+        if not checkpoint_exists(path):
+            self._warn_lost_progress(path)
             return False
         device = self.optimizer.accepted.device
-        self.load_state_dict(load_checkpoint(path, map_location=device))
+        state = load_checkpoint(path, map_location=device, kind="training")
+        try:
+            self.load_state_dict(state)
+        except BoltzgenError as error:
+            raise BoltzgenError(f"{path}: {error}") from None
         self.checkpoint_step = self._logged_step = self.step
         self._logged_skipped = int(self.skipped)
         return True
+
+    def _warn_lost_progress(self, path: Path) -> None:
+        """Warn when ``metrics.csv`` records steps of this stage that no checkpoint holds."""
+        assert self.run_dir is not None
+        try:
+            rows = MetricsLog(self.run_dir / "metrics.csv").read()
+            steps = [int(float(r["step"])) for r in rows if r.get("stage", "") == self.stage]
+        except (OSError, KeyError, ValueError, UnicodeDecodeError):
+            steps = []
+        if steps and max(steps) > 0:
+            where = f" of stage {self.stage}" if self.stage else ""
+            warnings.warn(
+                f"{path} does not exist, although {self.run_dir / 'metrics.csv'} records steps"
+                f"{where} up to {max(steps)}: training starts over from step 0 (its rows are "
+                "dropped)",
+                CheckpointWarning,
+                stacklevel=3,
+            )
 
     # -- the loop ----------------------------------------------------------------------------
     def _train_step(self, accumulated: dict[str, torch.Tensor]) -> None:
@@ -356,6 +412,9 @@ class Trainer:
         Raises:
             TrainingInterrupted: On Ctrl-C, after writing a checkpoint.
         """
+        if self.run_dir is not None:  # left by a process killed while writing
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                remove_stale_temporaries(folder)
         if resume:
             self.resume()
         log = MetricsLog(self.run_dir / "metrics.csv") if self.run_dir is not None else None
@@ -428,6 +487,12 @@ class Trainer:
         """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 160 characters), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 def _nonfinite_entries(state: dict[str, Any], prefix: str = "") -> list[str]:

@@ -138,7 +138,7 @@ def evaluate_run(
     torch.manual_seed(seed)
     drawn = draw_samples(model, target, n, temperature)
     log_w = drawn["log_weights"]
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", kind="model")
     report: dict[str, Any] = dict.fromkeys(REPORT_KEYS)
     report.update(
         ess=float(reverse_ess(log_w, clip_fraction)),

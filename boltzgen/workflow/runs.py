@@ -24,7 +24,7 @@ from ..diagnostics.discrete import exact_discrete_metrics
 from ..energy.base import Energy
 from ..energy.exact import MAX_ENUMERATION_UNITS
 from ..errors import BoltzgenError
-from ..io import RunDir, load_checkpoint, write_json
+from ..io import RunDir, load_checkpoint, remove_stale_temporaries, write_json
 from ..models.base import Model
 from ..samplers.weights import reverse_ess
 from ..tensors import device_description
@@ -155,6 +155,7 @@ def _train_and_sample(
     run_dir: Path,
     device: torch.device,
 ) -> dict[str, Any]:
+    remove_stale_temporaries(run_dir / "samples")  # the trainer cleans its own folders
     last = training.fit()
     temperature = training.temperature
     drawn = draw_samples(model, target, resolved["sample"]["n"], temperature)
@@ -230,7 +231,9 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Modu
     target = build_target(resolved)
     model = build_model(resolved, target)
     state = load_checkpoint(
-        run_dir / "checkpoints" / "last.pt", map_location=select_device(resolved["device"])
+        run_dir / "checkpoints" / "last.pt",
+        map_location=select_device(resolved["device"]),
+        kind="model",
     )
     try:
         model.load_state_dict(state["model"])
