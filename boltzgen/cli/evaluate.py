@@ -13,7 +13,9 @@ Draws N samples from the trained model and reports, with the metric functions of
   importance-reweighted, with the reference's split-half noise floor ``ramachandran_tv_floor``;
 - the training cost from the run's checkpoint: ``energy_evaluations``, ``wall_time_s``.
 
-Metrics that need what is missing (a reference, a molecule) are ``null``.
+Metrics that need what is missing (a reference, a molecule, log Z at this temperature) are
+``null`` in the JSON, and ``not_computed`` says why (reason -> keys); the table leaves them out
+and prints the reasons instead.
 """
 
 from __future__ import annotations
@@ -49,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
             json.dumps(report, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
         )
     else:
-        width = max(map(len, report))
-        for key, value in report.items():
+        missing = report.pop("not_computed")
+        shown = {key: value for key, value in report.items() if value is not None}
+        width = max(map(len, shown))
+        for key, value in shown.items():
             print(f"{key:<{width}}  {_format(value)}")
+        for reason, keys in missing.items():
+            print(f"not computed ({reason}): {keys}")
     return 0
 
 

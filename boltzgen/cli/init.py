@@ -17,6 +17,15 @@ def _first_comment(text: str) -> str:
     return line.lstrip("# ").removeprefix("boltzgen config: ")
 
 
+def _for_file(text: str, template: str, out: Path) -> str:
+    """The template text with its header's ``boltzgen train TEMPLATE.toml`` naming ``out``."""
+    lines = text.splitlines(keepends=True)
+    return "".join(
+        line.replace(f"train {template}.toml", f"train {out}") if line.startswith("#") else line
+        for line in lines
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list or args.template is None:
         for name in template_names():
@@ -26,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output or f"{args.template}.toml")
     if out.exists() and not args.force:
         raise BoltzgenError(f"{out} exists; pass --force to overwrite it or -o another file")
-    atomic_write_text(out, text)
+    atomic_write_text(out, _for_file(text, args.template, out))
     print(f"wrote {out}; train with: boltzgen train {out}")
     return 0
 

@@ -137,10 +137,28 @@ def simulation_from_args(
 def summary(
     run: MDRun, simulation: ReplicaExchangeMD, frames: dict[str, np.ndarray], resumed: bool
 ) -> dict[str, Any]:
-    """JSON-able summary of a run: per-rung kinetic temperature and <U>, exchange rates, speed."""
+    """JSON-able summary of a run: per-rung kinetic temperature (with its standard error) and
+    <U> over the last half of the frames (the first half counts as equilibration), exchange
+    rates, speed, and warnings in words where a rung's kinetic temperature is off its set
+    point by more than 4 standard errors and 1% (the run is too short to judge)."""
     k, c = len(simulation.temperatures), simulation.n_chains
-    kinetic = frames["kinetic_temperatures"].reshape(-1, k, c)
-    potential = frames["potential_energies"].reshape(-1, k, c)
+    kinetic_all = frames["kinetic_temperatures"].reshape(-1, k, c)
+    kept = kinetic_all.shape[0] - kinetic_all.shape[0] // 2
+    kinetic = kinetic_all[-kept:]
+    potential = frames["potential_energies"].reshape(-1, k, c)[-kept:]
+    chain_means = kinetic.mean(0)  # (k, c)
+    if c > 1:
+        kinetic_se = chain_means.std(1, ddof=1) / np.sqrt(c)
+    else:  # one chain: the spread of the frames, an optimistic error (frames are correlated)
+        kinetic_se = kinetic.std((0, 2), ddof=1) / np.sqrt(max(kept - 1, 1))
+    warnings = []
+    for t, mean, se in zip(simulation.temperatures, kinetic.mean((0, 2)), kinetic_se):
+        if abs(mean - t) > 4 * se + 0.01 * t:
+            warnings.append(
+                f"at T = {t:g} K the kinetic temperature is {mean:.1f} +- {se:.1f} K over the "
+                "last half of the frames: not yet equilibrated; run more steps (a rerun with "
+                "a larger --steps continues)"
+            )
     rates = simulation.exchange.acceptance_rates().cpu().numpy()
     steps = simulation.step
     return {
@@ -150,13 +168,17 @@ def summary(
         "replicas": k * c,
         "temperatures_K": simulation.temperatures,
         "n_dof": simulation.integrator.n_dof,
+        "statistics_over": f"the last {kept} of {kinetic_all.shape[0]} reports (the rest is "
+        "equilibration)",
         "kinetic_temperature_K": kinetic.mean((0, 2)).tolist(),
+        "kinetic_temperature_se_K": kinetic_se.tolist(),
         "mean_potential_energy_kJ_mol": potential.mean((0, 2)).tolist(),
         "exchange_acceptance": [None if np.isnan(r) else float(r) for r in rates],
         "frames": int(frames["positions"].shape[0] * c),
         "wall_time_s": run.wall_time_s,
         "steps_per_s": steps / run.wall_time_s if run.wall_time_s > 0 else None,
         "replica_steps_per_s": steps * k * c / run.wall_time_s if run.wall_time_s > 0 else None,
+        "warnings": warnings,
     }
 
 
@@ -242,12 +264,14 @@ def run(args: argparse.Namespace) -> int:
             "frames at "
             f"{molecule.temperature:g} K in {out / 'trajectory.h5'}"
         )
-        for t, tk, u in zip(
+        print(f"  over {result['statistics_over']}:")
+        for t, tk, se, u in zip(
             result["temperatures_K"],
             result["kinetic_temperature_K"],
+            result["kinetic_temperature_se_K"],
             result["mean_potential_energy_kJ_mol"],
         ):
-            print(f"  T = {t:8.2f} K: kinetic T {tk:8.2f} K, <U> {u:10.3f} kJ/mol")
+            print(f"  T = {t:8.2f} K: kinetic T {tk:8.2f} +- {se:.2f} K, <U> {u:10.3f} kJ/mol")
         if result["exchange_acceptance"]:
             print(
                 "  exchange acceptance: "
@@ -255,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{r:.2f}" if r is not None else "-" for r in result["exchange_acceptance"]
                 )
             )
+        for warning in result["warnings"]:
+            print(f"  warning: {warning}")
     return 0
 
 

@@ -184,4 +184,29 @@ def evaluate_run(
                 ramachandran_tv_floor=angles["split_half"]["tv"],
             )
     report["evaluation_wall_time_s"] = time.perf_counter() - started
+    report["not_computed"] = _why_missing(report, target, reference)
     return report
+
+
+_REFERENCE_KEYS = ("forward_ess", "nll", "nll_standard_error", "n_outside_support", "n_reference")
+
+
+def _why_missing(report: dict[str, Any], target: Energy, reference: Any) -> dict[str, str]:
+    """Why each ``null`` metric of ``report`` was not computed: reason -> the keys, joined."""
+    reasons: dict[str, list[str]] = {}
+    if report["kl"] is None:
+        reason = (
+            "the target does not know log Z"
+            if target.log_z is None
+            else f"log Z is known at T = {target.temperature:g} only (evaluate with "
+            f"--temperature {target.temperature:g})"
+        )
+        reasons.setdefault(reason, []).append("kl")
+    angles = [key for key in REPORT_KEYS if key.startswith("ramachandran_")]
+    if reference is None:
+        reasons["needs --reference samples"] = list(_REFERENCE_KEYS)
+    if target.molecule is None:
+        reasons["not a molecule"] = angles
+    elif reference is None:
+        reasons["needs --reference samples"] += angles
+    return {reason: ", ".join(keys) for reason, keys in reasons.items()}
