@@ -196,7 +196,7 @@ def test_ramachandran_axes_colour_bar_and_free_energy_numbers() -> None:
 
 
 def test_save_figure_vector_formats(tmp_path: Path) -> None:
-    ax, data = plot_log_weights(np.random.default_rng(4).normal(size=1000), bins=20)
+    ax, data = plot_log_weights(np.random.default_rng(4).normal(size=1000))
     save_figure(ax.figure, tmp_path / "weights.svg", data)
     save_figure(ax.figure, tmp_path / "weights.pdf", data)
     assert b"<svg" in (tmp_path / "weights.svg").read_bytes()[:2000]
@@ -225,8 +225,8 @@ def test_plot_command_writes_each_kind(runs: dict[str, Path], tmp_path: Path, ki
         "ramachandran": (4.3 * 4, 3.7),
         "fes1d": (11.0, 3.6),
         "energy": (5.5, 3.5),
-        "weights": (5.5, 3.5),
-        "training": (15.0, 3.6),
+        "weights": (5.5, 3.8),
+        "training": (2 * 5.2, 2 * 3.4),  # losses of pretrain and anneal; ESS, evaluations
     }
     _assert_png(out, size[kind])
     assert out.with_suffix(".npz").stat().st_size > 0
@@ -244,7 +244,7 @@ def test_plot_command_errors_are_one_line(
     assert len(errors) == 2 and "does not exist" in errors[0] and "samples" in errors[1]
     # The default output goes into RUN_DIR/plots/.
     assert main(["plot", str(runs["toy"]), "--kind", "training"]) == 0
-    _assert_png(runs["toy"] / "plots" / "training.png", (15.0, 3.6))
+    _assert_png(runs["toy"] / "plots" / "training.png", (2 * 5.2, 2 * 3.4))
 
 
 class _Images(HTMLParser):
@@ -302,7 +302,7 @@ def test_report_of_toy_run_skips_sample_figures_with_notes(
     text = " ".join(page.text)
     assert len(page.sources) == 1  # training curves only
     assert (
-        "No molecular samples" in text
+        "No samples" in text
         and "No reference MD dataset" in text
         and "double_well" in text
     )

@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 from ..errors import BoltzgenError
 from ..molecule.ramachandran import BASIN_LABEL_CENTRES
 from ..molecule.units import BOLTZMANN_CONSTANT
-from ..samplers.weights import clip_log_weights, reverse_ess, self_normalized_weights
+from ..samplers.weights import reverse_ess, self_normalized_weights
 from .free_energy import free_energy_profile_1d, free_energy_surface_2d
 from .metrics import angle_pairs
 
@@ -184,6 +184,7 @@ def plot_ramachandran_comparison(
     kT_cap: float = 8.0,
     clip_fraction: float = 1e-4,
     bins: int = 72,
+    title: str | None = None,
 ) -> tuple[Figure, FigureData]:
     """Ramachandran plots side by side: flow, flow reweighted, MD, and their difference.
 
@@ -199,6 +200,7 @@ def plot_ramachandran_comparison(
         kT_cap: Highest free energy on the colour scale, in kT.
         clip_fraction: Fraction of largest log-weights clipped before reweighting.
         bins: Bins per axis.
+        title: Figure title (e.g. the molecule and temperature).
 
     Returns:
         ``(figure, data)`` with ``data[f"{panel}_{i}"]`` the free energies in kT of panel
@@ -233,9 +235,9 @@ def plot_ramachandran_comparison(
     data: FigureData = {}
     for i in range(n_pairs):
         surfaces = {}
-        for column, (key, title, phi, psi, w) in enumerate(panels):
+        for column, (key, panel_title, phi, psi, w) in enumerate(panels):
             _, panel = plot_ramachandran(
-                phi[:, i], psi[:, i], w, axes[i, column], title, kT_cap, bins=bins
+                phi[:, i], psi[:, i], w, axes[i, column], panel_title, kT_cap, bins=bins
             )
             surfaces[key] = panel["free_energy"]
             data[f"{key}_{i}"] = panel["free_energy"]
@@ -259,6 +261,8 @@ def plot_ramachandran_comparison(
             )
         if n_pairs > 1:
             axes[i, 0].set_ylabel(f"residue {i + 1}\n" + axes[i, 0].get_ylabel(), fontsize=11)
+    if title:
+        figure.suptitle(title, fontsize=12)
     return figure, data
 
 
@@ -346,11 +350,14 @@ def plot_energy_histogram(
     temperature: float | None = None,
     clip_fraction: float = 1e-4,
     bins: int | None = None,
+    title: str | None = None,
 ) -> tuple[Axes, FigureData]:
     """Histograms of the target energy of flow samples, reweighted flow samples and MD frames.
 
-    The energy range covers the bulk of the distributions (0.1 to 99.5 percentiles of MD, or of
-    the flow without MD); the share of flow samples beyond it (clashes) is written in the legend.
+    The energy range covers the bulk of the distributions: the 0.1 to 99.5 percentiles of MD,
+    or without MD the 0.5 to 99 percentiles of the flow, cut at the median + 8 interquartile
+    ranges (a few clashes at 1e3-1e4 kJ/mol would otherwise squeeze the bulk into one bar).
+    The share of flow samples beyond the range is written in the legend.
 
     Arguments:
         energies_flow: Reduced energies u (kT) of the flow samples, shape ``(n_flow,)``.
@@ -361,6 +368,7 @@ def plot_energy_histogram(
         temperature: Temperature in K: show U = u k_B T in kJ/mol; ``None``: show u in kT.
         clip_fraction: Fraction of largest log-weights clipped before reweighting.
         bins: Number of bins; ``None``: Rice's rule 2 n^(1/3) for the flow samples, within 20-100.
+        title: Axes title (e.g. the temperature).
 
     Returns:
         ``(ax, {"edges": bin edges (shown unit), "flow", "reweighted", "md": densities})``.
@@ -375,7 +383,11 @@ def plot_energy_histogram(
     bulk = bulk[np.isfinite(bulk)]
     if bulk.size == 0:
         raise BoltzgenError("no finite energy to histogram")
-    low, high = np.percentile(bulk, [0.1, 99.5])
+    if md is not None:
+        low, high = np.percentile(bulk, [0.1, 99.5])
+    else:
+        low, q1, median, q3, high = np.percentile(bulk, [0.5, 25, 50, 75, 99])
+        high = min(high, median + 8 * (q3 - q1))
     margin = 0.1 * (high - low) + 1e-12
     bins = int(np.clip(2 * np.cbrt(flow.size), 20, 100)) if bins is None else bins
     edges = np.linspace(low - margin, high + margin, bins + 1)
@@ -396,62 +408,67 @@ def plot_energy_histogram(
         data[key] = density
     ax.set_xlabel(f"energy [{unit}]")
     ax.set_ylabel(f"density [1/{unit}]")
+    if title:
+        ax.set_title(title, fontsize=11)
     ax.legend(fontsize=10)
     return ax, data
 
 
 def plot_log_weights(
-    log_w: ArrayLike, ax: Axes | None = None, clip_fraction: float = 1e-4, bins: int = 80
+    log_w: ArrayLike,
+    ax: Axes | None = None,
+    clip_fraction: float = 1e-4,
+    title: str | None = None,
 ) -> tuple[Axes, FigureData]:
-    """Histogram of log importance weights relative to the largest one, reverse ESS annotated.
+    """Cumulative importance weight of the samples, heaviest first, against the fraction of
+    samples: how many samples carry the reweighted statistics. Perfect weights lie on the
+    diagonal; a curve that jumps to 1 at the left means a few samples carry all the weight.
 
     Arguments:
         log_w: Unnormalized log-weights ``-u - log q`` of flow samples, shape ``(n,)``.
-        ax: Axes to draw into; ``None``: a new figure of 5.5 x 3.5 inches.
-        clip_fraction: Clipping used for the ESS (the clipping threshold is drawn when active).
-        bins: Number of bins.
+        ax: Axes to draw into; ``None``: a new figure of 5.5 x 3.8 inches.
+        clip_fraction: Fraction of the largest log-weights clipped (as for the reverse ESS).
+        title: Axes title (e.g. which temperature the weights reweight to).
 
     Returns:
-        ``(ax, {"edges": bin edges of log w - max, "counts": samples per bin, "ess": [ESS]})``.
+        ``(ax, {"fraction": sample fractions, "cumulative": cumulative weight, "ess": [ESS]})``.
     """
-    ax = _new_axes(ax, (5.5, 3.5))
+    ax = _new_axes(ax, (5.5, 3.8))
     values = np.asarray(log_w, dtype=np.float64).ravel()
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        raise BoltzgenError("no finite log-weight to histogram")
-    relative = finite - finite.max()
-    low = max(float(relative.min()), float(np.percentile(relative, 0.1)) - 5.0)
-    counts, edges = np.histogram(relative, np.linspace(low, 0.0, bins + 1))
-    ax.stairs(counts, edges, fill=True, alpha=0.6)
-    ax.set_yscale("log")
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise BoltzgenError("no finite log-weight to plot")
+    weights = np.sort(self_normalized_weights(values[finite], clip_fraction))[::-1]
+    cumulative = np.cumsum(weights)
+    fraction = np.arange(1, weights.size + 1) / weights.size
     ess = float(reverse_ess(values, clip_fraction))
-    threshold = float(clip_log_weights(values, clip_fraction).max().item()) - finite.max()
-    if threshold < 0.0:
-        ax.axvline(
-            threshold,
-            color="black",
-            linestyle="--",
-            linewidth=1,
-            label=f"clip (top {clip_fraction:g})",
-        )
-        ax.legend(fontsize=10, loc="upper left")
-    dropped = values.size - finite.size
-    note = f"reverse ESS = {100 * ess:.2f}%\nN = {values.size:,}" + (
-        f"\nnon-finite: {dropped:,}" if dropped else ""
+    ax.plot(fraction, cumulative, linewidth=1.6, label="flow samples")
+    ax.plot(fraction, fraction, color="grey", linestyle=":", label="equal weights")
+    ax.set_xscale("log")
+    ax.set_xlim(1.0 / weights.size, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    top = max(1, int(round(0.01 * weights.size)))
+    note = (
+        f"reverse ESS = {100 * ess:.2f}% of N = {values.size:,}\n"
+        f"heaviest 1% carry {100 * cumulative[top - 1]:.1f}% of the weight"
     )
+    if (~finite).any():
+        note += f"\nnon-finite: {(~finite).sum():,}"
     ax.text(
+        0.03,
         0.97,
-        0.95,
         note,
         transform=ax.transAxes,
-        ha="right",
+        ha="left",
         va="top",
         fontsize=10,
-        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85},
     )
-    ax.set_xlabel(r"$\log w - \max \log w$ [nats]")
-    ax.set_ylabel("samples per bin")
-    return ax, {"edges": edges, "counts": counts, "ess": np.array([ess])}
+    ax.set_xlabel("fraction of samples, heaviest first")
+    ax.set_ylabel("cumulative normalized weight")
+    ax.set_title(title or "importance weights", fontsize=11)
+    ax.legend(fontsize=9, loc="lower right")
+    return ax, {"fraction": fraction, "cumulative": cumulative, "ess": np.array([ess])}
 
 
 def _continuous_steps(steps: np.ndarray) -> np.ndarray:
@@ -462,15 +479,37 @@ def _continuous_steps(steps: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def plot_training_curves(metrics_table: Mapping[str, Sequence]) -> tuple[Figure, FigureData]:
-    """Loss, reverse ESS and energy evaluations against the training step, coloured by stage.
+#: Loss labels of the stage groups that the package's trainers write (group: stage name up to
+#: its first "-"); other groups get a plain "loss".
+STAGE_LOSSES = {
+    "pretrain": "reverse KL loss (pretraining)",
+    "anneal": "NLL of the rung buffers (annealing)",
+    "": "loss",
+}
+
+
+def _stage_group(stage: str) -> str:
+    return stage.split("-", 1)[0]
+
+
+def plot_training_curves(
+    metrics_table: Mapping[str, Sequence], title: str | None = None
+) -> tuple[Figure, FigureData]:
+    """Training curves: a loss panel per stage group with its own axes, the reverse ESS over all
+    stages and the energy evaluations, against the training step.
+
+    Stages of one group (``anneal-1-T...``, ``anneal-2-T...``: the name up to its first ``-``)
+    share a loss panel, one colour per stage; different objectives (the reverse KL of
+    pretraining, the NLL of the annealing rungs) never share an axis. The ESS panel draws every
+    stage, with markers, so that a stage that logs one ESS (a rung's buffer) shows; its axis is
+    logarithmic when an ESS is below 1%.
 
     Arguments:
         metrics_table: Columns of ``metrics.csv`` by name: ``step`` (required), ``loss``,
-            ``ess`` (fraction), ``energy_evaluations`` (any missing ones are skipped) and
-            optionally ``stage`` (one colour and legend entry per stage, in order of first
-            appearance; steps that restart per stage are laid end to end). NaN entries (a metric
-            not logged at that step) are skipped.
+            ``ess`` (fraction), ``energy_evaluations`` (missing ones are skipped) and optionally
+            ``stage``. Steps that restart per stage are laid end to end; NaN entries (not logged
+            at that step) are skipped.
+        title: Figure title (e.g. the target and its temperatures).
 
     Returns:
         ``(figure, {"step": steps as plotted, column: values})``.
@@ -478,47 +517,82 @@ def plot_training_curves(metrics_table: Mapping[str, Sequence]) -> tuple[Figure,
     if "step" not in metrics_table:
         raise BoltzgenError("the metrics table has no 'step' column")
     steps = _continuous_steps(np.asarray(metrics_table["step"], dtype=np.float64))
-    panels = [
-        (key, label)
-        for key, label in (
-            ("loss", "loss [nats]"),
-            ("ess", "reverse ESS [%]"),
-            ("energy_evaluations", "energy evaluations"),
-        )
-        if key in metrics_table
-    ]
-    if not panels:
+    columns = [key for key in ("loss", "ess", "energy_evaluations") if key in metrics_table]
+    if not columns:
         raise BoltzgenError(
             "the metrics table has none of the columns loss, ess, energy_evaluations"
         )
     stages = np.asarray(metrics_table.get("stage", [""] * steps.size), dtype=str)
-    figure = Figure(figsize=(5.0 * len(panels), 3.6), layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    order = list(dict.fromkeys(stages))
+    colors = {stage: f"C{i % 10}" for i, stage in enumerate(order)}
     data: FigureData = {"step": steps}
-    colors = [f"C{i % 10}" for i in range(len(dict.fromkeys(stages)))]
-    for ax, (key, label) in zip(axes, panels):
-        values = np.asarray(metrics_table[key], dtype=np.float64) * (
+    values = {}
+    for key in columns:
+        values[key] = np.asarray(metrics_table[key], dtype=np.float64) * (
             100.0 if key == "ess" else 1.0
         )
-        data[key] = values
-        for color, stage in zip(colors, dict.fromkeys(stages)):
-            rows = (stages == stage) & np.isfinite(values)
-            ax.plot(steps[rows], values[rows], color=color, linewidth=1.2, label=stage or None)
-        ax.set_xlabel("training step")
-        ax.set_ylabel(label)
+        data[key] = values[key]
+    loss_groups = []
+    if "loss" in values:
+        finite = np.isfinite(values["loss"])
+        loss_groups = list(dict.fromkeys(_stage_group(s) for s in stages[finite]))
+    others = [key for key in ("ess", "energy_evaluations") if key in values]
+    n_columns = max(len(loss_groups), len(others), 1)
+    n_rows = int(bool(loss_groups)) + int(bool(others))
+    figure = Figure(figsize=(5.2 * n_columns, 3.4 * n_rows), layout="constrained")
+    grid = figure.subplots(n_rows, n_columns, squeeze=False)
+    for ax in grid.ravel():
+        ax.set_visible(False)
+    panels = [(grid[0, i], "loss", group) for i, group in enumerate(loss_groups)]
+    panels += [(grid[n_rows - 1, i], key, None) for i, key in enumerate(others)]
+    for ax, key, group in panels:
+        ax.set_visible(True)
+        for stage in order:
+            if group is not None and _stage_group(stage) != group:
+                continue
+            rows = (stages == stage) & np.isfinite(values[key])
+            style = {"marker": "o", "markersize": 3} if key == "ess" else {}
+            label = stage or None
+            ax.plot(steps[rows], values[key][rows], color=colors[stage], label=label, **style)
+        ax.set_xlabel("training step (stages end to end)")
         if key == "loss":
-            _robust_limits(ax, values)
-        if key == "ess":
-            ax.set_ylim(0, 100)
-    if any(stages):
-        axes[0].legend(title="stage", fontsize=10)
+            ax.set_ylabel("loss [nats]")
+            ax.set_title(STAGE_LOSSES.get(group, f"loss ({group})"), fontsize=11)
+            _robust_limits(
+                ax, values[key][np.isin(stages, [s for s in order if _stage_group(s) == group])]
+            )
+        elif key == "ess":
+            ess = values[key][np.isfinite(values[key])]
+            ax.set_ylabel("reverse ESS [%]")
+            annealed = any(_stage_group(stage) == "anneal" for stage in order)
+            ax.set_title(
+                "reverse ESS" + (" (a rung's point: its buffer)" if annealed else ""), fontsize=11
+            )
+            if ess.size and ess[ess > 0].size and ess[ess > 0].min() < 1.0:
+                ax.set_yscale("log")
+                ax.set_ylim(max(ess[ess > 0].min() / 2, 1e-4), 100)
+            else:
+                ax.set_ylim(0, 100)
+        else:
+            ax.set_ylabel("energy evaluations")
+            ax.set_title("energy evaluations (cumulative)", fontsize=11)
+        if key == "loss" and len([s for s in order if _stage_group(s) == group]) > 1:
+            ax.legend(fontsize=8, ncols=2)
+    if title:
+        figure.suptitle(title, fontsize=12)
     return figure, data
 
 
 def _robust_limits(ax: Axes, values: np.ndarray) -> None:
-    """y-limits that ignore the first steps' spikes: 1st to 99th percentile plus a margin."""
+    """y-limits that ignore the first steps' spikes: the 1st percentile to the 99th, cut at
+    the median + 5 interquartile ranges, plus a margin; the number of points above is noted."""
     finite = values[np.isfinite(values)]
-    if finite.size > 10:
-        low, high = np.percentile(finite, [1, 99])
+    if finite.size > 5:
+        low, q1, median, q3, high = np.percentile(finite, [1, 25, 50, 75, 99])
+        high = min(high, median + 5 * (q3 - q1))
         margin = 0.1 * (high - low) + 1e-12
         ax.set_ylim(low - margin, high + margin)
+        above = int((finite > high + margin).sum())
+        if above:
+            note = f"{above} point(s) above"
+            ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=9)

@@ -24,8 +24,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..errors import BoltzgenError
-from ..io import MetricsLog, read_metrics_columns
-from ..molecule.ramachandran import backbone_dihedrals
+from ..io import MetricsLog, load_samples, read_metrics_columns
+from ..molecule.ramachandran import backbone_dihedrals, basin_populations
 from ..molecule.trajectories import read_trajectory
 from ..samplers.weights import reverse_ess, self_normalized_weights
 from .metrics import angle_pairs, ramachandran_metrics
@@ -53,16 +53,19 @@ __all__ = [
     "FIGURE_KINDS",
 ]
 
-#: Figures of a run, in report order: kind -> caption.
+#: Figures of a run, in report order: kind -> what it shows and which runs have it (the
+#: report's captions are written from what each figure actually draws).
 FIGURE_KINDS: dict[str, str] = {
-    "ramachandran": (
-        "Ramachandran free-energy surfaces: flow, reweighted flow, MD and their difference"
-    ),
-    "fes1d": "Free-energy profiles of phi and psi with bootstrap bands (+-1 s.d.)",
-    "energy": "Distribution of the target energy",
-    "weights": "Log importance weights of the flow samples",
-    "training": "Training curves",
+    "ramachandran": "Ramachandran free-energy surfaces (molecular runs)",
+    "fes1d": "free-energy profiles of phi and psi (molecular runs)",
+    "energy": "distribution of the target energy of the samples (every run)",
+    "weights": "cumulative importance weight of the samples (every run)",
+    "training": "training curves (every run)",
 }
+#: Upper end of the free-energy profiles' axis (kT): beyond it a profile is noise.
+PROFILE_TOP_KT = 15.0
+#: Figure kinds that need molecular samples (backbone dihedrals).
+MOLECULAR_KINDS = ("ramachandran", "fes1d")
 
 
 @dataclass
@@ -77,7 +80,9 @@ class RunData:
         samples: Flow samples as an mdtraj trajectory (positions in nm).
         log_weights: Log importance weights of the samples, ``(n,)``.
         reduced_energies: Reduced energies u of the samples in kT, ``(n,)``.
-        temperature: Temperature in K of the reduced energies.
+        temperature: Temperature of the reduced energies and weights: K for molecules, target
+            units for other targets.
+        molecular: Whether the samples are molecular (a trajectory with backbone dihedrals).
         notes: Human-readable notes on missing or unreadable pieces.
     """
 
@@ -89,6 +94,7 @@ class RunData:
     log_weights: np.ndarray | None = None
     reduced_energies: np.ndarray | None = None
     temperature: float | None = None
+    molecular: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -160,10 +166,7 @@ def _load_samples(run: RunData) -> None:
     """Fill the samples and their weights into ``run``, or add a note."""
     prefix = run.run_dir / "samples" / "samples"
     if not (prefix.parent / "samples.pdb").is_file():
-        run.notes.append(
-            "No molecular samples (samples/samples.pdb): sample figures skipped (expected for "
-            "toy and lattice targets)."
-        )
+        _load_plain_samples(run, prefix.with_suffix(".pt"))
         return
     try:
         run.samples, sidecar = read_trajectory(prefix)
@@ -173,6 +176,7 @@ def _load_samples(run: RunData) -> None:
             "skipped."
         )
         return
+    run.molecular = True
     run.log_weights = sidecar.get("log_weights")
     run.reduced_energies = sidecar.get("reduced_energies")
     run.temperature = float(sidecar["temperature"]) if "temperature" in sidecar else None
@@ -181,6 +185,21 @@ def _load_samples(run: RunData) -> None:
             "No log_weights in samples/samples.weights.npz: reweighted curves and weight figures "
             "skipped."
         )
+
+
+def _load_plain_samples(run: RunData, path: Path) -> None:
+    """Log-weights and reduced energies of a non-molecular run's ``samples.pt``, or a note."""
+    if not path.is_file():
+        run.notes.append("No samples (samples/samples.pt or samples.pdb): sample figures skipped.")
+        return
+    try:
+        run.log_weights = load_samples(path, "log_weights").double().numpy()
+        run.reduced_energies = load_samples(path, "reduced_energies").double().numpy()
+    except BoltzgenError as error:
+        run.notes.append(f"Samples could not be read ({error}): sample figures skipped.")
+        return
+    if run.summary is not None:
+        run.temperature = run.summary.get("sample_temperature")
 
 
 def load_reference(path: str | Path, topology: str | Path | None = None) -> Reference:
@@ -230,14 +249,33 @@ def load_reference(path: str | Path, topology: str | Path | None = None) -> Refe
     return Reference(path, backbone_dihedrals(trajectory))
 
 
+def temperature_text(run: RunData) -> str:
+    """The samples' temperature in words: ``"300 K"`` for molecules, ``"T = 4 (target units)"``
+    otherwise, ``"the target's temperature"`` when unknown."""
+    if run.temperature is None:
+        return "the target's temperature"
+    if run.molecular:
+        return f"{run.temperature:g} K"
+    return f"T = {run.temperature:g} (target units)"
+
+
+def _target_name(run: RunData) -> str:
+    target = run.config.get("target", {})
+    if not isinstance(target, Mapping):
+        return "unknown target"
+    return str(target.get("system") or target.get("sequence") or target.get("name", "target"))
+
+
 def run_figure(
     run: RunData, kind: str, reference: Reference | None = None
 ) -> tuple[Figure, FigureData]:
-    """One figure of a run.
+    """One figure of a run, titled with the target and the samples' temperature.
 
     Arguments:
         run: The run's data.
-        kind: One of :data:`FIGURE_KINDS`.
+        kind: One of :data:`FIGURE_KINDS`: ``ramachandran`` and ``fes1d`` need molecular
+            samples; ``energy`` and ``weights`` need samples of any target (their reduced
+            energies and log-weights); ``training`` needs ``metrics.csv``.
         reference: Reference MD data, drawn where the figure has an MD curve or panel.
 
     Returns:
@@ -248,43 +286,84 @@ def run_figure(
     """
     if kind not in FIGURE_KINDS:
         raise BoltzgenError(f"unknown figure kind '{kind}': choose from {', '.join(FIGURE_KINDS)}")
+    where = f"{_target_name(run)} at {temperature_text(run)}"
     if kind == "training":
         if run.metrics is None:
             raise BoltzgenError(
                 f"'{run.run_dir}' has no metrics.csv rows to plot training curves from"
             )
-        return plot_training_curves(run.metrics)
-    if run.samples is None:
+        return plot_training_curves(run.metrics, title=f"training: {_target_name(run)}")
+    if kind in MOLECULAR_KINDS and not run.molecular:
         raise BoltzgenError(
-            f"'{run.run_dir}' has no readable molecular samples (samples/samples.pdb + "
-            f"trajectory) for a {kind} figure"
+            f"a {kind} figure needs molecular samples (backbone dihedrals) and '{run.run_dir}' "
+            "has none: for this run use --kind energy, weights or training"
         )
     if kind == "ramachandran":
         return plot_ramachandran_comparison(
-            backbone_dihedrals(run.samples), reference and reference.angles, run.log_weights
+            backbone_dihedrals(run.samples),
+            reference and reference.angles,
+            run.log_weights,
+            title=f"Ramachandran free energy: {where}",
         )
     if kind == "fes1d":
-        return _profiles_figure(run, reference)
+        figure, data = _profiles_figure(run, reference)
+        figure.suptitle(f"free-energy profiles: {where}", fontsize=12)
+        return figure, data
     if kind == "energy":
         if run.reduced_energies is None:
             raise BoltzgenError(
-                f"'{run.run_dir}' has no reduced_energies in samples/samples.weights.npz for an "
-                "energy figure"
+                f"'{run.run_dir}' has no reduced energies of its samples for an energy figure"
             )
         ax, data = plot_energy_histogram(
             run.reduced_energies,
             run.log_weights,
             reference and reference.reduced_energies,
-            temperature=run.temperature,
+            temperature=run.temperature if run.molecular else None,
+            title=f"energy of the samples: {where}",
         )
         return ax.figure, data
     if run.log_weights is None:
         raise BoltzgenError(
-            f"'{run.run_dir}' has no log_weights in samples/samples.weights.npz for a weights "
-            "figure"
+            f"'{run.run_dir}' has no log-weights of its samples for a weights figure"
         )
-    ax, data = plot_log_weights(run.log_weights)
+    ax, data = plot_log_weights(run.log_weights, title=f"importance weights: {where}")
     return ax.figure, data
+
+
+def figure_caption(run: RunData, kind: str, reference: Reference | None) -> str:
+    """What a figure of :func:`run_figure` draws, in words (from what the run has)."""
+    weighted = run.log_weights is not None
+    if kind == "ramachandran":
+        panels = ["flow samples"] + (["flow reweighted to the target"] if weighted else [])
+        if reference is not None:
+            panels += ["MD reference", "difference flow reweighted - MD" if weighted else ""]
+        shown = ", ".join(p for p in panels if p)
+        return f"Ramachandran free-energy surfaces (kT, capped at 8): {shown}."
+    if kind == "fes1d":
+        curves = ["flow"] + (["flow reweighted"] if weighted else [])
+        curves += ["MD"] if reference is not None else []
+        return (
+            "Free-energy profiles of phi and psi (kT, axis cut at "
+            f"{PROFILE_TOP_KT:g} kT) with bootstrap bands (+-1 s.d.): {', '.join(curves)}."
+        )
+    if kind == "energy":
+        curves = ["flow samples"] + (["flow reweighted"] if weighted else [])
+        if reference is not None and reference.reduced_energies is not None:
+            curves.append("MD")
+        return (
+            f"Energy histograms ({', '.join(curves)}); the range covers the bulk and the "
+            "legend gives the share of flow samples beyond it."
+        )
+    if kind == "weights":
+        return (
+            "Cumulative self-normalized importance weight, heaviest samples first (log axis): "
+            "on the dotted curve every sample counts equally; a jump to 1 at the left means a "
+            "few samples carry the reweighted statistics."
+        )
+    return (
+        "Training curves: one loss panel per kind of stage (own axes), reverse ESS of every "
+        "stage (a rung's point is the ESS of its buffer), cumulative energy evaluations."
+    )
 
 
 def _profiles_figure(run: RunData, reference: Reference | None) -> tuple[Figure, FigureData]:
@@ -308,6 +387,7 @@ def _profiles_figure(run: RunData, reference: Reference | None) -> tuple[Figure,
                 )
                 key = f"{name}_{i}_{label.replace(' ', '_')}"
                 data.update({f"{key}_{field_}": values for field_, values in curve.items()})
+            axes[i, column].set_ylim(-0.5, PROFILE_TOP_KT)
             if n_pairs > 1:
                 axes[i, column].set_title(f"residue {i + 1}", fontsize=11)
     return figure, data
@@ -351,31 +431,72 @@ def _table(rows: list[tuple[str, Any]], header: tuple[str, ...]) -> str:
 
 def _title(run: RunData) -> str:
     target = run.config.get("target", {})
-    molecule = target.get("molecule", {}) if isinstance(target, Mapping) else {}
-    name = (
-        target.get("name", "unknown target") if isinstance(target, Mapping) else "unknown target"
-    )
+    if not isinstance(target, Mapping):
+        return "unknown target"
+    shown = ("solvent", "forcefield", "constraints")
     details = ", ".join(
-        f"{key} {_format(value)}"
-        for key, value in molecule.items()
-        if not isinstance(value, Mapping)
+        f"{key} {_format(target[key])}" for key in shown if target.get(key) not in (None, "")
     )
-    return f"{name}" + (f" ({details})" if details else "")
+    return f"{_target_name(run)}" + (f" ({details})" if details else "")
 
 
-def _sample_metrics(run: RunData) -> list[tuple[str, Any]]:
-    """Metrics computed here from the flow samples."""
+#: ESS fractions below which the headline warns.
+ESS_NOISY, ESS_UNUSABLE = 0.05, 0.005
+#: Renamed summary.json keys (the raw names mean little to a reader).
+_SUMMARY_LABELS = {
+    "kl_minus_log_z": "E_q[log q + u] = KL(q||p) - log Z [nats]",
+    "kl": "KL(q||p) [nats]",
+    "ess": "reverse ESS (fraction)",
+}
+
+
+def _headline(run: RunData, reference: Reference | None) -> tuple[list[tuple[str, Any]], list]:
+    """The few numbers that matter, and warnings in words."""
     rows: list[tuple[str, Any]] = []
-    if run.samples is not None:
-        rows.append(("flow samples", run.samples.n_frames))
-    if run.log_weights is not None:
-        rows.append(
-            (
-                "reverse ESS (largest 1e-4 log-weights clipped), fraction",
-                float(reverse_ess(run.log_weights)),
+    warnings: list[str] = []
+    summary = run.summary or {}
+    ess = None if run.log_weights is None else float(reverse_ess(run.log_weights))
+    if ess is not None:
+        rows.append((f"reverse ESS at {temperature_text(run)}", f"{100 * ess:.2f}%"))
+        if ess < ESS_UNUSABLE:
+            warnings.append(
+                f"ESS {100 * ess:.2f}%: the reweighted statistics rest on a handful of samples; "
+                "treat reweighted surfaces and populations as unreliable"
             )
+        elif ess < ESS_NOISY:
+            warnings.append(f"ESS {100 * ess:.1f}% is below 5%: reweighted surfaces are noisy")
+    if run.molecular and run.samples is not None:
+        phi, psi = backbone_dihedrals(run.samples)
+        if phi.shape[1] == 1:
+            plain = basin_populations(phi[:, 0], psi[:, 0])
+            weights = None if run.log_weights is None else self_normalized_weights(run.log_weights)
+            reweighted = weights is not None and basin_populations(phi[:, 0], psi[:, 0], weights)
+            md = reference is not None and basin_populations(*(a[:, 0] for a in reference.angles))
+            for basin, value in plain.items():
+                parts = [f"flow {100 * value:.1f}%"]
+                if reweighted:
+                    parts.append(f"reweighted {100 * reweighted[basin]:.1f}%")
+                if md:
+                    parts.append(f"MD {100 * md[basin]:.1f}%")
+                rows.append((f"population {basin}", ", ".join(parts)))
+    for key, label in [
+        ("energy_evaluations", "energy evaluations"),
+        ("steps", "training steps"),
+        ("wall_time_s", "training wall time [s]"),
+        ("device", "device"),
+    ]:
+        if summary.get(key) is not None:
+            rows.append((label, summary[key]))
+    if summary.get("kl") is not None:
+        rows.append(("KL(q||p) (exact log Z) [nats]", summary["kl"]))
+    if summary.get("skipped_steps"):
+        warnings.append(
+            f"{summary['skipped_steps']} training steps were skipped (non-finite loss or "
+            "gradient); see docs/reliability.md"
         )
-    return rows
+    if reference is None and run.molecular:
+        warnings.append("no reference MD given (--reference): no MD curves or populations")
+    return rows, warnings
 
 
 def _ramachandran_section(run: RunData, reference: Reference) -> str:
@@ -415,6 +536,8 @@ th { background: #eee; }
 figure { margin: 1em 0 2em; }
 img { max-width: 100%; }
 .note { color: #8a4b00; }
+figcaption { font-size: 14px; color: #444; max-width: 900px; }
+.warnings li { margin: 0.2em 0; }
 """
 
 
@@ -444,36 +567,41 @@ def write_report(
         run.notes.append(
             "No reference MD dataset (--reference): MD curves and Ramachandran KL/TV skipped."
         )
+    headline, warnings = _headline(run, reference)
     parts = [
         f"<h1>boltzgen run report: {html.escape(_title(run))}</h1>",
-        f"<p>Run directory: <code>{html.escape(str(run.run_dir.resolve()))}</code></p>",
+        f"<p>Run directory: <code>{html.escape(str(run.run_dir.resolve()))}</code>; samples "
+        f"at {html.escape(temperature_text(run))}.</p>",
     ]
-    if run.summary is not None:
+    if headline:
+        parts += ["<h2>Summary</h2>", _table(headline, ("", "value"))]
+    if warnings:
         parts += [
-            "<h2>Final metrics (summary.json)</h2>",
-            _table(_flatten(run.summary), ("metric", "value")),
-        ]
-    computed = _sample_metrics(run)
-    if computed:
-        parts += [
-            "<h2>Sample metrics (computed from the samples)</h2>",
-            _table(computed, ("metric", "value")),
+            "<ul class='warnings'>",
+            *(f"<li class='note'>{html.escape(w)}</li>" for w in warnings),
+            "</ul>",
         ]
     if run.samples is not None and reference is not None:
         parts.append(_ramachandran_section(run, reference))
     parts.append("<h2>Figures</h2>")
-    for kind, caption in FIGURE_KINDS.items():
+    kinds = [k for k in FIGURE_KINDS if run.molecular or k not in MOLECULAR_KINDS]
+    for kind in kinds:
         try:
             figure, _ = run_figure(run, kind, reference)
         except BoltzgenError as error:
             parts.append(
-                f"<p class='note'>{html.escape(caption)}: skipped ({html.escape(str(error))}).</p>"
+                f"<p class='note'>{html.escape(FIGURE_KINDS[kind])}: skipped "
+                f"({html.escape(str(error))}).</p>"
             )
             continue
+        caption = figure_caption(run, kind, reference)
         parts.append(
             f"<figure><img alt='{kind}' src='data:image/png;base64,{_png_base64(figure)}'>"
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
+    if run.summary is not None:
+        rows = [(_SUMMARY_LABELS.get(k, k), v) for k, v in _flatten(run.summary)]
+        parts += ["<h2>All final metrics (summary.json)</h2>", _table(rows, ("metric", "value"))]
     if run.config:
         parts += [
             "<h2>Settings (config.toml)</h2>",
