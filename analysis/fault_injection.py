@@ -282,6 +282,8 @@ def run_signal_cases(workdir: Path, trials: int = 3) -> dict[str, int]:
             _, err = process.communicate()
             counts["right exit code"] += process.returncode == code
             counts["tracebacks"] += "Traceback" in err
+            if process.returncode != code or "Traceback" in err:
+                print(f"signal {signum}: exit {process.returncode}: {err[-300:]}", file=sys.stderr)
     for delay in (0.05, 0.2, 0.5, 1.0, 2.0):
         process = _train(config, workdir / f"startup{delay}")
         time.sleep(delay)
@@ -290,6 +292,10 @@ def run_signal_cases(workdir: Path, trials: int = 3) -> dict[str, int]:
         counts["Ctrl-C at start-up"] += 1
         counts["tracebacks"] += "Traceback" in err
         counts["right exit code"] += process.returncode == 130
+        if process.returncode != 130 or "Traceback" in err:
+            print(
+                f"Ctrl-C after {delay} s: exit {process.returncode}: {err[-300:]}", file=sys.stderr
+            )
     return dict(counts)
 
 
