@@ -113,3 +113,26 @@ def test_exact_options_are_described_with_default_and_range(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "Side of the square lattice" in text and "an integer >= 2 and <= 1024" in text
     assert "External field (default 0.0" in text
+
+
+def test_every_command_line_option_has_help_without_rest_markup() -> None:
+    import argparse
+
+    from boltzgen.cli.main import build_parser
+
+    missing, markup = [], []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        if parser.description and "``" in parser.description:
+            markup.append(path)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {action.option_strings or action.dest}")
+            elif "``" in action.help or ":class:" in action.help:
+                markup.append(f"{path} {action.option_strings}")
+
+    walk(build_parser(), "boltzgen")
+    assert not missing and not markup, (missing, markup)
