@@ -33,25 +33,14 @@ from boltzgen.cli.main import main
 from boltzgen.io import load_checkpoint
 from boltzgen.workflow.ranges import key_range
 from boltzgen.workflow.registry import _REGISTRIES, _SETTINGS_SCHEMA, PROTOCOLS, schema
+from boltzgen.workflow.templates import template_with
 
-TOY = """seed = 0
-[target]
-name = "gaussian-mixture"
-[model]
-name = "coupling-flow"
-n_layers = 2
-hidden = 16
-[trainer]
-name = "reverse-kl"
-steps = {steps}
-batch_size = 32
-log_every = 5
-checkpoint_every = 5
-progress = false
-[sample]
-n = 100
-"""
 HANG_S = 60
+
+
+def _toy(steps: int) -> str:
+    """The seconds-long smoke template with ``steps`` training steps."""
+    return template_with("toy-smoke", [f"trainer.steps={steps}"])
 
 
 class _Hang(Exception):
@@ -217,7 +206,7 @@ def run_kill_cases(workdir: Path, kills: int, rng: random.Random) -> dict[str, i
     """SIGKILL at a random moment, resume, compare with an uninterrupted run bit for bit."""
     counts = Counter()
     config = workdir / "toy.toml"
-    config.write_text(TOY.format(steps=60))
+    config.write_text(_toy(steps=60))
     reference = workdir / "reference"
     _train(config, reference).communicate()
     expected = _model_tensors(reference)
@@ -248,7 +237,7 @@ def run_concurrent_cases(workdir: Path, trials: int = 5) -> dict[str, int]:
     """Two trainings started together on one folder: one must be refused in one line."""
     counts = Counter()
     config = workdir / "toy.toml"
-    config.write_text(TOY.format(steps=200))
+    config.write_text(_toy(steps=200))
     for k in range(trials):
         run = workdir / f"concurrent{k}"
         first, second = _train(config, run), _train(config, run)
@@ -269,7 +258,7 @@ def run_concurrent_cases(workdir: Path, trials: int = 5) -> dict[str, int]:
 def run_signal_cases(workdir: Path, trials: int = 3) -> dict[str, int]:
     counts = Counter()
     config = workdir / "toy.toml"
-    config.write_text(TOY.format(steps=100_000))
+    config.write_text(_toy(steps=100_000))
     for signum, code in [(signal.SIGTERM, 143), (signal.SIGINT, 130)]:
         for k in range(trials):
             run = workdir / f"signal{signum}-{k}"
@@ -303,7 +292,7 @@ def run_disk_full_cases(workdir: Path) -> dict[str, int]:
     """Resume under a file-size limit (EFBIG, as a full disk gives ENOSPC)."""
     counts = Counter()
     config = workdir / "toy.toml"
-    config.write_text(TOY.format(steps=100_000))
+    config.write_text(_toy(steps=100_000))
     for limit in (1024, 4096, 16384, 32768):
         run = workdir / f"full{limit}"
         process = _train(config, run)

@@ -20,24 +20,8 @@ from boltzgen.io import load_checkpoint
 from boltzgen.io.rundir import RunDir
 from boltzgen.workflow.ranges import key_range
 from boltzgen.workflow.registry import _REGISTRIES, PROTOCOLS, resolve_config, schema
+from boltzgen.workflow.templates import template_with
 
-TOY = """
-[target]
-name = "gaussian-mixture"
-[model]
-name = "coupling-flow"
-n_layers = 2
-hidden = 16
-[trainer]
-name = "reverse-kl"
-steps = {steps}
-batch_size = 32
-log_every = 5
-checkpoint_every = 5
-progress = false
-[sample]
-n = 100
-"""
 #: A valid value for each key that has no default.
 REQUIRED = {"t_high": 1000.0}
 BASE = {
@@ -112,7 +96,7 @@ def test_bad_values_of_every_numeric_key_are_refused_naming_the_key(
 
 def _train(tmp_path: Path, capsys, *args: str, steps: int = 10) -> tuple[int, str]:
     config = tmp_path / "toy.toml"
-    config.write_text(TOY.format(steps=steps))
+    config.write_text(template_with("toy-smoke", [f"trainer.steps={steps}"]))
     code = main(["train", str(config), "--no-progress", *args])
     return code, capsys.readouterr().err
 
@@ -203,7 +187,7 @@ def _default_interrupts() -> None:
 
 def _start_training(tmp_path: Path, steps: int, **popen) -> tuple[subprocess.Popen, Path]:
     config = tmp_path / "toy.toml"
-    config.write_text(TOY.format(steps=steps))
+    config.write_text(template_with("toy-smoke", [f"trainer.steps={steps}"]))
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "boltzgen", "train", str(config), "-o", str(run)]

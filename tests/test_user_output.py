@@ -12,30 +12,16 @@ import pytest
 from boltzgen.cli.main import main
 from boltzgen.diagnostics.plots import plot_log_weights, plot_training_curves
 from boltzgen.diagnostics.report import load_run_data, run_figure
+from boltzgen.workflow.templates import template_with
 
-TOY = """
-[target]
-name = "gaussian-mixture"
-[model]
-name = "coupling-flow"
-n_layers = 2
-hidden = 16
-[trainer]
-name = "reverse-kl"
-temperature = 2.0
-steps = 20
-batch_size = 64
-log_every = 5
-progress = false
-[sample]
-n = 500
-"""
+#: The smoke template at T = 2 with a few more samples.
+TOY_OVERRIDES = ["trainer.temperature=2.0", "trainer.batch_size=64", "sample.n=500"]
 
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("toy")
-    (root / "toy.toml").write_text(TOY)
+    (root / "toy.toml").write_text(template_with("toy-smoke", TOY_OVERRIDES))
     assert main(["train", str(root / "toy.toml"), "-o", str(root / "run"), "--no-progress"]) == 0
     return root / "run"
 
