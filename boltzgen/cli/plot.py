@@ -6,13 +6,22 @@ import argparse
 from pathlib import Path
 
 from ..diagnostics.plots import save_figure
-from ..diagnostics.report import FIGURE_KINDS, load_reference, load_run_data, run_figure
+from ..diagnostics.report import (
+    DISCRETE_KINDS,
+    FIGURE_KINDS,
+    load_reference,
+    load_run_data,
+    run_figure,
+)
+from ..workflow.runs import exact_distribution_of_run
 
 __all__ = ["add_parser"]
 
 
 def run(args: argparse.Namespace) -> int:
     data = load_run_data(args.run_dir)
+    if args.kind in DISCRETE_KINDS:
+        data.exact = exact_distribution_of_run(args.run_dir)
     reference = None
     if args.reference is not None:
         reference = load_reference(args.reference, data.run_dir / "samples" / "samples.pdb")

@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..diagnostics.report import write_report
+from ..workflow.runs import exact_distribution_of_run
 
 __all__ = ["add_parser"]
 
 
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.run_dir) / "report.html"
-    print(f"wrote {write_report(args.run_dir, output, args.reference)}")
+    exact = exact_distribution_of_run(args.run_dir)
+    print(f"wrote {write_report(args.run_dir, output, args.reference, exact)}")
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "plot_free_energy_profile",
     "plot_energy_histogram",
     "plot_log_weights",
+    "plot_discrete_observables",
     "plot_training_curves",
     "FigureData",
 ]
@@ -412,6 +413,72 @@ def plot_energy_histogram(
         ax.set_title(title, fontsize=11)
     ax.legend(fontsize=10)
     return ax, data
+
+
+def plot_discrete_observables(
+    states: ArrayLike,
+    reduced_energies: ArrayLike,
+    log_w: ArrayLike | None = None,
+    exact: tuple[ArrayLike, ArrayLike, ArrayLike] | None = None,
+    clip_fraction: float = 1e-4,
+    title: str | None = None,
+) -> tuple[Figure, FigureData]:
+    """Distributions of the mean unit (the magnetization per site of a spin model) and of the
+    reduced energy per unit of discrete samples: model samples, reweighted samples, and the
+    exact distribution of an enumerable target.
+
+    Arguments:
+        states: Samples ``(n, N)`` with units in {-1, +1} or {0, 1}.
+        reduced_energies: u of the samples (kT), ``(n,)``.
+        log_w: Log importance weights ``(n,)``; ``None``: no reweighted curve.
+        exact: ``(mean unit, u per unit, probability)`` of every state, each ``(2**N,)``.
+        clip_fraction: Clipping of the largest log-weights before reweighting.
+        title: Figure title.
+
+    Returns:
+        ``(figure, {"m_edges", "u_edges", "{model,reweighted,exact}_{m,u}": probabilities})``.
+    """
+    x = np.asarray(states, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    n_units = x.shape[1]
+    observables = {"m": x.mean(1), "u": np.asarray(reduced_energies, dtype=np.float64) / n_units}
+    m_edges = (np.arange(n_units + 2) - 0.5) / n_units * (2 if x.min() < 0 else 1) - (
+        1 if x.min() < 0 else 0
+    )
+    u_all = observables["u"][np.isfinite(observables["u"])]
+    if exact is not None:
+        u_all = np.concatenate([u_all, np.asarray(exact[1], dtype=np.float64)])
+    u_edges = np.linspace(u_all.min(), u_all.max() + 1e-9, 41)
+    weights = _weights_or_none(log_w, clip_fraction)
+    curves = [("model", "model samples", observables, None)]
+    if weights is not None:
+        curves.append(("reweighted", "reweighted", observables, weights))
+    if exact is not None:
+        exact_values = {
+            "m": np.asarray(exact[0], dtype=np.float64),
+            "u": np.asarray(exact[1], dtype=np.float64),
+        }
+        curves.append(("exact", "exact (enumeration)", exact_values, np.asarray(exact[2])))
+    figure = Figure(figsize=(10.4, 3.6), layout="constrained")
+    axes = figure.subplots(1, 2)
+    data: FigureData = {"m_edges": m_edges, "u_edges": u_edges}
+    labels = {"m": "mean unit (magnetization per site)", "u": "reduced energy per unit [kT]"}
+    for ax, key, edges in zip(axes, ("m", "u"), (m_edges, u_edges)):
+        for name, label, values, w in curves:
+            finite = np.isfinite(values[key])
+            probability, _ = np.histogram(
+                values[key][finite], edges, weights=None if w is None else w[finite]
+            )
+            probability = probability / max(probability.sum(), 1e-300)
+            style = {"linestyle": "--", "color": "black"} if name == "exact" else {}
+            ax.stairs(probability, edges, label=label, linewidth=1.4, **style)
+            data[f"{name}_{key}"] = probability
+        ax.set_xlabel(labels[key])
+        ax.set_ylabel("probability per bin")
+    axes[0].legend(fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=12)
+    return figure, data
 
 
 def plot_log_weights(

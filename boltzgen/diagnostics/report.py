@@ -21,8 +21,10 @@ from typing import Any
 
 import mdtraj
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
+from ..energy.exact import ExactDistribution, enumerate_states
 from ..errors import BoltzgenError
 from ..io import MetricsLog, load_samples, read_metrics_columns
 from ..molecule.ramachandran import backbone_dihedrals, basin_populations
@@ -31,6 +33,7 @@ from ..samplers.weights import reverse_ess, self_normalized_weights
 from .metrics import angle_pairs, ramachandran_metrics
 from .plots import (
     FigureData,
+    plot_discrete_observables,
     plot_energy_histogram,
     plot_free_energy_profile,
     plot_log_weights,
@@ -51,6 +54,10 @@ __all__ = [
     "run_figure",
     "write_report",
     "FIGURE_KINDS",
+    "MOLECULAR_KINDS",
+    "DISCRETE_KINDS",
+    "temperature_text",
+    "figure_caption",
 ]
 
 #: Figures of a run, in report order: kind -> what it shows and which runs have it (the
@@ -60,12 +67,14 @@ FIGURE_KINDS: dict[str, str] = {
     "fes1d": "free-energy profiles of phi and psi (molecular runs)",
     "energy": "distribution of the target energy of the samples (every run)",
     "weights": "cumulative importance weight of the samples (every run)",
+    "discrete": "mean unit and energy per unit of discrete samples, vs exact (discrete runs)",
     "training": "training curves (every run)",
 }
 #: Upper end of the free-energy profiles' axis (kT): beyond it a profile is noise.
 PROFILE_TOP_KT = 15.0
-#: Figure kinds that need molecular samples (backbone dihedrals).
+#: Figure kinds that need molecular samples (backbone dihedrals), and discrete samples.
 MOLECULAR_KINDS = ("ramachandran", "fes1d")
+DISCRETE_KINDS = ("discrete",)
 
 
 @dataclass
@@ -83,6 +92,9 @@ class RunData:
         temperature: Temperature of the reduced energies and weights: K for molecules, target
             units for other targets.
         molecular: Whether the samples are molecular (a trajectory with backbone dihedrals).
+        states: Discrete samples ``(n, N)`` (units in {-1, +1} or {0, 1}), else ``None``.
+        exact: The exact distribution of an enumerable discrete target (set by the caller,
+            which can build the target), else ``None``.
         notes: Human-readable notes on missing or unreadable pieces.
     """
 
@@ -95,6 +107,8 @@ class RunData:
     reduced_energies: np.ndarray | None = None
     temperature: float | None = None
     molecular: bool = False
+    states: np.ndarray | None = None
+    exact: ExactDistribution | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -195,9 +209,13 @@ def _load_plain_samples(run: RunData, path: Path) -> None:
     try:
         run.log_weights = load_samples(path, "log_weights").double().numpy()
         run.reduced_energies = load_samples(path, "reduced_energies").double().numpy()
+        samples = load_samples(path).double().numpy()
     except BoltzgenError as error:
         run.notes.append(f"Samples could not be read ({error}): sample figures skipped.")
         return
+    units = np.unique(samples[: min(len(samples), 1000)])
+    if samples.ndim >= 2 and set(units.tolist()) <= {-1.0, 0.0, 1.0}:
+        run.states = samples.reshape(samples.shape[0], -1)
     if run.summary is not None:
         run.temperature = run.summary.get("sample_temperature")
 
@@ -296,7 +314,24 @@ def run_figure(
     if kind in MOLECULAR_KINDS and not run.molecular:
         raise BoltzgenError(
             f"a {kind} figure needs molecular samples (backbone dihedrals) and '{run.run_dir}' "
-            "has none: for this run use --kind energy, weights or training"
+            f"has none: for this run use --kind {', '.join(_kinds_for(run))}"
+        )
+    if kind in DISCRETE_KINDS:
+        if run.states is None:
+            raise BoltzgenError(
+                f"a {kind} figure needs discrete samples and '{run.run_dir}' has none: for this "
+                f"run use --kind {', '.join(_kinds_for(run))}"
+            )
+        exact = None
+        if run.exact is not None:
+            means = torch.cat(
+                [s.mean(1) for s in enumerate_states(run.exact.n_units, run.exact.spin)]
+            )
+            log_prob = run.exact.log_prob.double().cpu()
+            u = -(log_prob + run.exact.log_z.double().cpu()) / run.exact.n_units
+            exact = (means.numpy(), u.numpy(), log_prob.exp().numpy())
+        return plot_discrete_observables(
+            run.states, run.reduced_energies, run.log_weights, exact, title=f"samples: {where}"
         )
     if kind == "ramachandran":
         return plot_ramachandran_comparison(
@@ -330,6 +365,16 @@ def run_figure(
     return ax.figure, data
 
 
+def _kinds_for(run: RunData) -> list[str]:
+    """The figure kinds that fit ``run``."""
+    return [
+        kind
+        for kind in FIGURE_KINDS
+        if (kind not in MOLECULAR_KINDS or run.molecular)
+        and (kind not in DISCRETE_KINDS or run.states is not None)
+    ]
+
+
 def figure_caption(run: RunData, kind: str, reference: Reference | None) -> str:
     """What a figure of :func:`run_figure` draws, in words (from what the run has)."""
     weighted = run.log_weights is not None
@@ -353,6 +398,13 @@ def figure_caption(run: RunData, kind: str, reference: Reference | None) -> str:
         return (
             f"Energy histograms ({', '.join(curves)}); the range covers the bulk and the "
             "legend gives the share of flow samples beyond it."
+        )
+    if kind == "discrete":
+        curves = ["model samples"] + (["reweighted"] if weighted else [])
+        curves += ["exact distribution by enumeration"] if run.exact is not None else []
+        return (
+            "Distributions of the mean unit (magnetization per site) and of the reduced energy "
+            f"per unit: {', '.join(curves)}."
         )
     if kind == "weights":
         return (
@@ -542,7 +594,10 @@ figcaption { font-size: 14px; color: #444; max-width: 900px; }
 
 
 def write_report(
-    run_dir: str | Path, output: str | Path, reference_path: str | Path | None = None
+    run_dir: str | Path,
+    output: str | Path,
+    reference_path: str | Path | None = None,
+    exact: ExactDistribution | None = None,
 ) -> Path:
     """Write one self-contained HTML page about a run: target, settings, metrics and figures.
 
@@ -552,6 +607,7 @@ def write_report(
         run_dir: The run directory.
         output: The HTML file to write.
         reference_path: Optional reference MD dataset (see :func:`load_reference`).
+        exact: The exact distribution of the run's target, when it is discrete and enumerable.
 
     Returns:
         The path written.
@@ -560,10 +616,11 @@ def write_report(
         BoltzgenError: When ``run_dir`` does not exist or the reference cannot be read.
     """
     run = load_run_data(run_dir)
+    run.exact = exact
     reference = None
     if reference_path is not None:
         reference = load_reference(reference_path, run.run_dir / "samples" / "samples.pdb")
-    else:
+    elif run.molecular:
         run.notes.append(
             "No reference MD dataset (--reference): MD curves and Ramachandran KL/TV skipped."
         )
@@ -584,8 +641,7 @@ def write_report(
     if run.samples is not None and reference is not None:
         parts.append(_ramachandran_section(run, reference))
     parts.append("<h2>Figures</h2>")
-    kinds = [k for k in FIGURE_KINDS if run.molecular or k not in MOLECULAR_KINDS]
-    for kind in kinds:
+    for kind in _kinds_for(run):
         try:
             figure, _ = run_figure(run, kind, reference)
         except BoltzgenError as error:

@@ -22,7 +22,7 @@ import torch
 
 from ..diagnostics.discrete import exact_discrete_metrics
 from ..energy.base import Energy
-from ..energy.exact import MAX_ENUMERATION_UNITS
+from ..energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
 from ..errors import BoltzgenError
 from ..io import RunDir, load_checkpoint, remove_stale_temporaries, write_json
 from ..models.base import Model
@@ -43,6 +43,7 @@ __all__ = [
     "default_run_dir",
     "train_run",
     "load_run",
+    "exact_distribution_of_run",
 ]
 
 
@@ -215,6 +216,26 @@ def ramachandran_outputs(
         "basin_populations": basin_populations(phi[:, 0], psi[:, 0]),
         "ramachandran_plot": str(path),
     }
+
+
+def exact_distribution_of_run(run_dir: str | Path) -> ExactDistribution | None:
+    """The exact distribution of a run's target when it is discrete with at most
+    ``MAX_ENUMERATION_UNITS`` units (for the report's exact curves); ``None`` otherwise, also
+    when the run's config cannot be built (a foreign or damaged folder: the report then
+    draws no exact curve, and its other figures do not depend on the config)."""
+    config_path = Path(run_dir) / CONFIG_FILE
+    if not config_path.is_file():
+        return None
+    try:
+        resolved = resolve_config(parse_config_text(config_path.read_text(), str(config_path)))
+        if resolved["target"]["name"] == "molecule":
+            return None
+        target = build_target(resolved)
+    except BoltzgenError:
+        return None
+    if not target.is_discrete or target.dim > MAX_ENUMERATION_UNITS:
+        return None
+    return target.exact()
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:
