@@ -206,7 +206,7 @@ def run_kill_cases(workdir: Path, kills: int, rng: random.Random) -> dict[str, i
     """SIGKILL at a random moment, resume, compare with an uninterrupted run bit for bit."""
     counts = Counter()
     config = workdir / "toy.toml"
-    config.write_text(_toy(steps=60))
+    config.write_text(_toy(steps=400))
     reference = workdir / "reference"
     _train(config, reference).communicate()
     expected = _model_tensors(reference)
