@@ -145,3 +145,33 @@ def test_a_discrete_run_gets_its_observables_against_the_exact_distribution(
     out = tmp_path / "report.html"
     assert main(["report", str(tmp_path / "run"), "-o", str(out)]) == 0
     assert "exact distribution by enumeration" in out.read_text()
+
+
+def _strict(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    value = json.loads(text, parse_constant=refuse)
+    assert isinstance(value, dict)
+    return value
+
+
+def test_every_json_output_is_one_strict_object_with_snake_case_keys(
+    toy_run: Path, tmp_path: Path, capsys
+) -> None:
+    import re
+
+    commands = [
+        ["exact", "ising", "--L", "4", "--json"],
+        ["systems", "list", "--json"],
+        ["evaluate", str(toy_run), "-n", "100", "--json"],
+        ["sample", str(toy_run), "-n", "10", "-o", str(tmp_path / "s.pt"), "--json"],
+    ]
+    capsys.readouterr()
+    for argv in commands:
+        assert main(argv) == 0, argv
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 1, argv
+        keys = _strict(lines[0]).keys()
+        bad = [key for key in keys if not re.fullmatch(r"[a-z][a-z0-9]*(_[A-Za-z0-9]+)*", key)]
+        assert not bad, (argv, bad)

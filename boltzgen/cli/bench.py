@@ -12,7 +12,6 @@ CUDA when present). Both print a table or one JSON object, and can write the JSO
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from ..energy.forcefield.benchmark import benchmark_molecule, format_table
 from ..errors import BoltzgenError
 from ..io import atomic_write_text
+from .json_output import json_text
 from .values import REPLICAS, SECONDS, THREADS, TIME_STEP_PS
 
 __all__ = ["add_parser", "run_energy_benchmark", "run_md_benchmark"]
@@ -212,5 +212,5 @@ def _report(args: argparse.Namespace, rows: list, table: str) -> None:
         "measurements": [row.to_dict() for row in rows],
     }
     if args.json_out is not None:
-        atomic_write_text(args.json_out, json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result) if args.json else table)
+        atomic_write_text(args.json_out, json_text(result) + "\n")
+    print(json_text(result) if args.json else table)

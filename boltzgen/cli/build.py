@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..molecule.molecule import Molecule
+from .json_output import print_json
 from .molecule_args import add_model_options, model_overrides
 
 __all__ = ["add_parser"]
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     molecule.write_pdb(args.output)
     summary = {"output": str(args.output), **molecule.describe()}
     if args.json:
-        print(json.dumps(summary))
+        print_json(summary)
     else:
         print(
             f"wrote {args.output}: {molecule.name}, {molecule.n_atoms} atoms, "

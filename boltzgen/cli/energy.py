@@ -9,12 +9,12 @@ per OpenMM force class. Exit code 0 when every error is within tolerance, 1 when
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
 from ..energy.forcefield.exactness import ExactnessReport, check_exactness, probe_configurations
 from ..tensors import DTYPES
+from .json_output import print_json
 from .molecule_args import add_molecule_arguments, molecule_from_args
 from .values import COUNT0, LENGTH_NM, SEED, TOLERANCE
 
@@ -114,14 +114,12 @@ def run_check(args: argparse.Namespace) -> int:
         molecule.system, configurations, dtype, args.energy_tolerance, args.force_tolerance
     )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "molecule": molecule.name,
-                    "n_atoms": molecule.system.getNumParticles(),
-                    **report.to_dict(),
-                }
-            )
+        print_json(
+            {
+                "molecule": molecule.name,
+                "n_atoms": molecule.system.getNumParticles(),
+                **report.to_dict(),
+            }
         )
     else:
         print(format_report(molecule.name, report))

@@ -21,12 +21,10 @@ and prints the reasons instead.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-import numpy as np
-
 from ..workflow.evaluation import evaluate_run
+from .json_output import print_json
 from .values import COUNT, FRACTION, SEED, TEMPERATURE
 
 __all__ = ["add_parser"]
@@ -47,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
         args.run_dir, args.n, args.reference, args.temperature, args.clip_fraction, args.seed
     )
     if args.json:
-        print(
-            json.dumps(report, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
-        )
+        print_json(report)
     else:
         missing = report.pop("not_computed")
         shown = {key: value for key, value in report.items() if value is not None}

@@ -17,7 +17,6 @@ The JSON object has ``model``, ``n_spins``, ``beta``, ``log_z``, ``free_energy_p
 from __future__ import annotations
 
 import argparse
-import json
 import math
 
 from ..energy.exact import MAX_ENUMERATION_UNITS
@@ -26,6 +25,7 @@ from ..errors import BoltzgenError
 from ..workflow.ranges import key_range
 from ..workflow.registry import TARGETS, describe, schema
 from .help_text import key_help
+from .json_output import print_json
 from .values import number
 
 __all__ = ["add_parser", "run"]
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "method": model.log_z_method,
     }
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         print(
             f"{args.model}: N = {model.n_spins}, beta = {model.beta:g}, method = "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..molecule.molecule import Molecule
 from ..molecule.trajectories import write_trajectory
 from ..samplers.ladders import geometric_ladder
 from ..tensors import DTYPES, select_device
+from .json_output import print_json
 from .molecule_args import add_molecule_arguments, molecule_from_args
 from .values import COUNT, FRICTION, REPLICAS, SEED, TEMPERATURE, TIME_STEP_PS
 
@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     result = summary(md_run, simulation, frames, resumed)
     write_json(out / "summary.json", result)
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         print(
             f"{'resumed' if resumed else 'ran'} {result['steps']} steps of {result['replicas']} "

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import BoltzgenError
 from ..md import MDRun
 from ..md.datasets import read_metadata, write_reference
+from .json_output import print_json
 from .md import add_md_arguments, simulation_from_args
 from .molecule_args import add_molecule_arguments, molecule_from_args
 from .values import COUNT, COUNT0
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(folder / "md")
         result |= {"directory": str(folder), "reused": False}
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         print(
             f"{'reusing the existing' if result['reused'] else 'wrote the'} reference dataset "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from ..samplers.weights import reverse_ess
 from ..workflow.registry import training_temperature
 from ..workflow.runs import load_run
 from ..workflow.sampling import draw_samples, write_samples
+from .json_output import print_json
 from .values import COUNT, SEED, TEMPERATURE
 
 __all__ = ["add_parser"]
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         "temperature": temperature if temperature is not None else target.temperature,
     }
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         print(
             f"wrote {args.n} samples (ESS {result['ess']:.4f} at T = {result['temperature']:g}):"

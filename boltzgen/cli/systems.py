@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..molecule.molecule import Molecule
+from .json_output import print_json
 from .molecule_args import add_molecule_arguments, molecule_from_args
 
 __all__ = ["add_parser"]
@@ -15,7 +15,7 @@ def run_list(args: argparse.Namespace) -> int:
     """Print the catalog: one line per system, or one JSON object with ``--json``."""
     systems = [Molecule.from_catalog(name).describe() for name in Molecule.catalog_names()]
     if args.json:
-        print(json.dumps({"systems": systems}))
+        print_json({"systems": systems})
         return 0
     for system in systems:
         files = " + ".join(system["forcefield"] + system["solvent"])
@@ -30,7 +30,7 @@ def run_show(args: argparse.Namespace) -> int:
     """Describe one molecule (catalog name, PDB or sequence) as text or one JSON object."""
     description = molecule_from_args(args).describe()
     if args.json:
-        print(json.dumps(description))
+        print_json(description)
         return 0
     for key, value in description.items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value

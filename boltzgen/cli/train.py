@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 
 from ..workflow.config import load_config
 from ..workflow.runs import default_run_dir, train_run
+from .json_output import print_json
 
 __all__ = ["add_parser"]
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.showwarning = _show_warning
         summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
     if args.json:
-        print(json.dumps({"run_dir": str(run_dir), **summary}))
+        print_json({"run_dir": str(run_dir), **summary})
         return 0
     print(f"run directory: {run_dir}")
     print(
