@@ -58,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+#: Signals received by this command (outside training, which handles its own).
+_received: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """Record the signal and raise like Ctrl-C (:class:`Terminated` for SIGTERM). Recording
+    matters: an interrupt inside a C extension's import (NumPy, torch) can surface as a
+    different error, such as an ImportError, which is then still reported as the interrupt."""
+    _received.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,13 +77,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     or corrupted file, no space left, out of memory); 130 after Ctrl-C and 143 after SIGTERM
     (work is checkpointed where the command supports it: rerun to resume).
     """
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is not threading.main_thread():
+        return _run(argv)
+    _received.clear()
+    previous = {
+        number: signal.signal(number, _on_signal)
+        for number in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(number) is not signal.SIG_IGN  # nohup and background jobs
+    }
     try:
         return _run(argv)
     finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
+def _interrupted(terminated: bool) -> int:
+    print(f"boltzgen: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -90,9 +109,7 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"boltzgen: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt as error:
-        terminated = isinstance(error, Terminated)
-        print(f"boltzgen: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        return _interrupted(isinstance(error, Terminated))
     except BrokenPipeError:
         return 0
     except MemoryError:
@@ -100,6 +117,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return EXIT_USER_ERROR
     except RuntimeError as error:  # torch's allocator errors (CPU and CUDA) are RuntimeErrors
         if "out of memory" not in str(error) and "can't allocate memory" not in str(error):
+            if _received:  # the interrupt surfaced as another error (see _on_signal)
+                return _interrupted(_received[-1] == signal.SIGTERM)
             raise
         print(_OUT_OF_MEMORY, file=sys.stderr)
         return EXIT_USER_ERROR
@@ -107,6 +126,10 @@ def _run(argv: Sequence[str] | None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         print(f"boltzgen: error: {error.strerror or error}{where}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception:
+        if _received:  # the interrupt surfaced as another error (see _on_signal)
+            return _interrupted(_received[-1] == signal.SIGTERM)
+        raise
 
 
 _OUT_OF_MEMORY = (
