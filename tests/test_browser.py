@@ -227,6 +227,8 @@ DOC_PAGES = [
     "api/training.html",
     "tabg.html",
     "md.html",
+    "tabg_study/index.html",
+    "discrete_study.html",
 ]
 
 
