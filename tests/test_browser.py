@@ -143,6 +143,7 @@ def _boltzgen(*argv: str) -> str:
 #: Tiny real runs: (template, overrides, figures the report must show).
 RUNS = {
     "toy": ("toy-reverse-kl", ["trainer.steps=60", "trainer.log_every=5", "sample.n=2000"], 1),
+    "lattice": ("discrete-ratio-divergence", ["trainer.steps=100", "sample.n=2000"], 1),
     "molecule": (
         "alanine-dipeptide-demo",
         [
