@@ -1,6 +1,7 @@
 # boltzgen: two commands do all set-up on a fresh machine.
 #   make demo   creates .venv if needed, installs boltzgen, and runs the main job
 #   make test   same set-up, then lint + format check (ruff), the test suite and the doctests
+#   make docs   same set-up plus the docs extra, then the documentation site into site/ (strict)
 # Without an NVIDIA GPU the small CPU build of torch is installed first.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ DEMO_DIR ?= runs/demo
 # Threads per test process: CI machines have 2 cores, and subprocess tests run beside pytest.
 TEST_THREADS ?= 1
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install docs bench clean
 
 install: $(STAMP)
 
@@ -42,10 +43,20 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check boltzgen tests analysis
 	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
+DOCS_STAMP := $(VENV)/.boltzgen-docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test,docs]"
+	@touch $(DOCS_STAMP)
+
+# --strict: a broken link, a page missing from the nav or an unresolved API reference fails.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(PY) analysis/bench_flow_step.py
 	$(VENV)/bin/boltzgen bench energy
 	$(VENV)/bin/boltzgen bench md
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

@@ -169,6 +169,13 @@ def write_table(out: Path, preset: str, n: int, reference: Path, results: dict[s
         + " |"
         for name, evals, ess, tv in PUBLISHED
     ]
+    lines += ["", "## Ramachandran plots (flow, reweighted flow, MD test split, difference)", ""]
+    lines += [
+        f"![{METHODS[m]}: Ramachandran comparison with the MD test split]"
+        f"(ramachandran_{Path(results[m]['run_dir']).name}.png)"
+        for m in METHODS
+        if m in results and "run_dir" in results[m]
+    ]
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "README.md", text)
     return text

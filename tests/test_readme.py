@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+from markdown_examples import fenced_blocks, run_python
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+EXAMPLES = fenced_blocks(README.read_text(), "python")
 
 
 def test_the_readme_has_examples() -> None:
@@ -18,8 +18,7 @@ def test_the_readme_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_readme_example_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(EXAMPLES[index], f"README.md example {index + 1}", "exec"), namespace)
+    namespace = run_python(EXAMPLES[index], f"README.md example {index + 1}")
     if "log_w" in namespace:  # the flow examples: finite log-weights of the right shape
         log_w, x = namespace["log_w"], namespace["x"]
         assert log_w.shape == (x.shape[0],) and bool(log_w.isfinite().all())

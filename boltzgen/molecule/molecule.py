@@ -126,7 +126,10 @@ class Molecule:
 
         Arguments:
             path: The PDB file.
-            forcefield, solvent, constraints, temperature: See :class:`Molecule`.
+            forcefield: Force-field XML files (see :class:`Molecule`).
+            solvent: The solvent (see :class:`Molecule`).
+            constraints: ``"none"`` or ``"hbonds"``.
+            temperature: In K, positive.
             **metadata: ``name``, ``source``, ``description``, ``references`` overrides.
 
         Raises:
@@ -164,8 +167,11 @@ class Molecule:
 
         Arguments:
             sequence: One-letter amino-acid codes, e.g. ``"AAA"``.
-            forcefield, solvent, constraints, temperature: See :class:`Molecule`; the
-                minimization uses the same force field, solvent and constraints.
+            forcefield: Force-field XML files (see :class:`Molecule`); the minimization
+                uses the same force field, solvent and constraints.
+            solvent: The solvent (see :class:`Molecule`).
+            constraints: ``"none"`` or ``"hbonds"``.
+            temperature: In K, positive.
             minimize: Relax the built structure with OpenMM's ``LocalEnergyMinimizer``.
         """
         files = _file_list(forcefield) + solvent_files(solvent)
@@ -198,7 +204,10 @@ class Molecule:
 
         Arguments:
             name: One of :meth:`catalog_names`, e.g. ``"alanine-dipeptide"``.
-            forcefield, solvent, constraints, temperature: Overrides of ``system.toml``.
+            forcefield: Override of the catalog entry's force field (``system.toml``).
+            solvent: Override of its solvent.
+            constraints: Override of its constraints.
+            temperature: Override of its temperature (K).
 
         Raises:
             BoltzgenError: For an unknown name or a broken catalog entry.
