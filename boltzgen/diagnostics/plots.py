@@ -618,7 +618,8 @@ def plot_training_curves(
             if group is not None and _stage_group(stage) != group:
                 continue
             rows = (stages == stage) & np.isfinite(values[key])
-            style = {"marker": "o", "markersize": 3} if key == "ess" else {}
+            few = rows.sum() < 5  # a line through a point or two does not show
+            style = {"marker": "o", "markersize": 3} if key == "ess" or few else {}
             label = stage or None
             ax.plot(steps[rows], values[key][rows], color=colors[stage], label=label, **style)
         ax.set_xlabel("training step (stages end to end)")
