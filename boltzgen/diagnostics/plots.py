@@ -402,9 +402,10 @@ def plot_energy_histogram(
     data: FigureData = {"edges": edges}
     for key, label, values, w in curves:
         finite = np.isfinite(values)
-        density, _ = np.histogram(
-            values[finite], edges, weights=None if w is None else w[finite], density=True
-        )
+        counts, _ = np.histogram(values[finite], edges, weights=None if w is None else w[finite])
+        # density of the whole sample: mass beyond the range counts in the normalization
+        total = values.size if w is None else w.sum()
+        density = counts / max(float(total), 1e-300) / np.diff(edges)
         ax.stairs(density, edges, label=label, linewidth=1.5)
         data[key] = density
     ax.set_xlabel(f"energy [{unit}]")
