@@ -109,7 +109,8 @@ def run(sizes: list[int], batch: int, repeats: int, device: torch.device) -> lis
             model = model.to(device)
             generator = torch.Generator(device=device).manual_seed(1)
             uniforms = torch.rand(batch, L * L, generator=generator, device=device)
-            same = torch.equal(model._sample_spins(uniforms), reference_sample(model, uniforms))
+            with torch.no_grad():
+                same = torch.equal(model._sample_spins(uniforms), reference_sample(model, uniforms))
             cached_s = median_seconds(lambda: model.sample(batch), repeats, device)
             naive_s = median_seconds(
                 lambda: reference_sample(model, torch.rand_like(uniforms)), repeats, device

@@ -249,27 +249,22 @@ class MADE(AutoregressiveModel):
         first_weight = first.masked_weight  # (W, N)
         pre = first.bias.expand(uniforms.shape[0], self.width).clone()
         out_weight, out_bias = self.output.masked_weight, self.output.bias
+        hidden = [(layer.masked_weight, layer.bias) for layer in self.hidden_layers[1:]]
+        slopes = [activation.weight for activation in self.activations]
         for i in range(n_sites):
             k = prefix[i]
             if k == 0:
                 logit = out_bias[i].expand(uniforms.shape[0])
             else:
-                h = _prelu(pre[:, :k], self.activations[0].weight[:k])
-                for index in range(1, self.depth):
-                    layer = self.hidden_layers[index]
-                    update = nnf.linear(
-                        h, layer.masked_weight[:k, :k], layer.bias[:k]
-                    )  # degree-sorted: the prefix only sees the prefix
-                    update = _prelu(update, self.activations[index].weight[:k])
+                h = nnf.prelu(pre[:, :k], slopes[0][:k])
+                for (weight, bias), slope in zip(hidden, slopes[1:]):
+                    # degree-sorted: the prefix only sees the prefix
+                    update = nnf.prelu(nnf.linear(h, weight[:k, :k], bias[:k]), slope[:k])
                     h = h + update if self.residual else update
                 logit = h @ out_weight[i, :k] + out_bias[i]
             s[:, i] = torch.where(uniforms[:, i] < torch.sigmoid(logit), 1.0, -1.0)
-            pre = pre + s[:, i : i + 1] * first_weight[:, i]
+            pre.addr_(s[:, i], first_weight[:, i])  # the new site's column
         return s
-
-
-def _prelu(x: Tensor, weight: Tensor) -> Tensor:
-    return torch.where(x >= 0, x, weight * x)
 
 
 # ============================================================================= PixelCNN
