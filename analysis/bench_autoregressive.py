@@ -100,43 +100,55 @@ def models_for(L: int) -> dict[str, AutoregressiveModel]:
     }
 
 
+def measure(
+    name: str,
+    model: AutoregressiveModel,
+    target: IsingModel2D,
+    batch: int,
+    repeats: int,
+    device: torch.device,
+) -> dict:
+    """One row of the table: the sampler check, samples/s and steps/s of library and reference."""
+    torch.manual_seed(0)
+    model = model.to(device)
+    n_sites = model.n_sites
+    generator = torch.Generator(device=device).manual_seed(1)
+    uniforms = torch.rand(batch, n_sites, generator=generator, device=device)
+    with torch.no_grad():
+        same = torch.equal(model._sample_spins(uniforms), reference_sample(model, uniforms))
+    cached_s = median_seconds(lambda: model.sample(batch), repeats, device)
+    naive_s = median_seconds(
+        lambda: reference_sample(model, torch.rand_like(uniforms)), repeats, device
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    objective = ReverseKLScore(target)
+    step_s = median_seconds(
+        lambda: library_step(model, objective, batch, optimizer), repeats, device
+    )
+    reference_step_s = median_seconds(
+        lambda: reference_step(model, target, batch, optimizer), repeats, device
+    )
+    return {
+        "model": name,
+        "n_sites": n_sites,
+        "batch": batch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "same_samples_as_reference": same,
+        "samples_per_s": batch / cached_s,
+        "reference_samples_per_s": batch / naive_s,
+        "sampling_speedup": naive_s / cached_s,
+        "steps_per_s": 1 / step_s,
+        "reference_steps_per_s": 1 / reference_step_s,
+        "step_speedup": reference_step_s / step_s,
+    }
+
+
 def run(sizes: list[int], batch: int, repeats: int, device: torch.device) -> list[dict]:
     rows = []
     for L in sizes:
         target = IsingModel2D(L, ISING_CRITICAL_BETA).to(device)
         for name, model in models_for(L).items():
-            torch.manual_seed(0)
-            model = model.to(device)
-            generator = torch.Generator(device=device).manual_seed(1)
-            uniforms = torch.rand(batch, L * L, generator=generator, device=device)
-            with torch.no_grad():
-                same = torch.equal(model._sample_spins(uniforms), reference_sample(model, uniforms))
-            cached_s = median_seconds(lambda: model.sample(batch), repeats, device)
-            naive_s = median_seconds(
-                lambda: reference_sample(model, torch.rand_like(uniforms)), repeats, device
-            )
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-            objective = ReverseKLScore(target)
-            step_s = median_seconds(
-                lambda: library_step(model, objective, batch, optimizer), repeats, device
-            )
-            reference_step_s = median_seconds(
-                lambda: reference_step(model, target, batch, optimizer), repeats, device
-            )
-            row = {
-                "model": name,
-                "L": L,
-                "n_sites": L * L,
-                "batch": batch,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "same_samples_as_reference": same,
-                "samples_per_s": batch / cached_s,
-                "reference_samples_per_s": batch / naive_s,
-                "sampling_speedup": naive_s / cached_s,
-                "steps_per_s": 1 / step_s,
-                "reference_steps_per_s": 1 / reference_step_s,
-                "step_speedup": reference_step_s / step_s,
-            }
+            row = {"L": L, **measure(name, model, target, batch, repeats, device)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows

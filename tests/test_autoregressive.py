@@ -91,9 +91,9 @@ def test_cached_sampler_equals_naive_sampler(name: str) -> None:
     ],
 )
 def test_samples_match_log_prob_chi_square(model) -> None:
-    """2e5 samples (MADE, N = 8) or 6e4 (PixelCNN, N = 9) against exp(log q) of every state: Pearson chi-square over
-    the states with expected count >= 5 (the rest pooled in one cell); the test fails if the
-    statistic exceeds the 1 - 1e-4 quantile of chi-square(cells - 1)."""
+    """2e5 samples (MADE, N = 8) or 6e4 (PixelCNN, N = 9) against exp(log q) of every state:
+    Pearson chi-square over the states with expected count >= 5 (the rest pooled in one cell);
+    the test fails if the statistic exceeds the 1 - 1e-4 quantile of chi-square(cells - 1)."""
     model = _perturbed(model(), seed=4, scale=0.7)
     n = model.n_sites
     n_samples = 200_000 if isinstance(model, MADE) else 60_000
@@ -108,9 +108,7 @@ def test_samples_match_log_prob_chi_square(model) -> None:
     observed_cells = torch.cat([counts[large], counts[~large].sum().reshape(1)])
     expected_cells = torch.cat([expected[large], expected[~large].sum().reshape(1)])
     keep = expected_cells > 0
-    statistic = float(
-        ((observed_cells - expected_cells)[keep] ** 2 / expected_cells[keep]).sum()
-    )
+    statistic = float(((observed_cells - expected_cells)[keep] ** 2 / expected_cells[keep]).sum())
     dof = int(keep.sum()) - 1
     assert dof > 50  # enough cells: q is spread over many states
     assert statistic < chi2.ppf(1 - 1e-4, dof), (statistic, dof)

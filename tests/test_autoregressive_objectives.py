@@ -208,7 +208,10 @@ def test_van_training_reaches_the_exact_free_energy(target, model, tolerance) ->
     with torch.no_grad():
         x, lq = model.sample_and_log_prob(20_000)
         estimates = variational_estimates(lq, target.energy(x), beta, n)
-    fq, error = float(estimates["free_energy_per_site"]), float(estimates["free_energy_standard_error"])
+    fq, error = (
+        float(estimates["free_energy_per_site"]),
+        float(estimates["free_energy_standard_error"]),
+    )
     assert abs(fq - exact_fq) < 4 * error + 1e-12
     relative = float(estimates["log_z_standard_error"])
     assert abs(math.exp(float(estimates["log_z_estimate"]) - target.log_z) - 1) < 4 * relative

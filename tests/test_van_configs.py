@@ -77,7 +77,14 @@ def test_van_template_trains_end_to_end(
     capsys.readouterr()
     sets = [*overrides, "sample.n=2000", "device='cpu'", "trainer.progress=false"]
     code = main(
-        ["train", str(config), "-o", str(run_dir), "--json", *[a for s in sets for a in ("--set", s)]]
+        [
+            "train",
+            str(config),
+            "-o",
+            str(run_dir),
+            "--json",
+            *[a for s in sets for a in ("--set", s)],
+        ]
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -171,14 +178,17 @@ def test_every_discrete_objective_trains_made(objective: str, tmp_path: Path) ->
 
 
 def _pixelcnn_on(target: dict[str, Any]) -> dict[str, Any]:
-    config = parse_config_text(TINY.format(objective="reverse-kl-score").replace("n_data = 4000\n", ""))
+    config = parse_config_text(
+        TINY.format(objective="reverse-kl-score").replace("n_data = 4000\n", "")
+    )
     config["target"] = target
     config["model"] = {"name": "pixelcnn"}
     return config
 
 
 def test_pixelcnn_needs_a_lattice_target(tmp_path: Path) -> None:
-    """A pixelcnn on a non-lattice target and a kernel wider than the lattice fail with one line."""
+    """A pixelcnn on a non-lattice target, a kernel wider than the lattice and an unknown
+    baseline fail with one line."""
     with pytest.raises(BoltzgenError, match=r"\[model\] pixelcnn needs an L x L lattice target"):
         train_run(_pixelcnn_on({"name": "sk", "n": 9}), tmp_path / "a", progress=False)
     config = _pixelcnn_on({"name": "ising", "L": 2})

@@ -399,9 +399,7 @@ class PixelCNN(AutoregressiveModel):
                 slab = nnf.pad(slab, (k, k, 0, 0), mode=mode)
                 above.append(nnf.conv2d(slab, layer.vertical)[:, :, 0] + layer.bias[:, None])
             # current-row buffers, zero-padded on the left by the reading layer's half size
-            rows = [
-                nnf.pad(features[:, :, r], (k, 0)) for features, k in zip(grids, halves)
-            ]
+            rows = [nnf.pad(features[:, :, r], (k, 0)) for features, k in zip(grids, halves)]
             for c in range(L):
                 h = None
                 for index, layer in enumerate(self.layers):

@@ -225,7 +225,9 @@ def variational_estimates(
     m = keep.sum().to(torch.float64)
     per_site = torch.where(keep, -log_w, torch.zeros_like(log_w)) / (beta * n_sites)
     mean = per_site.sum() / m
-    variance = torch.where(keep, (per_site - mean) ** 2, torch.zeros_like(per_site)).sum() / (m - 1)
+    variance = torch.where(keep, (per_site - mean) ** 2, torch.zeros_like(per_site)).sum() / (
+        m - 1
+    )
     masked = torch.where(keep, log_w, torch.full_like(log_w, -math.inf))
     log_sum = torch.logsumexp(masked, 0)
     log_mean_w = log_sum - torch.log(m)

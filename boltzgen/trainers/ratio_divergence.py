@@ -57,7 +57,9 @@ def ratio_divergence_surrogate(
         energy) are left out of every mean, the baseline and the diagnostics; fewer than two
         finite model samples or no finite data point give a NaN loss (the step is skipped).
     """
-    f_y = -model.log_prob(model_samples)  # F = -log q~ (an RBM's free energy; -log q if normalized)
+    f_y = -model.log_prob(
+        model_samples
+    )  # F = -log q~ (an RBM's free energy; -log q if normalized)
     l_x = data_log_p.to(f_y.dtype) - model.log_prob(data)
     l_y = -target.energy(model_samples.to(f_y.dtype)) + f_y
     valid_x, valid_y = torch.isfinite(l_x.detach()), torch.isfinite(l_y.detach())
