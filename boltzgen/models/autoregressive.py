@@ -381,9 +381,8 @@ class PixelCNN(AutoregressiveModel):
         """Cached exact sampler: per row, the rows-above part of every layer at once; per site,
         only the current-row part of every layer at that site (a few small products)."""
         L, batch = self.L, uniforms.shape[0]
-        reference = uniforms
         channels = [1] + [self.width] * self.depth
-        grids = [reference.new_zeros(batch, c, L, L) for c in channels]  # features f_0 .. f_D
+        grids = [uniforms.new_zeros(batch, c, L, L) for c in channels]  # features f_0 .. f_D
         halves = [layer.half for layer in self.layers]
         u = uniforms.view(batch, L, L)
         out_weight, out_bias = self.output.weight[0, :, 0, 0], self.output.bias[0]
@@ -391,11 +390,11 @@ class PixelCNN(AutoregressiveModel):
         for r in range(L):
             # the rows-above part of each layer at row r: depends on rows < r only (fixed now)
             above = []
+            mode = "circular" if self.periodic else "constant"
             for layer, features in zip(self.layers, grids):
                 k = layer.half
                 slab = features[:, :, max(0, r - k) : r]
                 slab = nnf.pad(slab, (0, 0, k - slab.shape[2], 0))  # zero rows above row 0
-                mode = "circular" if self.periodic else "constant"
                 slab = nnf.pad(slab, (k, k, 0, 0), mode=mode)
                 above.append(nnf.conv2d(slab, layer.vertical)[:, :, 0] + layer.bias[:, None])
             # current-row buffers, zero-padded on the left by the reading layer's half size
