@@ -211,7 +211,7 @@ def reverse_kl_surrogate(
                 log_q.detach(), u.detach(), scaled_beta, model_samples.shape[-1], valid
             )
         )
-        diagnostics["beta"] = torch.tensor(scaled_beta, dtype=torch.float64)
+        diagnostics["beta"] = torch.full((), scaled_beta, dtype=torch.float64, device=f.device)
     return loss, diagnostics
 
 
