@@ -312,7 +312,12 @@ class PixelCNN(AutoregressiveModel):
     Periodic inputs (``periodic=True``): the columns of the rows above are padded circularly (so
     a site near the left edge sees the right edge of the rows above, as on the torus), the
     current row and the rows above the first row are padded with zeros: wrapping there would
-    reach sites later in raster order. With ``periodic=False`` all padding is zero.
+    reach sites later in raster order. The two torus bonds that the masked kernels cannot reach
+    are given to the first layer explicitly (a 1 x 1 convolution of two wrap channels): a site of
+    the last row gets the spin of the first row below it, (L-1, c) <- (0, c), and a site of the
+    last column the spin at the start of its row, (r, L-1) <- (r, 0); both are earlier sites, so
+    the AR property holds. With ``periodic=False`` all padding is zero and there are no wrap
+    channels.
 
     Sites are numbered row-major (site = row * L + column): states are ``(B, L * L)``.
 
@@ -365,10 +370,23 @@ class PixelCNN(AutoregressiveModel):
         self.layers = nn.ModuleList(layers)
         self.activations = nn.ModuleList(nn.PReLU(width, 0.5) for _ in range(depth))
         self.output = nn.Conv2d(width, 1, 1)
+        #: First-layer weights of the wrap channels (down-wrap, right-wrap): ``(width, 2, 1, 1)``.
+        self.wrap = nn.Conv2d(2, width, 1, bias=False) if periodic else None
+
+    def _wrap_inputs(self, grid: Tensor) -> Tensor:
+        """The wrap channels of spins ``(B, 1, L, L)``: ``(B, 2, L, L)``, channel 0 holding
+        s(0, c) in the last row, channel 1 s(r, 0) in the last column, zeros elsewhere."""
+        batch, L = grid.shape[0], self.L
+        down = torch.cat([grid.new_zeros(batch, 1, L - 1, L), grid[:, :, :1, :]], dim=2)
+        right = torch.cat([grid.new_zeros(batch, 1, L, L - 1), grid[:, :, :, :1]], dim=3)
+        return torch.cat([down, right], dim=1)
 
     def _grid_logits(self, grid: Tensor) -> Tensor:
         """Spins ``(B, 1, H, L)`` -> logits ``(B, H, L)``."""
-        h = self.activations[0](self.layers[0](grid))
+        first = self.layers[0](grid)
+        if self.wrap is not None:
+            first = first + self.wrap(self._wrap_inputs(grid))
+        h = self.activations[0](first)
         for layer, activation in zip(self.layers[1:], self.activations[1:]):
             update = activation(layer(h))
             h = h + update if self.residual else update
@@ -407,6 +425,11 @@ class PixelCNN(AutoregressiveModel):
                     pre = above[index][:, :, c] + torch.einsum(
                         "bcj,ocj->bo", window, layer.horizontal[:, :, 0]
                     )
+                    if index == 0 and self.wrap is not None:
+                        if r == L - 1:  # the bond to the first row, (0, c)
+                            pre = pre + grids[0][:, 0, 0, c, None] * self.wrap.weight[:, 0, 0, 0]
+                        if c == L - 1:  # the bond to the start of the row, (r, 0)
+                            pre = pre + grids[0][:, 0, r, 0, None] * self.wrap.weight[:, 1, 0, 0]
                     update = nnf.prelu(pre, slopes[index])
                     h = h + update if (self.residual and index > 0) else update
                     grids[index + 1][:, :, r, c] = h
