@@ -33,9 +33,12 @@ from ..energy.exact import (
     log_weights_by_enumeration,
 )
 from ..energy.lattice import PairwiseSpinEnergy
+from ..samplers.weights import variational_estimates
+from ..trainers.discrete_kl import inverse_temperature
 
 __all__ = [
     "exact_discrete_metrics",
+    "free_energy_metrics",
     "enumerated_log_prob",
     "exact_forward_kl",
     "exact_reverse_kl",
@@ -179,3 +182,44 @@ def exact_discrete_metrics(target: Energy, model: torch.nn.Module) -> dict[str, 
         "exact_reverse_kl": float(exact_reverse_kl(log_p, log_q)),
         "exact_ratio_divergence": float(exact_ratio_divergence(log_p, log_q)),
     }
+
+
+def free_energy_metrics(target: Energy, log_q: Tensor, reduced_energies: Tensor) -> dict[str, Any]:
+    """VAN's free-energy metrics of samples x ~ q of a normalized model at the target's own
+    temperature (:func:`~boltzgen.samplers.weights.variational_estimates`), with the exact
+    values and errors where the target knows log Z (Kaufman, enumeration, magnetisation sum).
+
+    Arguments:
+        target: The discrete target (beta: :func:`~boltzgen.trainers.discrete_kl.
+            inverse_temperature`; free energies in units of J for spin models, kT otherwise).
+        log_q: Normalized log q of the samples, ``(n,)``.
+        reduced_energies: u of the samples, ``(n,)``.
+
+    Returns:
+        ``free_energy_per_site`` (F_q = E_q[E + log q / beta] / N, an upper bound on F),
+        ``free_energy_standard_error``, ``log_z_estimate`` (log of the importance-sampling mean,
+        unbiased in Z), ``log_z_standard_error``, ``beta``; and with a known log Z
+        ``exact_free_energy_per_site`` (-log Z / (beta N)), ``free_energy_error`` (F_q - F,
+        = KL(q||p) / (beta N) up to Monte Carlo error), ``free_energy_relative_error``
+        (|F_q - F| / |F|) and ``log_z_error`` (estimate - exact).
+    """
+    beta, n_sites = inverse_temperature(target), target.dim
+    estimates = variational_estimates(log_q, reduced_energies, beta, n_sites)
+    metrics: dict[str, Any] = {
+        key: float(estimates[key])
+        for key in (
+            "free_energy_per_site",
+            "free_energy_standard_error",
+            "log_z_estimate",
+            "log_z_standard_error",
+        )
+    }
+    metrics["beta"] = beta
+    log_z = target.log_z
+    if log_z is not None:
+        exact = -log_z / (beta * n_sites)
+        metrics["exact_free_energy_per_site"] = exact
+        metrics["free_energy_error"] = metrics["free_energy_per_site"] - exact
+        metrics["free_energy_relative_error"] = abs(metrics["free_energy_error"] / exact)
+        metrics["log_z_error"] = metrics["log_z_estimate"] - log_z
+    return metrics

@@ -35,6 +35,7 @@ __all__ = [
     "self_normalized_weights",
     "forward_ess",
     "importance_resample",
+    "variational_estimates",
 ]
 
 
@@ -187,3 +188,56 @@ def importance_resample(
     uniform = torch.rand(n, generator=generator, device=kept.device, dtype=torch.float64)
     indices = torch.searchsorted(cumulative, uniform * cumulative[-1], right=True)
     return indices.clamp(max=kept.numel() - 1)
+
+
+def variational_estimates(
+    log_q: Tensor,
+    reduced_energies: Tensor,
+    beta: float,
+    n_sites: int,
+    valid: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """Free-energy estimates from samples x ~ q of a *normalized* model (VAN's diagnostics).
+
+    With u = beta E the reduced energy and log w = -u - log q:
+
+    - ``free_energy_per_site`` F_q = E_q[E + log q / beta] / N = E_q[u + log q] / (beta N), the
+      variational upper bound on the exact F = -log Z / (beta N) (F_q - F = KL(q||p) / (beta N));
+      ``free_energy_standard_error`` its Monte Carlo standard error std / sqrt(M);
+    - ``log_z_estimate`` log(mean w), whose exponential is unbiased for Z (log Z itself is biased
+      low by about var(w) / (2 M mean(w)^2)); ``log_z_standard_error`` the delta-method
+      std(w) / (mean(w) sqrt(M));
+    - ``ess`` the reverse ESS fraction (sum w)^2 / (M sum w^2), unclipped.
+
+    Arguments:
+        log_q: log q(x), shape ``(M,)``.
+        reduced_energies: u(x), shape ``(M,)``.
+        beta: Inverse temperature of u (1 for energies in kT).
+        n_sites: N, the number of sites (units) of a state.
+        valid: Optional bool mask ``(M,)`` of the samples to use (default: finite log w).
+
+    Returns:
+        Dict of 0-d float64 tensors on the input's device (no host synchronisation).
+    """
+    log_q, u = log_q.to(torch.float64), reduced_energies.to(torch.float64)
+    log_w = -u - log_q
+    keep = torch.isfinite(log_w) if valid is None else valid & torch.isfinite(log_w)
+    m = keep.sum().to(torch.float64)
+    per_site = torch.where(keep, -log_w, torch.zeros_like(log_w)) / (beta * n_sites)
+    mean = per_site.sum() / m
+    variance = torch.where(keep, (per_site - mean) ** 2, torch.zeros_like(per_site)).sum() / (
+        m - 1
+    )
+    masked = torch.where(keep, log_w, torch.full_like(log_w, -math.inf))
+    log_sum = torch.logsumexp(masked, 0)
+    log_mean_w = log_sum - torch.log(m)
+    log_ess = 2.0 * log_sum - torch.logsumexp(2.0 * masked, 0) - torch.log(m)
+    relative = torch.where(keep, torch.exp(masked - log_mean_w), torch.zeros_like(log_w))
+    relative_var = torch.where(keep, (relative - 1) ** 2, torch.zeros_like(log_w)).sum() / (m - 1)
+    return {
+        "free_energy_per_site": mean,
+        "free_energy_standard_error": (variance / m).sqrt(),
+        "log_z_estimate": log_mean_w,
+        "log_z_standard_error": (relative_var / m).sqrt(),
+        "ess": torch.exp(log_ess),
+    }

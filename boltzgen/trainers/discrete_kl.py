@@ -15,6 +15,22 @@ the normaliser-free log-ratio l(x) = log p~(x) - log q~(x) = -u(x) + F_theta(x):
 
 The surrogate *values* are not the divergences; the named diagnostics are (see each function):
 the dropped constants are log Z (target) and log Z_theta (model).
+
+**Normalized models** (``model.normalized``: the autoregressive :class:`~boltzgen.models.MADE`
+and :class:`~boltzgen.models.PixelCNN`) use the same objectives with log q~ = log q =
+``model.log_prob`` (so F_theta = -log q and log Z_theta = 0) and exact model samples
+(``model.sample``) instead of persistent chains (``k_steps`` is then unused):
+
+- forward KL is maximum likelihood, surrogate ``-mean log q(data)`` (no negative phase: its
+  expectation E_q[grad log q] is zero);
+- reverse KL is the VAN estimator (Wu, Wang & Zhang 2019): beta grad F_q =
+  E_q[(u + log q - b) grad log q], surrogate ``mean_j (u_j + log q_j - b_j) log q(y_j)`` with the
+  leave-one-out baseline (unbiased) or the batch mean (expectation (M - 1)/M times the
+  gradient); optional beta annealing u_t = (1 - a^t) u; diagnostics add the variational free
+  energy per site, its standard error, the importance-weighted log Z estimate and the ESS
+  (:func:`~boltzgen.samplers.weights.variational_estimates`).
+
+An RBM's behaviour is unchanged: for it ``-log_prob`` is exactly ``free_energy``.
 """
 
 from __future__ import annotations
@@ -25,7 +41,9 @@ import torch
 from torch import Tensor
 
 from ..energy.base import Energy
+from ..energy.lattice import PairwiseSpinEnergy
 from ..errors import BoltzgenError
+from ..samplers.weights import variational_estimates
 from .objective import NONFINITE_SAMPLES
 
 __all__ = [
@@ -38,13 +56,27 @@ __all__ = [
     "ReverseKLScore",
     "ForwardReverseKL",
     "sample_rows",
+    "BASELINES",
+    "inverse_temperature",
 ]
+
+#: Baselines b of the score-function estimator of reverse KL.
+BASELINES = ("leave-one-out", "mean")
+
+
+def inverse_temperature(target: Energy) -> float:
+    """The beta of a spin target (``beta``), 1.0 for other targets (free energies in kT)."""
+    return target.beta if isinstance(target, PairwiseSpinEnergy) else 1.0
 
 
 class FreeEnergyModel(Protocol):
     """What the discrete objectives need of a model (an :class:`~boltzgen.models.RBM` has it
-    all)."""
+    all; a normalized model needs ``normalized``, ``log_prob`` and ``sample`` only)."""
 
+    normalized: bool
+
+    def log_prob(self, v: Tensor) -> Tensor: ...
+    def sample(self, n: int) -> Tensor: ...
     def free_energy(self, v: Tensor) -> Tensor: ...
     def gibbs_step(self, v: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
     def random_visible(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
@@ -95,20 +127,25 @@ class PersistentChains:
 
 
 def forward_kl_surrogate(
-    model: FreeEnergyModel, data: Tensor, model_samples: Tensor
+    model: FreeEnergyModel, data: Tensor, model_samples: Tensor | None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Forward-KL surrogate whose gradient is E_data[grad F] - E_model[grad F].
 
     Arguments:
-        model: The model (free energy F, differentiable in its parameters).
+        model: The model (free energy F = -log q~, differentiable in its parameters).
         data: Target samples x ~ p, shape ``(B, V)``.
-        model_samples: Model samples y ~ q (detached), shape ``(M, V)``.
+        model_samples: Model samples y ~ q (detached), shape ``(M, V)``; ``None`` for a
+            normalized model, whose surrogate is the negative log-likelihood alone.
 
     Returns:
         ``(loss, diagnostics)``; diagnostics ``"data_free_energy"`` = mean F(data) (equals the
         NLL minus log Z_theta, i.e. KL(p||q) - H(p) - log Z_theta) and ``"free_energy_gap"``
-        = mean F(data) - mean F(model) (zero on average at a stationary point).
+        = mean F(data) - mean F(model) (zero on average at a stationary point); for a
+        normalized model ``"nll"`` = -mean log q(data) = KL(p||q) + H(p) (estimate).
     """
+    if model_samples is None:
+        nll = -model.log_prob(data).mean()
+        return nll, {"nll": nll.detach()}
     f_data = model.free_energy(data)
     f_model = model.free_energy(model_samples)
     loss = f_data.mean() - f_model.mean()
@@ -116,35 +153,66 @@ def forward_kl_surrogate(
 
 
 def reverse_kl_surrogate(
-    model: FreeEnergyModel, target: Energy, model_samples: Tensor
+    model: FreeEnergyModel,
+    target: Energy,
+    model_samples: Tensor,
+    baseline: str = "leave-one-out",
+    energy_scale: float = 1.0,
+    beta: float = 1.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Reverse-KL score-function surrogate whose gradient is an unbiased estimate of Cov_q(l, grad
-    F).
+    F) (RBM) or of E_q[(u + log q) grad log q] = grad KL(q||p) (normalized model).
 
     Arguments:
-        model: The model.
+        model: The model; log q~ = ``model.log_prob`` (= -F for an RBM).
         target: The target energy u (log p~ = -u).
         model_samples: Model samples y ~ q (detached), shape ``(M, V)``, M >= 2.
+        baseline: ``"leave-one-out"`` (b_j = mean_{k != j} l_k: unbiased) or ``"mean"``
+            (b = mean_k l_k: the expectation is (M - 1)/M times the gradient).
+        energy_scale: Factor on the target energy (beta annealing: u_t = energy_scale * u).
+        beta: The target's inverse temperature (at ``energy_scale = 1``), for the free-energy
+            diagnostics of a normalized model.
 
     Returns:
         ``(loss, diagnostics)``; ``"reverse_kl_shifted"`` = mean(-l) = an unbiased estimate of
         KL(q||p) + log Z_theta - log Z (the reverse KL up to the two dropped log-normalisers),
-        and ``"nonfinite_samples"``. Samples with a non-finite log-ratio (a NaN or infinite
-        target energy) are left out of the loss, the baseline and the diagnostic; fewer than
-        two finite ones give a NaN loss (the step is skipped).
+        and ``"nonfinite_samples"``. For a normalized model also the
+        :func:`~boltzgen.samplers.weights.variational_estimates` at the scaled energy
+        (``free_energy_per_site``, ``free_energy_standard_error``, ``log_z_estimate``,
+        ``ess``) and ``beta`` = energy_scale * beta. Samples with a non-finite log-ratio (a NaN
+        or infinite target energy) are left out of the loss, the baseline and the diagnostics;
+        fewer than two finite ones give a NaN loss (the step is skipped).
     """
-    f = model.free_energy(model_samples)
-    log_ratio = (-target.energy(model_samples.to(f.dtype)) + f).detach()
+    if baseline not in BASELINES:
+        raise BoltzgenError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    log_q = model.log_prob(model_samples)
+    f = -log_q
+    u = target.energy(model_samples.to(f.dtype))
+    if energy_scale != 1.0:
+        u = energy_scale * u
+    log_ratio = (-u + f).detach()
     valid = torch.isfinite(log_ratio)
     m = valid.sum()
     kept = torch.where(valid, log_ratio, torch.zeros_like(log_ratio))
-    baseline = (kept.sum() - kept) / (m - 1)
-    terms = torch.where(valid, (kept - baseline) * f, torch.zeros_like(f))
+    if baseline == "leave-one-out":
+        b = (kept.sum() - kept) / (m - 1)
+    else:
+        b = kept.sum() / m
+    terms = torch.where(valid, (kept - b) * f, torch.zeros_like(f))
     loss = terms.sum() / m
-    return loss, {
+    diagnostics = {
         "reverse_kl_shifted": -kept.sum() / m,
         NONFINITE_SAMPLES: (~valid).sum().to(torch.float64),
     }
+    if model.normalized:
+        scaled_beta = energy_scale * beta
+        diagnostics.update(
+            variational_estimates(
+                log_q.detach(), u.detach(), scaled_beta, model_samples.shape[-1], valid
+            )
+        )
+        diagnostics["beta"] = torch.full((), scaled_beta, dtype=torch.float64, device=f.device)
+    return loss, diagnostics
 
 
 class PersistentChainObjective:
@@ -163,6 +231,13 @@ class PersistentChainObjective:
 
     def __init__(self, k_steps: int = 1, generator: torch.Generator | None = None) -> None:
         self.chains = PersistentChains(k_steps, generator)
+
+    def model_samples(self, model: FreeEnergyModel, n: int) -> Tensor:
+        """``n`` model states ``(n, V)`` (detached): exact samples of a normalized model, else
+        the persistent chains advanced by ``k_steps`` sweeps."""
+        if model.normalized:
+            return model.sample(n)
+        return self.chains.sample(model, n)
 
     def energy_evaluations(self, batch_size: int) -> int:
         """``energy_calls_per_sample * batch_size``."""
@@ -200,16 +275,22 @@ class ForwardKLPCD(PersistentChainObjective):
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         x = sample_rows(self.data, batch_size, self.generator)
+        if model.normalized:  # exact likelihood: no negative phase
+            return forward_kl_surrogate(model, x, None)
         return forward_kl_surrogate(model, x, self.chains.sample(model, batch_size))
 
 
 class ReverseKLScore(PersistentChainObjective):
-    """Reverse KL with the score-function gradient on PCD-k model samples (no data needed).
+    """Reverse KL with the score-function gradient (no data needed): on PCD-k model samples for
+    an RBM, on exact samples for a normalized (autoregressive) model (VAN).
 
     Arguments:
         target: Target energy (discrete).
-        k_steps: Gibbs sweeps of the persistent chains per step.
+        k_steps: Gibbs sweeps of the persistent chains per step (RBM only).
         generator: Random generator on the model's device.
+        baseline: ``"leave-one-out"`` or ``"mean"`` (see :func:`reverse_kl_surrogate`).
+        beta_anneal: ``a`` of the annealing u_t = (1 - a^t) u at step t = 1, 2, ... (so
+            beta_t = beta (1 - a^t)); 0 disables it. The step counter is checkpointed.
     """
 
     name = "reverse-kl"
@@ -217,13 +298,48 @@ class ReverseKLScore(PersistentChainObjective):
     min_batch_size = 2  # the leave-one-out baseline of the score estimator
 
     def __init__(
-        self, target: Energy, k_steps: int = 1, generator: torch.Generator | None = None
+        self,
+        target: Energy,
+        k_steps: int = 1,
+        generator: torch.Generator | None = None,
+        baseline: str = "leave-one-out",
+        beta_anneal: float = 0.0,
     ) -> None:
         super().__init__(k_steps, generator)
+        if baseline not in BASELINES:
+            raise BoltzgenError(
+                f"[trainer] baseline = {baseline!r}; choose one of: {', '.join(BASELINES)}"
+            )
+        if not 0.0 <= beta_anneal < 1.0:
+            raise BoltzgenError(f"[trainer] beta_anneal = {beta_anneal!r} must be in [0, 1)")
         self.target = target
+        self.baseline = baseline
+        self.beta_anneal = float(beta_anneal)
+        self.beta = inverse_temperature(target)
+        self.step = 0
+
+    def energy_scale(self, step: int) -> float:
+        """1 - a^step: the factor on the target energy at step ``step`` (1-based)."""
+        return 1.0 - self.beta_anneal**step if self.beta_anneal > 0 else 1.0
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
-        return reverse_kl_surrogate(model, self.target, self.chains.sample(model, batch_size))
+        self.step += 1
+        return reverse_kl_surrogate(
+            model,
+            self.target,
+            self.model_samples(model, batch_size),
+            self.baseline,
+            self.energy_scale(self.step),
+            self.beta,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The persistent chains and the annealing step."""
+        return {**super().state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.step = int(state.get("step", 0))
 
 
 class ForwardReverseKL(ForwardKLPCD):
@@ -251,7 +367,9 @@ class ForwardReverseKL(ForwardKLPCD):
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         x = sample_rows(self.data, batch_size, self.generator)
-        y = self.chains.sample(model, batch_size)
-        forward, forward_diagnostics = forward_kl_surrogate(model, x, y)
+        y = self.model_samples(model, batch_size)
+        forward, forward_diagnostics = forward_kl_surrogate(
+            model, x, None if model.normalized else y
+        )
         reverse, reverse_diagnostics = reverse_kl_surrogate(model, self.target, y)
         return forward + reverse, {**forward_diagnostics, **reverse_diagnostics}

@@ -19,6 +19,10 @@ mean(l_x^2) - 2 mean(l_x) mean(l_y) + mean(l_y^2); score part = autograd of
 -mean_j (g_j - b_j) F(y_j) with g_j = mean_i (l(x_i) - l(y_j))^2 detached and the leave-one-out
 baseline b_j = mean_{k != j} g_k. Both parts are unbiased. The data's target energies are
 computed once, when the objective is built.
+
+With a normalized model (autoregressive: log q~ = log q, F = -log q) the same estimator applies
+with exact model samples instead of persistent chains: l(x) = -u(x) - log q(x) needs no free
+energy, and the score part is the gradient through the sampling distribution q_theta.
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ def ratio_divergence_surrogate(
         energy) are left out of every mean, the baseline and the diagnostics; fewer than two
         finite model samples or no finite data point give a NaN loss (the step is skipped).
     """
-    f_y = model.free_energy(model_samples)
-    l_x = data_log_p.to(f_y.dtype) + model.free_energy(data)
+    f_y = -model.log_prob(
+        model_samples
+    )  # F = -log q~ (an RBM's free energy; -log q if normalized)
+    l_x = data_log_p.to(f_y.dtype) - model.log_prob(data)
     l_y = -target.energy(model_samples.to(f_y.dtype)) + f_y
     valid_x, valid_y = torch.isfinite(l_x.detach()), torch.isfinite(l_y.detach())
     n_x, n_y = valid_x.sum(), valid_y.sum()
@@ -118,7 +124,7 @@ class RatioDivergence(PersistentChainObjective):
         index = torch.randint(
             self.data.shape[0], (batch_size,), generator=self.generator, device=self.data.device
         )
-        y = self.chains.sample(model, batch_size)
+        y = self.model_samples(model, batch_size)
         return ratio_divergence_surrogate(
             model, self.data[index], self.data_log_p[index], self.target, y
         )

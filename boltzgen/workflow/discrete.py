@@ -4,7 +4,10 @@ Importing this module (which :mod:`boltzgen.workflow` does) registers
 
 - targets ``ising``, ``curie-weiss``, ``sk``, ``edwards-anderson`` (:mod:`boltzgen.energy.lattice`)
   and ``rbm`` (a frozen random RBM, :class:`~boltzgen.models.RBMEnergy`);
-- the model ``rbm`` (:class:`~boltzgen.models.RBM` over the target's units);
+- the models ``rbm`` (:class:`~boltzgen.models.RBM` over the target's units), ``made``
+  (:class:`~boltzgen.models.MADE`) and ``pixelcnn`` (:class:`~boltzgen.models.PixelCNN`, for the
+  L x L lattice targets ``ising`` and ``edwards-anderson``): the autoregressive models are
+  normalized, so every objective below uses their exact samples and exact log q;
 - objectives ``forward-kl-pcd``, ``reverse-kl-score``, ``forward-reverse-kl``
   (:mod:`boltzgen.trainers.discrete_kl`) and ``ratio-divergence``
   (:mod:`boltzgen.trainers.ratio_divergence`).
@@ -39,6 +42,7 @@ from ..energy.lattice import (
 )
 from ..errors import BoltzgenError
 from ..io import load_samples
+from ..models.autoregressive import MADE, PixelCNN
 from ..models.rbm import RBM, RBMEnergy
 from ..samplers.mcmc import sample_parallel_tempering, sample_swendsen_wang
 from ..trainers.discrete_kl import ForwardKLPCD, ForwardReverseKL, ReverseKLScore
@@ -287,6 +291,25 @@ def _rbm_model(
     return RBM(target.dim, n_hidden, kind, init_std=init_std, seed=seed)
 
 
+@register("model", "made", keys_from=[MADE], exclude=["n_sites", "visible"])
+def _made(target: Energy, **options: Any) -> torch.nn.Module:
+    """MADE over the target's N units (+-1 or {0, 1} like the target); the other keys are
+    :class:`~boltzgen.models.MADE`'s arguments and defaults."""
+    return MADE(target.dim, visible=visible_kind(target, "model"), **options)
+
+
+@register("model", "pixelcnn", keys_from=[PixelCNN], exclude=["L", "visible"])
+def _pixelcnn(target: Energy, **options: Any) -> torch.nn.Module:
+    """PixelCNN over the L x L sites of a lattice target (ising, edwards-anderson); the other
+    keys are :class:`~boltzgen.models.PixelCNN`'s arguments and defaults."""
+    if not isinstance(target, (IsingModel2D, EdwardsAnderson2D)):
+        raise BoltzgenError(
+            "[model] pixelcnn needs an L x L lattice target (ising, edwards-anderson), got "
+            f"{type(target).__name__}; use made for other discrete targets"
+        )
+    return PixelCNN(target.L, **options)
+
+
 # -- objectives -----------------------------------------------------------------------------
 @register("trainer", "forward-kl-pcd", keys_from=[TrainingData])
 def _forward_kl_pcd(target: Energy, k_steps: int = 1, **data_options: Any) -> Any:
@@ -296,10 +319,14 @@ def _forward_kl_pcd(target: Energy, k_steps: int = 1, **data_options: Any) -> An
 
 
 @register("trainer", "reverse-kl-score")
-def _reverse_kl_score(target: Energy, k_steps: int = 1) -> Any:
-    """KL(q||p) with the score-function gradient on PCD-k model samples (no data)."""
+def _reverse_kl_score(
+    target: Energy, k_steps: int = 1, baseline: str = "leave-one-out", beta_anneal: float = 0.0
+) -> Any:
+    """KL(q||p) with the score-function gradient (no data): on PCD-k model samples for an RBM,
+    on exact samples for made / pixelcnn (VAN); ``baseline`` = "leave-one-out" or "mean",
+    ``beta_anneal`` = a of beta_t = beta (1 - a^t) (0: none)."""
     visible_kind(target, "trainer")
-    return ReverseKLScore(target, k_steps)
+    return ReverseKLScore(target, k_steps, baseline=baseline, beta_anneal=beta_anneal)
 
 
 @register("trainer", "forward-reverse-kl", keys_from=[TrainingData])

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..diagnostics.discrete import exact_discrete_metrics
+from ..diagnostics.discrete import exact_discrete_metrics, free_energy_metrics
 from ..energy.base import Energy
 from ..energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
 from ..errors import BoltzgenError
@@ -177,6 +177,13 @@ def _train_and_sample(
     log_z = target.log_z
     if log_z is not None and temperature in (None, target.temperature):
         summary["kl"] = summary["kl_minus_log_z"] + float(log_z)
+    if (
+        target.is_discrete
+        and isinstance(model, Model)
+        and model.discrete
+        and temperature in (None, target.temperature)
+    ):  # log q of the drawn samples is normalized (an RBM's exact log Z_theta subtracted)
+        summary.update(free_energy_metrics(target, drawn["log_q"], drawn["reduced_energies"]))
     if (
         target.is_discrete
         and isinstance(model, Model)

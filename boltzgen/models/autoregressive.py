@@ -1,0 +1,442 @@
+r"""Autoregressive models of N binary units: MADE and a PixelCNN for L x L lattices (VAN).
+
+A variational autoregressive network (Wu, Wang & Zhang, PRL 122, 080602 (2019)) factorises
+
+    q(s) = prod_i q(s_i | s_1 .. s_{i-1}),      q(s_i = +1 | s_<i) = sigmoid(logit_i(s_<i)),
+
+over the sites in raster order (lattice site = row * L + column, the numbering of
+:mod:`boltzgen.energy.lattice`), so ``log_prob`` is normalized and exact, and ``sample`` draws
+exact samples with one network pass per site. Units are spins +-1 (``visible="spin"``) or
+{0, 1} (``visible="binary"``); internally the network always sees spins s = 2x - 1.
+
+Z2 symmetrisation (``z2=True``): q_sym(s) = (q(s) + q(-s)) / 2, i.e. ``log_prob`` is
+logsumexp(log q(s), log q(-s)) - log 2 (one pass over the doubled batch), and ``sample`` draws
+s ~ q and flips it with a random sign, which samples q_sym exactly. ``conditional_logits`` are
+always those of the unsymmetrised q.
+
+Sampling is free of host synchronisation: the uniforms of all sites are drawn up front and site
+i is set by ``uniform < sigmoid(logit_i)``; the loops run over sites (Python integers), never
+over data. Both models have a cached sampler (the default) and the naive one
+(:meth:`AutoregressiveModel.sample_naive`: a full forward pass per site) which, given the same
+generator, return the same states.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as nnf
+from torch import Tensor, nn
+
+from ..energy.exact import ExactDistribution, check_enumerable, log_weights_by_enumeration
+from ..errors import BoltzgenError
+from .base import Model
+
+__all__ = ["AutoregressiveModel", "MADE", "PixelCNN"]
+
+_VISIBLE_KINDS = ("spin", "binary")
+
+
+class AutoregressiveModel(nn.Module, Model):
+    """Base of the autoregressive models: normalized, discrete, exact samples.
+
+    Subclasses implement :meth:`_logits` (spins ``(B, N)`` -> logits ``(B, N)`` where logit i
+    depends on spins < i only) and may override :meth:`_sample_spins` with a faster exact
+    sampler.
+
+    Arguments:
+        n_sites: Number of units N.
+        z2: Symmetrise under the global flip s -> -s.
+        visible: ``"spin"`` (+-1) or ``"binary"`` ({0, 1}).
+    """
+
+    normalized = True
+    discrete = True
+    reparameterized = False
+
+    def __init__(self, n_sites: int, z2: bool = False, visible: str = "spin") -> None:
+        super().__init__()
+        if n_sites < 1:
+            raise BoltzgenError(f"an autoregressive model needs >= 1 site, got {n_sites}")
+        if visible not in _VISIBLE_KINDS:
+            raise BoltzgenError(f"visible must be one of {_VISIBLE_KINDS}, got {visible!r}")
+        self.n_sites = int(n_sites)
+        self.z2 = bool(z2)
+        self.visible = visible
+        self.event_shape = torch.Size((self.n_sites,))
+
+    @property
+    def spin(self) -> bool:
+        """Whether units take values +-1 (else {0, 1})."""
+        return self.visible == "spin"
+
+    def _reference(self) -> Tensor:
+        """A parameter: the device and dtype of the model."""
+        return next(self.parameters())
+
+    # ------------------------------------------------------------------------- the network
+    def _logits(self, s: Tensor) -> Tensor:
+        """Logits of q(s_i = +1 | s_<i) for spins ``(B, N)``: ``(B, N)``."""
+        raise NotImplementedError
+
+    def _spins(self, x: Tensor) -> Tensor:
+        x = x.to(self._reference().dtype)
+        return x if self.spin else 2 * x - 1
+
+    def _values(self, s: Tensor) -> Tensor:
+        return s if self.spin else (s + 1) / 2
+
+    def conditional_logits(self, x: Tensor) -> Tensor:
+        """logit q(x_i = +1 (or 1) | x_<i) of the unsymmetrised q, per site: ``(B, N)`` from
+        states ``(B, N)``; entry i does not depend on x_j for j >= i."""
+        return self._logits(self._spins(x))
+
+    def _log_prob_spins(self, s: Tensor) -> Tensor:
+        return nnf.logsigmoid(s * self._logits(s)).sum(-1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Normalized log q(x) (log q_sym with ``z2``) of states ``(B, N)``: ``(B,)``."""
+        s = self._spins(x)
+        if not self.z2:
+            return self._log_prob_spins(s)
+        both = self._log_prob_spins(torch.cat([s, -s])).view(2, -1)
+        return torch.logsumexp(both, 0) - math.log(2.0)
+
+    # ------------------------------------------------------------------------- sampling
+    def _uniforms(self, n: int, generator: torch.Generator | None) -> Tensor:
+        reference = self._reference()
+        return torch.rand(
+            n, self.n_sites, generator=generator, device=reference.device, dtype=reference.dtype
+        )
+
+    def _sample_spins(self, uniforms: Tensor) -> Tensor:
+        """Spins ``(n, N)`` of q from uniforms ``(n, N)`` (site i is +1 iff u_i < q(+1 | s_<i)).
+
+        Subclasses override it with a cached version that returns the same states."""
+        return self._sample_spins_naive(uniforms)
+
+    def _sample_spins_naive(self, uniforms: Tensor) -> Tensor:
+        s = torch.zeros_like(uniforms)
+        for i in range(self.n_sites):
+            probability = torch.sigmoid(self._logits(s)[:, i])
+            s[:, i] = torch.where(uniforms[:, i] < probability, 1.0, -1.0)
+        return s
+
+    def _finish(self, s: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.z2:
+            flip = torch.rand(s.shape[0], 1, generator=generator, device=s.device, dtype=s.dtype)
+            s = s * torch.where(flip < 0.5, 1.0, -1.0)
+        return self._values(s)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` exact independent states ``(n, N)`` (no gradient), in the model's dtype."""
+        return self._finish(self._sample_spins(self._uniforms(n, generator)), generator)
+
+    @torch.no_grad()
+    def sample_naive(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """:meth:`sample` by a full forward pass per site (the reference of the cached one)."""
+        return self._finish(self._sample_spins_naive(self._uniforms(n, generator)), generator)
+
+    def sample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` states (detached) and their log q (differentiable in the parameters)."""
+        x = self.sample(n)
+        return x, self.log_prob(x)
+
+    # ------------------------------------------------------------------------- enumeration
+    def exact(self) -> ExactDistribution:
+        """The model's distribution over all 2**N states (N <= 24), by enumeration in float64."""
+        check_enumerable(self.n_sites, f"exact distribution of {type(self).__name__}")
+        model = copy.deepcopy(self).to(torch.float64).eval()
+        with torch.no_grad():
+            log_q = log_weights_by_enumeration(
+                model.log_prob, self.n_sites, self.spin, self._reference().device
+            )
+        return ExactDistribution(log_q, self.spin)
+
+
+# ============================================================================= MADE
+class _MaskedLinear(nn.Linear):
+    """A dense layer whose weight is multiplied by a fixed 0/1 mask ``(out, in)``."""
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.to(self.weight.dtype))
+
+    @property
+    def masked_weight(self) -> Tensor:
+        return self.weight * self.mask
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nnf.linear(x, self.masked_weight, self.bias)
+
+
+class MADE(AutoregressiveModel):
+    r"""Masked autoencoder for distribution estimation (Germain et al. 2015) over N units.
+
+    Input unit j has degree j + 1 (1..N); hidden units get degrees 1..N-1 in ascending order,
+    evenly spread (unit k of a layer of width W: 1 + floor(k (N - 1) / W)); a hidden unit of
+    degree d sees inputs of degree <= d and hidden units of degree <= d, and output i sees hidden
+    units of degree <= i (strictly below its own degree i + 1): logit i depends on s_<i only.
+    ``depth = 0`` is the linear autoregressive model logit_i = b_i + sum_{j<i} W_ij s_j.
+
+    Arguments:
+        n_sites: Number of units N.
+        depth: Hidden layers (0: linear).
+        width: Units per hidden layer.
+        residual: Hidden layers 2.. add their input (h <- h + act(W h + b)).
+        z2: Z2-symmetrise (see the module docstring).
+        visible: ``"spin"`` or ``"binary"``.
+
+    The cached sampler (:meth:`sample`) updates the first layer's pre-activations by one column
+    per site and evaluates only the hidden units of degree <= i (a prefix, as degrees are
+    sorted) and output i for site i.
+    """
+
+    def __init__(
+        self,
+        n_sites: int,
+        depth: int = 2,
+        width: int = 64,
+        residual: bool = False,
+        z2: bool = False,
+        visible: str = "spin",
+    ) -> None:
+        super().__init__(n_sites, z2, visible)
+        if depth < 0 or width < 1:
+            raise BoltzgenError(f"made needs depth >= 0 and width >= 1, got {depth}, {width}")
+        self.depth, self.width, self.residual = int(depth), int(width), bool(residual)
+        n = self.n_sites
+        inputs = torch.arange(1, n + 1)
+        hidden = 1 + torch.div(torch.arange(width) * max(n - 1, 1), width, rounding_mode="floor")
+        if depth == 0:
+            self.hidden_layers = nn.ModuleList()
+            self.activations = nn.ModuleList()
+            self.output = _MaskedLinear((inputs[:, None] > inputs[None, :]).double())
+        else:
+            masks = [(hidden[:, None] >= inputs[None, :]).double()]
+            masks += [(hidden[:, None] >= hidden[None, :]).double()] * (depth - 1)
+            self.hidden_layers = nn.ModuleList(_MaskedLinear(m) for m in masks)
+            self.activations = nn.ModuleList(nn.PReLU(width, 0.5) for _ in range(depth))
+            self.output = _MaskedLinear((inputs[:, None] > hidden[None, :]).double())
+        #: Hidden units of degree <= i for each site i (what output i sees), N Python ints.
+        self.prefix: list[int] = (hidden[None, :] <= inputs[:, None] - 1).sum(1).tolist()
+
+    def _hidden(self, s: Tensor) -> Tensor:
+        h = s
+        for index, (layer, activation) in enumerate(zip(self.hidden_layers, self.activations)):
+            update = activation(layer(h))
+            h = h + update if self.residual and index > 0 else update
+        return h
+
+    def _logits(self, s: Tensor) -> Tensor:
+        return self.output(self._hidden(s))
+
+    def _sample_spins(self, uniforms: Tensor) -> Tensor:
+        n_sites = self.n_sites
+        s = torch.zeros_like(uniforms)
+        prefix = self.prefix
+        if self.depth == 0:
+            weight = self.output.masked_weight  # (N, N), strictly lower triangular
+            logits = self.output.bias.expand(uniforms.shape[0], n_sites).clone()
+            for i in range(n_sites):
+                s[:, i] = torch.where(uniforms[:, i] < torch.sigmoid(logits[:, i]), 1.0, -1.0)
+                logits = logits + s[:, i : i + 1] * weight[:, i]
+            return s
+        first = self.hidden_layers[0]
+        first_weight = first.masked_weight  # (W, N)
+        pre = first.bias.expand(uniforms.shape[0], self.width).clone()
+        out_weight, out_bias = self.output.masked_weight, self.output.bias
+        hidden = [(layer.masked_weight, layer.bias) for layer in self.hidden_layers[1:]]
+        slopes = [activation.weight for activation in self.activations]
+        for i in range(n_sites):
+            k = prefix[i]
+            if k == 0:
+                logit = out_bias[i].expand(uniforms.shape[0])
+            else:
+                h = nnf.prelu(pre[:, :k], slopes[0][:k])
+                for (weight, bias), slope in zip(hidden, slopes[1:]):
+                    # degree-sorted: the prefix only sees the prefix
+                    update = nnf.prelu(nnf.linear(h, weight[:k, :k], bias[:k]), slope[:k])
+                    h = h + update if self.residual else update
+                logit = h @ out_weight[i, :k] + out_bias[i]
+            s[:, i] = torch.where(uniforms[:, i] < torch.sigmoid(logit), 1.0, -1.0)
+            pre.addr_(s[:, i], first_weight[:, i])  # the new site's column
+        return s
+
+
+# ============================================================================= PixelCNN
+class _MaskedConv2d(nn.Module):
+    r"""A raster-order masked convolution of half size k: output (r, c) sees the rows r-k..r-1
+    (columns c-k..c+k) and the row r at columns c-k..c-1 (type A) or c-k..c (type B).
+
+    It is two convolutions: the rows above (kernel k x (2k + 1)) on an input padded with zeros
+    above and, when ``periodic``, circularly in the columns (the wrapped columns of earlier rows
+    are earlier sites: the AR property holds); and the current row (kernel 1 x k or 1 x (k + 1))
+    on an input padded with zeros on the left (wrapping there would reach later sites).
+    """
+
+    def __init__(
+        self, c_in: int, c_out: int, half: int, include_center: bool, periodic: bool
+    ) -> None:
+        super().__init__()
+        self.half, self.include_center, self.periodic = half, include_center, periodic
+        fan_in = c_in * (half * (2 * half + 1) + half + int(include_center))
+        bound = 1.0 / math.sqrt(fan_in)
+        self.vertical = nn.Parameter(torch.empty(c_out, c_in, half, 2 * half + 1))
+        self.horizontal = nn.Parameter(torch.empty(c_out, c_in, 1, half + int(include_center)))
+        self.bias = nn.Parameter(torch.empty(c_out))
+        for parameter in (self.vertical, self.horizontal, self.bias):
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C_in, H, W)`` -> ``(B, C_out, H, W)``."""
+        k, height, width = self.half, x.shape[-2], x.shape[-1]
+        columns = nnf.pad(x, (k, k, 0, 0), mode="circular" if self.periodic else "constant")
+        above = nnf.conv2d(nnf.pad(columns, (0, 0, k, 0)), self.vertical)[..., :height, :]
+        row = nnf.conv2d(nnf.pad(x, (k, 0, 0, 0)), self.horizontal)[..., :width]
+        return above + row + self.bias[:, None, None]
+
+
+class PixelCNN(AutoregressiveModel):
+    r"""Masked-convolution autoregressive model of an L x L lattice (VAN's PixelCNN).
+
+    ``depth`` masked convolutions with ``width`` channels: the first (type A: excludes the site
+    itself) of half kernel size ``half_kernel_size`` (kernel (2k + 1) x (2k + 1), rows below
+    masked), the others (type B: include the site's own features) of half size
+    ``hidden_half_kernel_size``, each followed by a PReLU, then a 1 x 1 convolution to one logit
+    per site. ``residual`` adds each hidden layer's input to its output.
+
+    Periodic inputs (``periodic=True``): the columns of the rows above are padded circularly (so
+    a site near the left edge sees the right edge of the rows above, as on the torus), the
+    current row and the rows above the first row are padded with zeros: wrapping there would
+    reach sites later in raster order. The two torus bonds that the masked kernels cannot reach
+    are given to the first layer explicitly (a 1 x 1 convolution of two wrap channels): a site of
+    the last row gets the spin of the first row below it, (L-1, c) <- (0, c), and a site of the
+    last column the spin at the start of its row, (r, L-1) <- (r, 0); both are earlier sites, so
+    the AR property holds. With ``periodic=False`` all padding is zero and there are no wrap
+    channels.
+
+    Sites are numbered row-major (site = row * L + column): states are ``(B, L * L)``.
+
+    The cached sampler exploits that, while row r is sampled, every layer's features of the rows
+    above are fixed: at the start of row r it computes the rows-above part of every layer for the
+    whole row (one small convolution per layer), and at site (r, c) only the current-row part of
+    every layer at that site (k or k + 1 taps) and the output: O(depth k width^2) per site
+    instead of a full pass over the lattice.
+
+    Arguments:
+        L: Linear size of the lattice (N = L^2 sites).
+        depth: Masked convolutions (>= 1).
+        width: Channels of the hidden layers.
+        half_kernel_size: k of the first layer (1 <= k <= L).
+        hidden_half_kernel_size: k of the other layers (1 <= k <= L).
+        residual: Residual connections around the hidden layers.
+        periodic: Circular column padding of the rows above (see above).
+        z2: Z2-symmetrise.
+        visible: ``"spin"`` or ``"binary"``.
+    """
+
+    def __init__(
+        self,
+        L: int,
+        depth: int = 3,
+        width: int = 16,
+        half_kernel_size: int = 3,
+        hidden_half_kernel_size: int = 1,
+        residual: bool = True,
+        periodic: bool = True,
+        z2: bool = False,
+        visible: str = "spin",
+    ) -> None:
+        super().__init__(L * L, z2, visible)
+        if depth < 1 or width < 1:
+            raise BoltzgenError(f"pixelcnn needs depth >= 1 and width >= 1, got {depth}, {width}")
+        for name, k in (
+            ("half_kernel_size", half_kernel_size),
+            ("hidden_half_kernel_size", hidden_half_kernel_size),
+        ):
+            if not 1 <= k <= L:
+                raise BoltzgenError(f"pixelcnn needs 1 <= {name} <= L = {L}, got {k}")
+        self.L, self.depth, self.width = int(L), int(depth), int(width)
+        self.residual, self.periodic = bool(residual), bool(periodic)
+        layers = [_MaskedConv2d(1, width, half_kernel_size, False, periodic)]
+        layers += [
+            _MaskedConv2d(width, width, hidden_half_kernel_size, True, periodic)
+            for _ in range(depth - 1)
+        ]
+        self.layers = nn.ModuleList(layers)
+        self.activations = nn.ModuleList(nn.PReLU(width, 0.5) for _ in range(depth))
+        self.output = nn.Conv2d(width, 1, 1)
+        #: First-layer weights of the wrap channels (down-wrap, right-wrap): ``(width, 2, 1, 1)``.
+        self.wrap = nn.Conv2d(2, width, 1, bias=False) if periodic else None
+
+    def _wrap_inputs(self, grid: Tensor) -> Tensor:
+        """The wrap channels of spins ``(B, 1, L, L)``: ``(B, 2, L, L)``, channel 0 holding
+        s(0, c) in the last row, channel 1 s(r, 0) in the last column, zeros elsewhere."""
+        batch, L = grid.shape[0], self.L
+        down = torch.cat([grid.new_zeros(batch, 1, L - 1, L), grid[:, :, :1, :]], dim=2)
+        right = torch.cat([grid.new_zeros(batch, 1, L, L - 1), grid[:, :, :, :1]], dim=3)
+        return torch.cat([down, right], dim=1)
+
+    def _grid_logits(self, grid: Tensor) -> Tensor:
+        """Spins ``(B, 1, H, L)`` -> logits ``(B, H, L)``."""
+        first = self.layers[0](grid)
+        if self.wrap is not None:
+            first = first + self.wrap(self._wrap_inputs(grid))
+        h = self.activations[0](first)
+        for layer, activation in zip(self.layers[1:], self.activations[1:]):
+            update = activation(layer(h))
+            h = h + update if self.residual else update
+        return self.output(h)[:, 0]
+
+    def _logits(self, s: Tensor) -> Tensor:
+        return self._grid_logits(s.view(-1, 1, self.L, self.L)).reshape(s.shape[0], -1)
+
+    def _sample_spins(self, uniforms: Tensor) -> Tensor:
+        """Cached exact sampler: per row, the rows-above part of every layer at once; per site,
+        only the current-row part of every layer at that site (a few small products)."""
+        L, batch = self.L, uniforms.shape[0]
+        channels = [1] + [self.width] * self.depth
+        grids = [uniforms.new_zeros(batch, c, L, L) for c in channels]  # features f_0 .. f_D
+        halves = [layer.half for layer in self.layers]
+        u = uniforms.view(batch, L, L)
+        out_weight, out_bias = self.output.weight[0, :, 0, 0], self.output.bias[0]
+        slopes = [activation.weight for activation in self.activations]
+        for r in range(L):
+            # the rows-above part of each layer at row r: depends on rows < r only (fixed now)
+            above = []
+            mode = "circular" if self.periodic else "constant"
+            for layer, features in zip(self.layers, grids):
+                k = layer.half
+                slab = features[:, :, max(0, r - k) : r]
+                slab = nnf.pad(slab, (0, 0, k - slab.shape[2], 0))  # zero rows above row 0
+                slab = nnf.pad(slab, (k, k, 0, 0), mode=mode)
+                above.append(nnf.conv2d(slab, layer.vertical)[:, :, 0] + layer.bias[:, None])
+            # current-row buffers, zero-padded on the left by the reading layer's half size
+            rows = [nnf.pad(features[:, :, r], (k, 0)) for features, k in zip(grids, halves)]
+            for c in range(L):
+                h = None
+                for index, layer in enumerate(self.layers):
+                    k, width = layer.half, layer.half + int(layer.include_center)
+                    window = rows[index][:, :, c : c + width]  # columns c-k .. c-1 (or c)
+                    pre = above[index][:, :, c] + torch.einsum(
+                        "bcj,ocj->bo", window, layer.horizontal[:, :, 0]
+                    )
+                    if index == 0 and self.wrap is not None:
+                        if r == L - 1:  # the bond to the first row, (0, c)
+                            pre = pre + grids[0][:, 0, 0, c, None] * self.wrap.weight[:, 0, 0, 0]
+                        if c == L - 1:  # the bond to the start of the row, (r, 0)
+                            pre = pre + grids[0][:, 0, r, 0, None] * self.wrap.weight[:, 1, 0, 0]
+                    update = nnf.prelu(pre, slopes[index])
+                    h = h + update if (self.residual and index > 0) else update
+                    grids[index + 1][:, :, r, c] = h
+                    if index + 1 < self.depth:
+                        rows[index + 1][:, :, halves[index + 1] + c] = h
+                logit = h @ out_weight + out_bias
+                spin = torch.where(u[:, r, c] < torch.sigmoid(logit), 1.0, -1.0)
+                grids[0][:, 0, r, c] = spin
+                rows[0][:, 0, halves[0] + c] = spin
+        return grids[0].reshape(batch, L * L)
