@@ -53,6 +53,9 @@ KEY_RANGES: dict[str, Range] = {
     "init_std": Range(0, 1e3),
     # models
     "hidden": _count(1, 65_536),
+    "width": _count(1, 65_536),
+    "half_kernel_size": _count(1, 64),
+    "hidden_half_kernel_size": _count(1, 64),
     "n_layers": _count(1, 1024),
     "depth": _count(1, 64),
     "bins": _count(1, 1024),
@@ -64,6 +67,7 @@ KEY_RANGES: dict[str, Range] = {
     "drop_top_k": _count(0, MAX_BATCH),
     "n_data": _count(1),
     "k_steps": _count(1, 10**6),
+    "beta_anneal": Range(0, 1, high_open=True),
     "mcmc_burn_in": _count(0),
     "mcmc_chains": _count(1, MAX_BATCH),
     "mcmc_replicas": _count(1, 10**4),
@@ -73,6 +77,7 @@ KEY_RANGES: dict[str, Range] = {
 #: (section, factory name, key) -> range, where a factory needs other bounds than the key's.
 FACTORY_RANGES: dict[tuple[str, str, str], Range] = {
     ("target", "sk", "n"): _count(1, 10**4),  # N^2 couplings
+    ("model", "made", "depth"): _count(0, 64),  # 0: the linear autoregressive model
 }
 
 #: ``[sample] n`` and ``boltzgen sample -n``: samples drawn at the end of a run.
