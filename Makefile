@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 		echo "no GPU: installing the CPU build of torch"; \
 		$(PY) -m pip install -q "torch==2.13.0" || echo "torch 2.13.0 CPU build not found: the package requirement picks a build"; \
 	fi
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,docs]"  # docs: the browser test renders the site too
 	@touch $(STAMP)
 
 DEMO_TEMPLATE ?= alanine-dipeptide-demo
@@ -43,14 +43,8 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check boltzgen tests analysis
 	OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
-DOCS_STAMP := $(VENV)/.boltzgen-docs-installed
-
-$(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e ".[test,docs]"
-	@touch $(DOCS_STAMP)
-
 # --strict: a broken link, a page missing from the nav or an unresolved API reference fails.
-docs: $(DOCS_STAMP)
+docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
