@@ -5,6 +5,7 @@ free-energy / log Z diagnostics against exact values."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -146,6 +147,40 @@ def test_beta_annealing_schedule_and_checkpoint() -> None:
         ReverseKLScore(target, beta_anneal=1.0)
     with pytest.raises(BoltzgenError, match="baseline"):
         ReverseKLScore(target, baseline="median")
+
+
+def test_beta_schedule_trains_each_beta_in_turn_and_keeps_its_estimates() -> None:
+    """betas = (0.5, 1.0, 1.5), 2 steps each: steps 1-2 at 0.5, 3-4 at 1.0, 5+ at 1.5 (annealing
+    multiplies on top); each beta's last-step estimates are kept, survive state_dict, and a
+    resumed objective with another schedule length is refused; bad schedules give one line."""
+    target = SherringtonKirkpatrick(N_SPINS, 1.5, seed=0).double()
+    objective = ReverseKLScore(target, betas=[0.5, 1.0, 1.5], steps_per_beta=2, beta_anneal=0.5)
+    model = _model()
+    seen = [float(objective.loss(model, 16)[1]["beta"]) for _ in range(3)]
+    annealed = [1 - 0.5**t for t in (1, 2, 3)]
+    assert seen == pytest.approx([0.5 * annealed[0], 0.5 * annealed[1], 1.0 * annealed[2]])
+    results = objective.schedule_results()
+    assert [row["schedule_beta"] for row in results] == [0.5, 1.0]
+    assert results[0]["beta"] == pytest.approx(0.5 * 0.75) and 0 < results[0]["ess"] <= 1
+    resumed = ReverseKLScore(target, betas=[0.5, 1.0, 1.5], steps_per_beta=2, beta_anneal=0.5)
+    resumed.load_state_dict(objective.state_dict())
+    assert resumed.schedule_results() == results
+    for _ in range(4):  # steps 4-7: the last beta holds beyond the schedule
+        beta = float(resumed.loss(model, 16)[1]["beta"])
+    assert beta == pytest.approx(1.5 * (1 - 0.5**7))
+    assert [row["schedule_beta"] for row in resumed.schedule_results()] == [0.5, 1.0, 1.5]
+    with pytest.raises(BoltzgenError, match="3 betas but \\[trainer\\] betas lists 2"):
+        ReverseKLScore(target, betas=[1.0, 1.5]).load_state_dict(objective.state_dict())
+    for betas, steps, message in (
+        ([0.5, 1.0], 2, "ends at 1 but the target's beta is 1.5"),
+        ([], 2, "betas is empty"),
+        ([0.0, 1.5], 2, "finite and > 0"),
+        ([math.nan, 1.5], 2, "finite and > 0"),
+        (["1", 1.5], 2, "must be a number"),
+        ([1.5], 0, "steps_per_beta = 0"),
+    ):
+        with pytest.raises(BoltzgenError, match=re.escape(message)):
+            ReverseKLScore(target, betas=betas, steps_per_beta=steps)
 
 
 def test_variational_estimates_match_exact_values() -> None:

@@ -198,3 +198,43 @@ def test_pixelcnn_needs_a_lattice_target(tmp_path: Path) -> None:
     config["trainer"]["baseline"] = "median"
     with pytest.raises(BoltzgenError, match="baseline = 'median'"):
         train_run(config, tmp_path / "c", progress=False)
+
+
+def test_beta_schedule_summary_against_brute_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """van-sk shrunk to N = 10 with betas = [0.5, 1.0, 1.5], 10 steps each, no annealing: the
+    summary lists one row per beta whose exact F per site is -log Z / (beta N) with a brute-force
+    log Z at that beta (1e-5: float32 couplings), and whose error is F_q - F; a schedule entry
+    out of range or not ending at the target's beta exits 2 with one line."""
+    config = tmp_path / "van-sk.toml"
+    assert main(["init", "van-sk", "-o", str(config)]) == 0
+    sets = [
+        "target.n=10",
+        "trainer.steps=30",
+        "trainer.betas=[0.5, 1.0, 1.5]",
+        "trainer.steps_per_beta=10",
+        "trainer.beta_anneal=0.0",
+        "sample.n=500",
+        "device='cpu'",
+        "trainer.progress=false",
+    ]
+    capsys.readouterr()
+    args = ["train", str(config), "--json", *[a for s in sets for a in ("--set", s)]]
+    assert main([*args, "-o", str(tmp_path / "run")]) == 0
+    rows = json.loads(capsys.readouterr().out)["beta_schedule"]
+    assert [row["schedule_beta"] for row in rows] == [0.5, 1.0, 1.5]
+    for row in rows:
+        assert row["beta"] == pytest.approx(row["schedule_beta"], rel=1e-12)
+        exact = -_sk_log_z(10, row["beta"], 0) / (row["beta"] * 10)
+        assert row["exact_free_energy_per_site"] == pytest.approx(exact, abs=1e-5)
+        error = row["free_energy_per_site"] - exact
+        assert row["free_energy_error"] == pytest.approx(error, abs=1e-5)
+        assert row["free_energy_standard_error"] > 0 and 0 < row["ess"] <= 1
+    for bad, message in (
+        ("trainer.betas=[0.5, 5000.0, 1.5]", "[trainer] betas[1] = 5000.0 is out of range"),
+        ("trainer.betas=[0.5, 1.0]", "betas ends at 1 but the target's beta is 1.5"),
+    ):
+        assert main([*args, "--set", bad, "-o", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()

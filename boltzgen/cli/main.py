@@ -92,7 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(number, action)
 
 
+def _forget_unhandled_interrupt() -> None:
+    """Clear CPython's "unhandled KeyboardInterrupt" flag. An extension module's import (torch,
+    NumPy) runs Python code through ``PyRun_*``, which sets the flag when a Ctrl-C escapes that
+    code; at exit the interpreter then re-raises SIGINT on itself and the process dies with
+    -SIGINT instead of returning our exit code, although the interrupt was handled here. Running
+    an empty string through the same API resets the flag."""
+    import ctypes
+
+    ctypes.pythonapi.PyRun_SimpleString(b"")
+
+
 def _interrupted(terminated: bool) -> int:
+    _forget_unhandled_interrupt()
     print(f"boltzgen: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
     return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 

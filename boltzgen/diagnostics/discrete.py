@@ -39,6 +39,7 @@ from ..trainers.discrete_kl import inverse_temperature
 __all__ = [
     "exact_discrete_metrics",
     "free_energy_metrics",
+    "beta_schedule_metrics",
     "enumerated_log_prob",
     "exact_forward_kl",
     "exact_reverse_kl",
@@ -215,7 +216,14 @@ def free_energy_metrics(target: Energy, log_q: Tensor, reduced_energies: Tensor)
         )
     }
     metrics["beta"] = beta
-    log_z = target.log_z
+    return _with_exact_values(metrics, target.log_z, beta, n_sites)
+
+
+def _with_exact_values(
+    metrics: dict[str, Any], log_z: float | None, beta: float, n_sites: int
+) -> dict[str, Any]:
+    """``metrics`` (with ``free_energy_per_site`` and ``log_z_estimate``) plus the exact values
+    and errors of :func:`free_energy_metrics` when ``log_z`` is known."""
     if log_z is not None:
         exact = -log_z / (beta * n_sites)
         metrics["exact_free_energy_per_site"] = exact
@@ -223,3 +231,18 @@ def free_energy_metrics(target: Energy, log_q: Tensor, reduced_energies: Tensor)
         metrics["free_energy_relative_error"] = abs(metrics["free_energy_error"] / exact)
         metrics["log_z_error"] = metrics["log_z_estimate"] - log_z
     return metrics
+
+
+def beta_schedule_metrics(target: Energy, results: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """The estimates a beta schedule kept at each beta
+    (:meth:`~boltzgen.trainers.ReverseKLScore.schedule_results`: one batch each, at the beta of
+    that step) with the exact free energy per site and the errors at that beta where the target
+    knows its log Z there (:meth:`~boltzgen.energy.lattice.PairwiseSpinEnergy.with_beta`)."""
+    rows = []
+    for result in results:
+        row: dict[str, Any] = dict(result)
+        log_z = None
+        if isinstance(target, PairwiseSpinEnergy) and row["beta"] > 0:
+            log_z = target.with_beta(row["beta"]).log_z
+        rows.append(_with_exact_values(row, log_z, row["beta"], target.dim))
+    return rows

@@ -15,6 +15,7 @@ need.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 
@@ -116,6 +117,16 @@ class PairwiseSpinEnergy(Energy):
 
     def _energy(self, x: Tensor) -> Tensor:
         return self.beta * self.coupling_energy(x)
+
+    def with_beta(self, beta: float) -> PairwiseSpinEnergy:
+        """The same model at inverse temperature ``beta`` (couplings shared, not copied; its
+        exact log Z computed afresh)."""
+        if not (math.isfinite(beta) and beta >= 0):
+            raise BoltzgenError(f"beta must be a finite number >= 0, got {beta!r}")
+        other = copy.copy(self)
+        other.__dict__.pop("log_z", None)  # the cached value belongs to self's beta
+        other.beta = float(beta)
+        return other
 
     def magnetization(self, s: Tensor) -> Tensor:
         """Mean spin m = sum_i s_i / N, shape (batch,)."""

@@ -26,15 +26,20 @@ and :class:`~boltzgen.models.PixelCNN`) use the same objectives with log q~ = lo
 - reverse KL is the VAN estimator (Wu, Wang & Zhang 2019): beta grad F_q =
   E_q[(u + log q - b) grad log q], surrogate ``mean_j (u_j + log q_j - b_j) log q(y_j)`` with the
   leave-one-out baseline (unbiased) or the batch mean (expectation (M - 1)/M times the
-  gradient); optional beta annealing u_t = (1 - a^t) u; diagnostics add the variational free
-  energy per site, its standard error, the importance-weighted log Z estimate and the ESS
-  (:func:`~boltzgen.samplers.weights.variational_estimates`).
+  gradient); optional beta annealing u_t = (1 - a^t) u and a schedule over several betas in one
+  run (``betas``, ``steps_per_beta``: each beta trains for its share of steps, warm-started from
+  the previous one, ending at the target's); diagnostics add the variational free energy per
+  site, its standard error, the importance-weighted log Z estimate and the ESS
+  (:func:`~boltzgen.samplers.weights.variational_estimates`), and a schedule keeps them at each
+  beta's last step (:meth:`ReverseKLScore.schedule_results`).
 
 An RBM's behaviour is unchanged: for it ``-log_prob`` is exactly ``free_energy``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -57,11 +62,23 @@ __all__ = [
     "ForwardReverseKL",
     "sample_rows",
     "BASELINES",
+    "SCHEDULE_ESTIMATES",
     "inverse_temperature",
 ]
 
 #: Baselines b of the score-function estimator of reverse KL.
 BASELINES = ("leave-one-out", "mean")
+
+#: Diagnostics of :func:`reverse_kl_surrogate` that a beta schedule keeps at each beta's last
+#: step (normalized models).
+SCHEDULE_ESTIMATES = (
+    "beta",
+    "free_energy_per_site",
+    "free_energy_standard_error",
+    "log_z_estimate",
+    "log_z_standard_error",
+    "ess",
+)
 
 
 def inverse_temperature(target: Energy) -> float:
@@ -280,6 +297,38 @@ class ForwardKLPCD(PersistentChainObjective):
         return forward_kl_surrogate(model, x, self.chains.sample(model, batch_size))
 
 
+def _check_beta_schedule(betas: Sequence[float], steps_per_beta: int, beta: float) -> tuple:
+    """The schedule as a tuple of floats, or a one-line error naming the bad value."""
+    if (
+        isinstance(steps_per_beta, bool)
+        or not isinstance(steps_per_beta, int)
+        or steps_per_beta < 1
+    ):
+        raise BoltzgenError(
+            f"[trainer] steps_per_beta = {steps_per_beta!r}: give a whole number of steps >= 1"
+        )
+    if not betas:
+        raise BoltzgenError("[trainer] betas is empty: list the inverse temperatures to train at")
+    for value in betas:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BoltzgenError(f"[trainer] betas holds {value!r}: every entry must be a number")
+        if not (math.isfinite(value) and value > 0):
+            raise BoltzgenError(
+                f"[trainer] betas holds {value!r}: every beta must be finite and > 0"
+            )
+    if not beta > 0:
+        raise BoltzgenError(
+            f"[trainer] betas needs a target with beta > 0 (the schedule rescales its energy); "
+            f"the target has beta = {beta:g}"
+        )
+    if not math.isclose(betas[-1], beta, rel_tol=1e-12):
+        raise BoltzgenError(
+            f"[trainer] betas ends at {betas[-1]:g} but the target's beta is {beta:g}: end the "
+            "schedule at the target's beta (the model is then trained for the target)"
+        )
+    return tuple(float(value) for value in betas)
+
+
 class ReverseKLScore(PersistentChainObjective):
     """Reverse KL with the score-function gradient (no data needed): on PCD-k model samples for
     an RBM, on exact samples for a normalized (autoregressive) model (VAN).
@@ -291,6 +340,12 @@ class ReverseKLScore(PersistentChainObjective):
         baseline: ``"leave-one-out"`` or ``"mean"`` (see :func:`reverse_kl_surrogate`).
         beta_anneal: ``a`` of the annealing u_t = (1 - a^t) u at step t = 1, 2, ... (so
             beta_t = beta (1 - a^t)); 0 disables it. The step counter is checkpointed.
+        betas: Optional schedule of inverse temperatures, ending at the target's beta: steps
+            ``k * steps_per_beta + 1 .. (k + 1) * steps_per_beta`` train at ``betas[k]`` (the
+            target energy scaled by ``betas[k] / beta``; annealing multiplies on top), the last
+            beta holds for any further steps. The free-energy estimates of each beta's last step
+            are kept (checkpointed) and returned by :meth:`schedule_results`.
+        steps_per_beta: Steps at each beta of the schedule.
     """
 
     name = "reverse-kl"
@@ -304,6 +359,8 @@ class ReverseKLScore(PersistentChainObjective):
         generator: torch.Generator | None = None,
         baseline: str = "leave-one-out",
         beta_anneal: float = 0.0,
+        betas: Sequence[float] | None = None,
+        steps_per_beta: int = 1,
     ) -> None:
         super().__init__(k_steps, generator)
         if baseline not in BASELINES:
@@ -316,15 +373,30 @@ class ReverseKLScore(PersistentChainObjective):
         self.baseline = baseline
         self.beta_anneal = float(beta_anneal)
         self.beta = inverse_temperature(target)
+        self.betas = (
+            None if betas is None else _check_beta_schedule(betas, steps_per_beta, self.beta)
+        )
+        self.steps_per_beta = int(steps_per_beta)
+        self.estimates: list[dict[str, Tensor] | None] = [None] * len(self.betas or ())
         self.step = 0
 
+    def schedule_index(self, step: int) -> int:
+        """Index into ``betas`` of step ``step`` (1-based); 0 without a schedule."""
+        if self.betas is None:
+            return 0
+        return min((step - 1) // self.steps_per_beta, len(self.betas) - 1)
+
     def energy_scale(self, step: int) -> float:
-        """1 - a^step: the factor on the target energy at step ``step`` (1-based)."""
-        return 1.0 - self.beta_anneal**step if self.beta_anneal > 0 else 1.0
+        """The factor on the target energy at step ``step`` (1-based): (1 - a^step), times
+        ``betas[k] / beta`` under a schedule."""
+        scale = 1.0 - self.beta_anneal**step if self.beta_anneal > 0 else 1.0
+        if self.betas is not None:
+            scale *= self.betas[self.schedule_index(step)] / self.beta
+        return scale
 
     def loss(self, model: FreeEnergyModel, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         self.step += 1
-        return reverse_kl_surrogate(
+        loss, diagnostics = reverse_kl_surrogate(
             model,
             self.target,
             self.model_samples(model, batch_size),
@@ -332,14 +404,36 @@ class ReverseKLScore(PersistentChainObjective):
             self.energy_scale(self.step),
             self.beta,
         )
+        if self.betas is not None and model.normalized:  # device tensors: no sync
+            self.estimates[self.schedule_index(self.step)] = {
+                key: diagnostics[key].detach() for key in SCHEDULE_ESTIMATES
+            }
+        return loss, diagnostics
+
+    def schedule_results(self) -> list[dict[str, float]]:
+        """The estimates at the last step of each beta trained so far (schedule order): ``beta``
+        (the beta of that step, annealing included), ``schedule_beta`` (the schedule's entry) and
+        the :data:`SCHEDULE_ESTIMATES` of one batch, as floats; empty without a schedule."""
+        return [
+            {"schedule_beta": beta, **{key: float(value) for key, value in estimates.items()}}
+            for beta, estimates in zip(self.betas or (), self.estimates, strict=True)
+            if estimates is not None
+        ]
 
     def state_dict(self) -> dict[str, Any]:
-        """The persistent chains and the annealing step."""
-        return {**super().state_dict(), "step": self.step}
+        """The persistent chains, the step and the schedule's estimates."""
+        return {**super().state_dict(), "step": self.step, "estimates": self.estimates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.step = int(state.get("step", 0))
+        estimates = state.get("estimates", [])
+        if len(estimates) != len(self.estimates):
+            raise BoltzgenError(
+                f"the checkpoint holds estimates for {len(estimates)} betas but [trainer] betas "
+                f"lists {len(self.estimates)}: resume with the schedule the run started with"
+            )
+        self.estimates = list(estimates)
 
 
 class ForwardReverseKL(ForwardKLPCD):

@@ -47,6 +47,7 @@ from ..models.rbm import RBM, RBMEnergy
 from ..samplers.mcmc import sample_parallel_tempering, sample_swendsen_wang
 from ..trainers.discrete_kl import ForwardKLPCD, ForwardReverseKL, ReverseKLScore
 from ..trainers.ratio_divergence import RatioDivergence
+from .ranges import SCHEDULE_BETA
 from .registry import register
 
 __all__ = ["TrainingData", "MCMC_METHODS", "visible_kind"]
@@ -320,13 +321,30 @@ def _forward_kl_pcd(target: Energy, k_steps: int = 1, **data_options: Any) -> An
 
 @register("trainer", "reverse-kl-score")
 def _reverse_kl_score(
-    target: Energy, k_steps: int = 1, baseline: str = "leave-one-out", beta_anneal: float = 0.0
+    target: Energy,
+    k_steps: int = 1,
+    baseline: str = "leave-one-out",
+    beta_anneal: float = 0.0,
+    betas: list | None = None,
+    steps_per_beta: int = 1000,
 ) -> Any:
     """KL(q||p) with the score-function gradient (no data): on PCD-k model samples for an RBM,
     on exact samples for made / pixelcnn (VAN); ``baseline`` = "leave-one-out" or "mean",
-    ``beta_anneal`` = a of beta_t = beta (1 - a^t) (0: none)."""
+    ``beta_anneal`` = a of beta_t = beta (1 - a^t) (0: none); ``betas`` = a schedule of inverse
+    temperatures ending at the target's, ``steps_per_beta`` steps each (the run's summary lists
+    the free-energy estimates at each beta)."""
     visible_kind(target, "trainer")
-    return ReverseKLScore(target, k_steps, baseline=baseline, beta_anneal=beta_anneal)
+    for index, value in enumerate(betas or ()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            SCHEDULE_BETA.check(f"[trainer] betas[{index}]", value)
+    return ReverseKLScore(
+        target,
+        k_steps,
+        baseline=baseline,
+        beta_anneal=beta_anneal,
+        betas=betas,
+        steps_per_beta=steps_per_beta,
+    )
 
 
 @register("trainer", "forward-reverse-kl", keys_from=[TrainingData])

@@ -17,7 +17,7 @@ from ..ranges import MAX_BATCH, MAX_COUNT, MAX_SEED, Range
 from ..trainers.annealing import AnnealingSettings
 from ..trainers.loop import TrainSettings
 
-__all__ = ["KEY_RANGES", "FACTORY_RANGES", "SAMPLE_COUNT", "key_range"]
+__all__ = ["KEY_RANGES", "FACTORY_RANGES", "SAMPLE_COUNT", "SCHEDULE_BETA", "key_range"]
 
 _COUPLING = Range(-1e6, 1e6)
 _POSITIVE = Range(0, 1e6, low_open=True)
@@ -68,6 +68,7 @@ KEY_RANGES: dict[str, Range] = {
     "n_data": _count(1),
     "k_steps": _count(1, 10**6),
     "beta_anneal": Range(0, 1, high_open=True),
+    "steps_per_beta": _count(1),
     "mcmc_burn_in": _count(0),
     "mcmc_chains": _count(1, MAX_BATCH),
     "mcmc_replicas": _count(1, 10**4),
@@ -79,6 +80,9 @@ FACTORY_RANGES: dict[tuple[str, str, str], Range] = {
     ("target", "sk", "n"): _count(1, 10**4),  # N^2 couplings
     ("model", "made", "depth"): _count(0, 64),  # 0: the linear autoregressive model
 }
+
+#: Each entry of ``[trainer] betas`` (a reverse-kl-score schedule): an inverse temperature > 0.
+SCHEDULE_BETA = Range(0, 1e3, low_open=True)
 
 #: ``[sample] n`` and ``boltzgen sample -n``: samples drawn at the end of a run.
 SAMPLE_COUNT = _count(1)

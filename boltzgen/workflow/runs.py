@@ -20,7 +20,11 @@ from typing import Any
 
 import torch
 
-from ..diagnostics.discrete import exact_discrete_metrics, free_energy_metrics
+from ..diagnostics.discrete import (
+    beta_schedule_metrics,
+    exact_discrete_metrics,
+    free_energy_metrics,
+)
 from ..energy.base import Energy
 from ..energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
 from ..errors import BoltzgenError
@@ -192,6 +196,9 @@ def _train_and_sample(
         and target.dim <= MAX_ENUMERATION_UNITS
     ):
         summary.update(exact_discrete_metrics(target, model))
+    schedule = getattr(getattr(training, "objective", None), "schedule_results", None)
+    if schedule is not None and schedule():
+        summary["beta_schedule"] = beta_schedule_metrics(target, schedule())
     molecule = target.molecule
     if molecule is not None:
         summary.update(
