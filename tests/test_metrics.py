@@ -22,6 +22,7 @@ from boltzgen.samplers.weights import (
     forward_ess,
     importance_resample,
     log_importance_weights,
+    log_z_estimate,
     reverse_ess,
     self_normalized_weights,
 )
@@ -176,3 +177,31 @@ def test_ramachandran_metrics_per_pair_and_split_half() -> None:
     assert (result["n_reference"], result["n_flow"], result["bins"]) == (n, n, 100)
     with pytest.raises(BoltzgenError):
         ramachandran_metrics(reference, (flow[0][:, :1], flow[1][:, :1]))
+
+
+def test_log_z_estimate_against_a_gaussian_integral_and_robust_to_clashes() -> None:
+    """q = N(0, 1), p~ = exp(-x^2 / (2 * 1.2^2)): Z = sqrt(2 pi) 1.2. From 10^5 samples the
+    estimate
+    is within 4 s.e. of log Z and its s.e. matches the spread over 20 repetitions (factor 1.5);
+    one sample with u = 1e30 (a clash) moves it by < 1e-4 while the plain mean of log q + u is
+    ruined; NaN weights are left out."""
+    torch.manual_seed(0)
+    sigma, exact = 1.2, math.log(math.sqrt(2 * math.pi) * 1.2)
+    estimates, errors = [], []
+    for _ in range(20):
+        x = torch.randn(100_000, dtype=torch.float64)
+        log_q = -0.5 * x**2 - 0.5 * math.log(2 * math.pi)
+        log_w = -0.5 * (x / sigma) ** 2 - log_q
+        result = log_z_estimate(log_w)
+        estimates.append(float(result["log_z_estimate"]))
+        errors.append(float(result["log_z_standard_error"]))
+    assert abs(estimates[0] - exact) < 4 * errors[0]
+    assert np.std(estimates, ddof=1) == pytest.approx(np.mean(errors), rel=0.5)
+    clashed = log_w.clone()
+    clashed[0] = -1e30
+    assert float(log_z_estimate(clashed)["log_z_estimate"]) == pytest.approx(
+        estimates[-1], abs=1e-4
+    )
+    assert float(-clashed.mean()) > 1e24
+    clashed[1] = math.nan
+    assert math.isfinite(float(log_z_estimate(clashed)["log_z_standard_error"]))

@@ -222,7 +222,7 @@ def test_command_parsing() -> None:
 def test_getting_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run_page("getting-started.md", tmp_path, monkeypatch)
     summary = _summary("runs/toy")
-    assert summary["steps"] == 50 and math.isfinite(summary["kl_minus_log_z"])
+    assert summary["steps"] == 50 and math.isfinite(summary["log_z_estimate"])
     _assert_report(tmp_path / "runs/toy/report.html", 1)
 
 

@@ -496,7 +496,8 @@ def _title(run: RunData) -> str:
 ESS_NOISY, ESS_UNUSABLE = 0.05, 0.005
 #: Renamed summary.json keys (the raw names mean little to a reader).
 _SUMMARY_LABELS = {
-    "kl_minus_log_z": "E_q[log q + u] = KL(q||p) - log Z [nats]",
+    "log_z_estimate": "log Z, importance-sampling estimate [nats]",
+    "log_z_standard_error": "log Z estimate, standard error [nats]",
     "kl": "KL(q||p) [nats]",
     "ess": "reverse ESS (fraction)",
 }

@@ -30,7 +30,7 @@ from ..energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
 from ..errors import BoltzgenError
 from ..io import RunDir, load_checkpoint, remove_stale_temporaries, write_json
 from ..models.base import Model
-from ..samplers.weights import reverse_ess
+from ..samplers.weights import log_z_estimate, reverse_ess
 from ..tensors import device_description
 from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
@@ -167,7 +167,7 @@ def _train_and_sample(
     paths = write_samples(run_dir / "samples" / "samples", target, drawn, temperature)
     summary = {
         "ess": float(reverse_ess(drawn["log_weights"])),
-        "kl_minus_log_z": float((drawn["log_q"] + drawn["reduced_energies"]).mean()),
+        **{k: float(v) for k, v in log_z_estimate(drawn["log_weights"]).items()},
         "n_samples": int(drawn["samples"].shape[0]),
         "sample_temperature": temperature if temperature is not None else target.temperature,
         "energy_evaluations": training.energy_evaluations,
@@ -180,7 +180,7 @@ def _train_and_sample(
     }
     log_z = target.log_z
     if log_z is not None and temperature in (None, target.temperature):
-        summary["kl"] = summary["kl_minus_log_z"] + float(log_z)
+        summary["kl"] = float((drawn["log_q"] + drawn["reduced_energies"]).mean()) + float(log_z)
     if (
         target.is_discrete
         and isinstance(model, Model)
