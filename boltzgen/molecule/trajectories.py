@@ -68,7 +68,7 @@ def write_trajectory(
         if isinstance(topology, mdtraj.Topology)
         else mdtraj.Topology.from_openmm(topology)
     )
-    xyz = _as_array(positions, "positions")
+    xyz = _as_array(positions, "positions", np.float32)  # what DCD and HDF5 store
     if xyz.ndim != 3 or xyz.shape[1:] != (md_topology.n_atoms, 3) or len(xyz) == 0:
         raise BoltzgenError(
             f"positions must have shape (n_frames >= 1, {md_topology.n_atoms}, 3) in nm, got "
@@ -86,7 +86,7 @@ def write_trajectory(
 
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    trajectory = mdtraj.Trajectory(xyz.astype(np.float32), md_topology)
+    trajectory = mdtraj.Trajectory(xyz, md_topology)
     writers: dict[str, Callable[[str], None]] = {
         "pdb": lambda path: trajectory[0].save_pdb(path, force_overwrite=True),
         "dcd": lambda path: trajectory.save_dcd(path, force_overwrite=True),
@@ -138,11 +138,11 @@ def read_trajectory(
     return trajectory, sidecar
 
 
-def _as_array(value: Any, name: str) -> np.ndarray:
+def _as_array(value: Any, name: str, dtype: type = np.float64) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     try:
-        return np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         raise BoltzgenError(f"{name} must be numeric, got {type(value).__name__}") from None
 

@@ -169,7 +169,7 @@ def evaluate_run(
         if molecule is not None:
             angles = ramachandran_metrics(
                 backbone_dihedrals(states.double().numpy(), molecule.topology),
-                backbone_dihedrals(drawn["samples"].double().numpy(), molecule.topology),
+                backbone_dihedrals(drawn["samples"], molecule.topology),
                 flow_log_weights=log_w,
                 clip_fraction=clip_fraction,
             )

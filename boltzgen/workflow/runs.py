@@ -220,7 +220,7 @@ def ramachandran_outputs(
     from ..diagnostics.plots import plot_ramachandran, save_figure
     from ..molecule.ramachandran import backbone_dihedrals, basin_populations
 
-    phi, psi = backbone_dihedrals(positions.double().numpy(), molecule.topology)
+    phi, psi = backbone_dihedrals(positions, molecule.topology)  # mdtraj works in float32
     ax, data = plot_ramachandran(
         phi[:, 0], psi[:, 0], title=f"{molecule.name}: flow samples at {temperature:g} K"
     )
