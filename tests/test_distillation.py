@@ -93,7 +93,9 @@ def test_dkdr_loss_mixes_forward_and_reverse_kl_with_detached_weights() -> None:
     one_hot[2] = 0.0
     value = forward_kl(one_hot, student[0])
     (grad,) = torch.autograd.grad(value, student)
-    assert float(value) == pytest.approx(-float(student[0].detach().log_softmax(-1)[2]), 1e-12)
+    assert float(value.detach()) == pytest.approx(
+        -float(student[0].detach().log_softmax(-1)[2]), 1e-12
+    )
     assert bool(torch.isfinite(grad).all())
 
 
@@ -159,10 +161,11 @@ def test_skewed_objectives_at_zero_lambda_are_the_sequence_kls() -> None:
     """By the chain rule, the site sums at lam = 0 equal KL(p||q) and KL(q||p) of the whole
     sequences (enumeration, 1e-10)."""
     teacher, student = _made(0, 2, 16, 0.5), _made(1, 1, 8, 0.3)
-    for skew, plain in (("skew-forward", "forward"), ("skew-reverse", "reverse")):
-        assert float(_exact_objective(skew, teacher, student, 0.0)) == pytest.approx(
-            float(_exact_objective(plain, teacher, student, 0.0)), abs=1e-10
-        )
+    with torch.no_grad():
+        for skew, plain in (("skew-forward", "forward"), ("skew-reverse", "reverse")):
+            assert float(_exact_objective(skew, teacher, student, 0.0)) == pytest.approx(
+                float(_exact_objective(plain, teacher, student, 0.0)), abs=1e-10
+            )
 
 
 def test_distill_refuses_bad_settings() -> None:
@@ -174,3 +177,58 @@ def test_distill_refuses_bad_settings() -> None:
         Distill(symmetric, "dkdr")
     with pytest.raises(BoltzgenError, match="z2"):
         Distill(teacher, "skew-forward").loss(symmetric, 4)
+
+
+# ----------------------------------------------------------------------- end to end
+def _config(trainer: dict, model_seed: int, width: int) -> dict:
+    return {
+        "seed": model_seed,
+        "device": "cpu",
+        "dtype": "float64",
+        "target": {"name": "sk", "n": N_SPINS, "beta": 1.5, "seed": 3},
+        "model": {"name": "made", "depth": 1, "width": width},
+        "trainer": {"batch_size": 256, "lr": 0.05, "log_every": 10, "progress": False, **trainer},
+        "sample": {"n": 500},
+    }
+
+
+def _exact_log_prob(model: torch.nn.Module) -> torch.Tensor:
+    return model.exact().log_prob
+
+
+def test_a_teacher_run_distils_into_a_student_run(tmp_path) -> None:
+    """A MADE teacher trained by reverse KL on SK N = 6, then a smaller student distilled from
+    its run directory by forward and by DKDR (100 steps): the exact KL(teacher||student) by
+    enumeration drops below 1/20 of the untrained student's (measured: 1.82 -> 0.010 and 0.016),
+    and a teacher of another size is refused in one line."""
+    from boltzgen.workflow.registry import build_model, build_target, resolve_config
+    from boltzgen.workflow.runs import load_run, train_run
+
+    teacher_dir = tmp_path / "teacher"
+    train_run(_config({"name": "reverse-kl-score", "steps": 80}, 0, 16), teacher_dir, False)
+    _, _, teacher = load_run(teacher_dir)
+    log_p = _exact_log_prob(teacher)
+    untrained_config = resolve_config(
+        _config({"name": "distill", "teacher": str(teacher_dir)}, 1, 8)
+    )
+    untrained = build_model(untrained_config, build_target(untrained_config))
+    before = float(exact_forward_kl(log_p, _exact_log_prob(untrained)))
+    for divergence in ("forward", "dkdr"):
+        trainer = {"name": "distill", "teacher": str(teacher_dir), "divergence": divergence}
+        student_dir = tmp_path / divergence
+        summary = train_run(_config({**trainer, "steps": 100}, 1, 8), student_dir, False)
+        assert summary["steps"] == 100 and summary["energy_evaluations"] == 0
+        _, _, student = load_run(student_dir)
+        after = float(exact_forward_kl(log_p, _exact_log_prob(student)))
+        assert after < before / 20, (divergence, before, after)
+    small = tmp_path / "small"
+    config = _config({"name": "reverse-kl-score", "steps": 2}, 0, 4)
+    config["target"]["n"] = 4
+    train_run(config, small, False)
+    with pytest.raises(BoltzgenError, match="teacher") as raised:
+        train_run(
+            _config({"name": "distill", "teacher": str(small), "steps": 2}, 1, 4),
+            tmp_path / "bad",
+            False,
+        )
+    assert "\n" not in str(raised.value)
