@@ -21,7 +21,10 @@ The objective :class:`Distill` trains an autoregressive student (:class:`~boltzg
   J = E_{x~p} sum_i D(p(.|x_<i), q(.|x_<i)); pathwise, unbiased;
 - ``"skew-reverse"``: the per-site divergence on student samples, J = E_{y~q} sum_i
   D(p(.|y_<i), q(.|y_<i)); gradient = pathwise part + score-function part with the reward to go
-  R_j = sum_{i>j} D_i (D_i depends on y_<i only) and a leave-one-out baseline (unbiased).
+  R_j = sum_{i>j} D_i (D_i depends on y_<i only) and a leave-one-out baseline (unbiased);
+- ``"minillm"``: KL(q||p) by MiniLLM's estimator (:func:`minillm_surrogate`): single-step part
+  + long-term policy gradient, on teacher-mixed samples (:func:`teacher_mixed_sample`) with
+  exact prefix weights (unbiased) or the paper's per-token weights.
 
 By the chain rule the site sums are sequence-level divergences where the divergence is a KL:
 at lam = 0 the skew-forward objective is KL(p||q) and the skew-reverse one KL(q||p). For binary
@@ -51,13 +54,18 @@ __all__ = [
     "binary_logits",
     "site_divergence",
     "leave_one_out",
+    "PREFIX_WEIGHTS",
+    "teacher_mixed_sample",
+    "minillm_surrogate",
     "Distill",
 ]
 
 #: ``[trainer] divergence`` values of ``name = "distill"``.
-DIVERGENCES = ("forward", "reverse", "skew-forward", "skew-reverse", "dkdr")
+DIVERGENCES = ("forward", "reverse", "skew-forward", "skew-reverse", "dkdr", "minillm")
 #: The divergences evaluated on the per-site conditionals (they need ``conditional_logits``).
-_SITE_DIVERGENCES = ("skew-forward", "skew-reverse", "dkdr")
+_SITE_DIVERGENCES = ("skew-forward", "skew-reverse", "dkdr", "minillm")
+#: ``prefix_weights`` of MiniLLM's teacher-mixed sampling.
+PREFIX_WEIGHTS = ("exact", "per-token")
 
 
 def _kl_from_log(log_a: Tensor, log_b: Tensor) -> Tensor:
@@ -166,6 +174,96 @@ def leave_one_out(values: Tensor) -> Tensor:
     return (values.sum(0, keepdim=True) - values) / (values.shape[0] - 1)
 
 
+def _site_log_probs(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-site logits ``(B, N)`` of an autoregressive model and log q(x_i | x_<i) ``(B, N)``."""
+    logits = model.conditional_logits(x)
+    spins = x if model.spin else 2 * x - 1
+    return logits, nnf.logsigmoid(spins.to(logits.dtype) * logits)
+
+
+@torch.no_grad()
+def teacher_mixed_sample(
+    teacher: torch.nn.Module, student: torch.nn.Module, n: int, alpha: float
+) -> Tensor:
+    """``n`` states ``(n, N)`` drawn site by site from p~_i = alpha p_i + (1 - alpha) q_i, the
+    mixture of the teacher's and the student's conditionals (MiniLLM's teacher-mixed sampling;
+    alpha = 0: exact student samples). One pass of both networks per site (torch's global
+    generator; no host synchronisation)."""
+    if alpha == 0.0:
+        return student.sample(n)
+    reference = next(student.parameters())
+    x = torch.zeros(n, student.n_sites, device=reference.device, dtype=reference.dtype)
+    low = -1.0 if student.spin else 0.0
+    uniforms = torch.rand_like(x)
+    for i in range(student.n_sites):
+        p_up = torch.sigmoid(teacher.conditional_logits(x)[:, i])
+        q_up = torch.sigmoid(student.conditional_logits(x)[:, i])
+        x[:, i] = torch.where(uniforms[:, i] < alpha * p_up + (1 - alpha) * q_up, 1.0, low)
+    return x
+
+
+def _check_prefix_weights(prefix_weights: str) -> None:
+    if prefix_weights not in PREFIX_WEIGHTS:
+        raise BoltzgenError(
+            f"[trainer] prefix_weights = {prefix_weights!r}; choose one of: "
+            f"{', '.join(PREFIX_WEIGHTS)}"
+        )
+
+
+def _future_sum(values: Tensor) -> Tensor:
+    """sum_{t' > t} values_t' along the last axis (``(B, N)`` -> ``(B, N)``)."""
+    return values.flip(-1).cumsum(-1).flip(-1) - values
+
+
+def minillm_surrogate(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    y: Tensor,
+    alpha: float = 0.0,
+    prefix_weights: str = "exact",
+    length_normalize: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""MiniLLM's surrogate for grad KL(q||p) (Gu et al., ICLR 2024) on states ``y`` ``(B, N)``
+    drawn by :func:`teacher_mixed_sample` with the same ``alpha``.
+
+    With c_t = log q(y_t|y_<t) - log p(y_t|y_<t) (= -r_t), the gradient of E_q sum_t c_t is
+    the *single-step* part E_q sum_t grad KL(q_t||p_t)(y_<t) (exact sum over the two values of
+    site t) plus the *long-term* part E_q sum_t (sum_{t'>t} c_t') grad log q(y_t|y_<t), here with
+    a leave-one-out baseline. Under teacher-mixed sampling the expectations over q become
+    weighted ones: ``prefix_weights = "exact"`` weights each term by the exact prefix product
+    W_{<=t} = prod_{t'<=t} q_t'/p~_t' of the sites it depends on (unbiased);
+    ``"per-token"`` is the paper's approximation, every term at t weighted by q_t/p~_t alone
+    (biased). ``length_normalize`` divides the future sum by the number of remaining sites
+    (the paper's R^Norm: a different, biased objective for fixed-length sequences).
+
+    Returns:
+        ``(loss, reverse_kl)``: the surrogate and the weighted estimate of KL(q||p) (detached).
+    """
+    _check_prefix_weights(prefix_weights)
+    with torch.no_grad():
+        teacher_logits, log_p = _site_log_probs(teacher, y)
+    student_logits, log_q = _site_log_probs(student, y)
+    cost = (log_q - log_p).detach()
+    log_w = torch.zeros_like(cost)
+    if alpha > 0.0:
+        log_mix = torch.logaddexp(math.log(alpha) + log_p, math.log1p(-alpha) + log_q.detach())
+        log_w = log_q.detach() - log_mix
+    if prefix_weights == "exact":
+        upto = log_w.cumsum(-1).exp()  # W_{<=t}
+        before = (log_w.cumsum(-1) - log_w).exp()  # W_{<t}
+        future = _future_sum(upto * cost)
+    else:
+        upto = before = log_w.exp()
+        future = upto * _future_sum(cost)
+    if length_normalize:
+        remaining = torch.arange(y.shape[-1] - 1, -1, -1, device=y.device, dtype=cost.dtype)
+        future = future / remaining.clamp(min=1)
+    single = before * reverse_kl(binary_logits(teacher_logits), binary_logits(student_logits))
+    long_term = (future - upto * leave_one_out(future)) * log_q
+    loss = (single + long_term).sum(-1).mean()
+    return loss, (upto * cost).sum(-1).mean().detach()
+
+
 class Distill:
     """Distillation of a frozen normalized teacher into an autoregressive student.
 
@@ -174,6 +272,10 @@ class Distill:
             autoregressive model without ``z2`` for the per-site divergences), frozen here.
         divergence: One of :data:`DIVERGENCES` (see the module docstring).
         skew_lambda: lam of the skewed KLs, in [0, 1).
+        mix_alpha: alpha of MiniLLM's teacher-mixed sampling, in [0, 1) (0: student samples).
+        prefix_weights: MiniLLM's importance weights, "exact" (prefix products: unbiased) or
+            "per-token" (the paper's approximation).
+        length_normalize: MiniLLM's length-normalized future reward.
 
     ``loss(student, batch_size)`` draws ``batch_size`` teacher samples (``"forward"``,
     ``"skew-forward"``, ``"dkdr"``) or student samples (``"reverse"``, ``"skew-reverse"``) from
@@ -187,13 +289,22 @@ class Distill:
     energy_calls_per_sample = 0
 
     def __init__(
-        self, teacher: torch.nn.Module, divergence: str = "forward", skew_lambda: float = 0.1
+        self,
+        teacher: torch.nn.Module,
+        divergence: str = "forward",
+        skew_lambda: float = 0.1,
+        mix_alpha: float = 0.2,
+        prefix_weights: str = "exact",
+        length_normalize: bool = False,
     ) -> None:
         if divergence not in DIVERGENCES:
             raise BoltzgenError(
                 f"[trainer] divergence = {divergence!r}; choose one of: {', '.join(DIVERGENCES)}"
             )
         _check_lambda(skew_lambda)
+        if not 0.0 <= mix_alpha < 1.0:
+            raise BoltzgenError(f"[trainer] mix_alpha = {mix_alpha!r} must be in [0, 1)")
+        _check_prefix_weights(prefix_weights)
         if divergence in _SITE_DIVERGENCES and (
             not hasattr(teacher, "conditional_logits") or getattr(teacher, "z2", False)
         ):
@@ -204,7 +315,10 @@ class Distill:
         self.teacher = teacher.eval().requires_grad_(False)
         self.divergence = divergence
         self.skew_lambda = float(skew_lambda)
-        self.min_batch_size = 2 if divergence in ("reverse", "skew-reverse") else 1
+        self.mix_alpha = float(mix_alpha)
+        self.prefix_weights = prefix_weights
+        self.length_normalize = bool(length_normalize)
+        self.min_batch_size = 2 if divergence in ("reverse", "skew-reverse", "minillm") else 1
 
     def _check_student(self, student: torch.nn.Module) -> None:
         if self.divergence in _SITE_DIVERGENCES and getattr(student, "z2", False):
@@ -224,6 +338,17 @@ class Distill:
             cost = (log_q - self.teacher.log_prob(y)).detach()
             loss = ((cost - leave_one_out(cost)) * log_q).mean()
             return loss, {"divergence": cost.mean()}
+        if self.divergence == "minillm":
+            y = teacher_mixed_sample(self.teacher, student, batch_size, self.mix_alpha)
+            loss, estimate = minillm_surrogate(
+                self.teacher,
+                student,
+                y,
+                self.mix_alpha,
+                self.prefix_weights,
+                self.length_normalize,
+            )
+            return loss, {"divergence": estimate}
         on_teacher = self.divergence != "skew-reverse"
         x = self.teacher.sample(batch_size) if on_teacher else student.sample(batch_size)
         with torch.no_grad():
@@ -234,9 +359,8 @@ class Distill:
         loss = objective
         if not on_teacher:  # score-function part: reward to go R_j = sum_{i>j} D_i
             cost = sites.detach()
-            to_go = cost.flip(-1).cumsum(-1).flip(-1) - cost
-            spins = x if student.spin else 2 * x - 1
-            log_q_sites = nnf.logsigmoid(spins * student_logits)
+            to_go = _future_sum(cost)
+            log_q_sites = nnf.logsigmoid((x if student.spin else 2 * x - 1) * student_logits)
             loss = loss + ((to_go - leave_one_out(to_go)) * log_q_sites).sum(-1).mean()
         return loss, {"divergence": objective.detach()}
 

@@ -350,7 +350,14 @@ def _ratio_divergence(target: Energy, k_steps: int = 1, **data_options: Any) -> 
 
 @register("trainer", "distill")
 def _distill(
-    target: Energy, divergence: str = "forward", skew_lambda: float = 0.1, *, teacher: str
+    target: Energy,
+    divergence: str = "forward",
+    skew_lambda: float = 0.1,
+    mix_alpha: float = 0.2,
+    prefix_weights: str = "exact",
+    length_normalize: bool = False,
+    *,
+    teacher: str,
 ) -> Any:
     """Distil the trained model of the run directory ``teacher`` into the student
     (:class:`~boltzgen.trainers.distillation.Distill`).
@@ -358,8 +365,13 @@ def _distill(
     Arguments:
         divergence: "forward" (maximum likelihood on teacher samples), "reverse" (score-function
             KL(q||p_teacher) on student samples), "skew-forward", "skew-reverse" or "dkdr"
-            (per-site conditionals on teacher or student samples).
+            (per-site conditionals on teacher or student samples), "minillm" (KL(q||p) by
+            MiniLLM's estimator on teacher-mixed samples).
         skew_lambda: lam of the skewed KLs, in [0, 1).
+        mix_alpha: MiniLLM: each site drawn from alpha p + (1 - alpha) q, in [0, 1).
+        prefix_weights: MiniLLM: "exact" prefix-product importance weights (unbiased) or the
+            paper's "per-token" approximation.
+        length_normalize: MiniLLM: the future reward divided by the remaining sites.
         teacher: A finished or checkpointed run directory whose model is normalized and
             discrete over the same units as this target.
     """
@@ -379,4 +391,11 @@ def _distill(
             "an autoregressive (made, pixelcnn) run of a target of the same size"
         )
     device, dtype = _device_and_dtype(target)
-    return Distill(model.to(device, dtype), divergence, skew_lambda)
+    return Distill(
+        model.to(device, dtype),
+        divergence,
+        skew_lambda,
+        mix_alpha,
+        prefix_weights,
+        length_normalize,
+    )
