@@ -103,9 +103,9 @@ def test_dkdr_loss_mixes_forward_and_reverse_kl_with_detached_weights() -> None:
 N_SPINS = 6
 
 
-def _made(seed: int, depth: int, width: int, scale: float) -> MADE:
+def _made(seed: int, depth: int, width: int, scale: float, visible: str = "spin") -> MADE:
     torch.manual_seed(seed)
-    model = MADE(N_SPINS, depth=depth, width=width).double()
+    model = MADE(N_SPINS, depth=depth, width=width, visible=visible).double()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(scale * torch.randn_like(parameter))
@@ -114,7 +114,7 @@ def _made(seed: int, depth: int, width: int, scale: float) -> MADE:
 
 def _exact_objective(divergence: str, teacher: MADE, student: MADE, lam: float) -> torch.Tensor:
     """The divergence by enumeration of all 2^N states, differentiable in the student."""
-    states = torch.cat(list(enumerate_states(N_SPINS)))
+    states = torch.cat(list(enumerate_states(N_SPINS, spin=student.spin)))
     log_p = teacher.log_prob(states).detach()
     log_q = student.log_prob(states)
     if divergence == "forward":
@@ -135,6 +135,17 @@ def _flat_grad(loss: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(model.parameters()))])
 
 
+def _batch_gradients(
+    objective: Distill, student: MADE, seed: int, n_batches: int = 40, batch: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard error of the gradient estimates of ``n_batches`` batches."""
+    torch.manual_seed(seed)
+    estimates = torch.stack(
+        [_flat_grad(objective.loss(student, batch)[0], student) for _ in range(n_batches)]
+    )
+    return estimates.mean(0), estimates.std(0) / math.sqrt(n_batches)
+
+
 @pytest.mark.parametrize("divergence", DIVERGENCES)
 def test_estimator_matches_exact_gradient(divergence: str) -> None:
     """N = 6 spins, float64: a random MADE teacher (depth 2, width 16) and a different random
@@ -146,14 +157,21 @@ def test_estimator_matches_exact_gradient(divergence: str) -> None:
     student = _made(1, 1, 8, 0.3)
     objective = Distill(teacher, divergence, skew_lambda=0.1)
     exact = _flat_grad(_exact_objective(divergence, teacher, student, 0.1), student)
-    torch.manual_seed(5)
-    n_batches = 40
-    estimates = torch.stack(
-        [_flat_grad(objective.loss(student, 1000)[0], student) for _ in range(n_batches)]
-    )
-    mean, error = estimates.mean(0), estimates.std(0) / math.sqrt(n_batches)
+    mean, error = _batch_gradients(objective, student, 5)
     z = (mean - exact).abs() / (error + 1e-15)
     assert bool(((mean - exact).abs() <= 4 * error + 1e-12).all()), float(z.max())
+    assert float(exact.abs().max()) > 5 * float(error.max())
+
+
+@pytest.mark.parametrize("divergence", ["forward", "skew-reverse", "dkdr", "minillm"])
+def test_estimators_on_binary_units_match_exact_gradient(divergence: str) -> None:
+    """The same check on {0, 1} units (visible = "binary"), MiniLLM at alpha = 0.5."""
+    teacher = _made(0, 2, 16, 0.5, "binary")
+    student = _made(1, 1, 8, 0.3, "binary")
+    objective = Distill(teacher, divergence, mix_alpha=0.5)
+    exact = _flat_grad(_exact_objective(divergence, teacher, student, 0.1), student)
+    mean, error = _batch_gradients(objective, student, 6)
+    assert bool(((mean - exact).abs() <= 4 * error + 1e-12).all())
     assert float(exact.abs().max()) > 5 * float(error.max())
 
 
@@ -245,11 +263,7 @@ def _minillm_estimates(alpha: float, weights: str, normalize: bool = False):
         teacher, "minillm", mix_alpha=alpha, prefix_weights=weights, length_normalize=normalize
     )
     exact = _flat_grad(_exact_objective("reverse", teacher, student, 0.0), student)
-    torch.manual_seed(5)
-    estimates = torch.stack(
-        [_flat_grad(objective.loss(student, 1000)[0], student) for _ in range(40)]
-    )
-    return estimates.mean(0), estimates.std(0) / math.sqrt(40), exact
+    return (*_batch_gradients(objective, student, 5), exact)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
