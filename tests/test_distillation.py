@@ -12,7 +12,7 @@ import torch
 from boltzgen.diagnostics.discrete import exact_forward_kl, exact_reverse_kl
 from boltzgen.energy.exact import enumerate_states
 from boltzgen.errors import BoltzgenError
-from boltzgen.models import MADE
+from boltzgen.models import MADE, RBM
 from boltzgen.trainers.distillation import (
     DIVERGENCES,
     Distill,
@@ -195,6 +195,8 @@ def test_distill_refuses_bad_settings() -> None:
         Distill(symmetric, "dkdr")
     with pytest.raises(BoltzgenError, match="z2"):
         Distill(teacher, "skew-forward").loss(symmetric, 4)
+    with pytest.raises(BoltzgenError, match="student"):
+        Distill(teacher, "forward").loss(RBM(N_SPINS, 3, "spin").double(), 4)
 
 
 # ----------------------------------------------------------------------- end to end

@@ -321,6 +321,11 @@ class Distill:
         self.min_batch_size = 2 if divergence in ("reverse", "skew-reverse", "minillm") else 1
 
     def _check_student(self, student: torch.nn.Module) -> None:
+        if not getattr(student, "normalized", False) or not hasattr(student, "conditional_logits"):
+            raise BoltzgenError(
+                f"[model] {type(student).__name__} cannot be a distillation student: use an "
+                "autoregressive model (made, pixelcnn)"
+            )
         if self.divergence in _SITE_DIVERGENCES and getattr(student, "z2", False):
             raise BoltzgenError(
                 f'[trainer] divergence = "{self.divergence}" compares per-site conditionals: '
@@ -353,14 +358,13 @@ class Distill:
         x = self.teacher.sample(batch_size) if on_teacher else student.sample(batch_size)
         with torch.no_grad():
             teacher_logits = self.teacher.conditional_logits(x)
-        student_logits = student.conditional_logits(x)
+        student_logits, log_q_sites = _site_log_probs(student, x)
         sites = site_divergence(self.divergence, teacher_logits, student_logits, self.skew_lambda)
         objective = sites.sum(-1).mean()
         loss = objective
         if not on_teacher:  # score-function part: reward to go R_j = sum_{i>j} D_i
             cost = sites.detach()
             to_go = _future_sum(cost)
-            log_q_sites = nnf.logsigmoid((x if student.spin else 2 * x - 1) * student_logits)
             loss = loss + ((to_go - leave_one_out(to_go)) * log_q_sites).sum(-1).mean()
         return loss, {"divergence": objective.detach()}
 
