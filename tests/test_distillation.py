@@ -187,6 +187,7 @@ def test_skewed_objectives_at_zero_lambda_are_the_sequence_kls() -> None:
 
 
 def test_distill_refuses_bad_settings() -> None:
+    """One-line refusals; and the teacher ESS of a student equal to the teacher is 1."""
     teacher = _made(0, 1, 4, 0.1)
     with pytest.raises(BoltzgenError, match="divergence"):
         Distill(teacher, "jeffreys")
@@ -195,6 +196,9 @@ def test_distill_refuses_bad_settings() -> None:
         Distill(symmetric, "dkdr")
     with pytest.raises(BoltzgenError, match="z2"):
         Distill(teacher, "skew-forward").loss(symmetric, 4)
+    for divergence in ("reverse", "skew-reverse"):
+        ess = Distill(teacher, divergence).loss(teacher, 64)[1]["ess_teacher"]
+        assert float(ess) == pytest.approx(1.0, abs=1e-12)  # student = teacher: weights 1
     with pytest.raises(BoltzgenError, match="student"):
         Distill(teacher, "forward").loss(RBM(N_SPINS, 3, "spin").double(), 4)
 

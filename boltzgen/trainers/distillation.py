@@ -42,6 +42,7 @@ import torch.nn.functional as nnf
 from torch import Tensor
 
 from ..errors import BoltzgenError
+from ..samplers.weights import reverse_ess
 
 __all__ = [
     "DIVERGENCES",
@@ -281,7 +282,10 @@ class Distill:
     ``"skew-forward"``, ``"dkdr"``) or student samples (``"reverse"``, ``"skew-reverse"``) from
     torch's global generator (checkpointed by the :class:`~boltzgen.trainers.Trainer`). The
     diagnostic ``"divergence"`` is the batch estimate of the objective (for ``"forward"`` the
-    cross-entropy KL(p||q) + H(p), for ``"reverse"`` KL(q||p) exactly in expectation).
+    cross-entropy KL(p||q) + H(p), for ``"reverse"`` KL(q||p) exactly in expectation); where
+    the step draws student samples (``"reverse"``, ``"skew-reverse"``) also ``"ess_teacher"``,
+    the reverse ESS fraction of the weights p/q (unclipped). The ESS to the target is in the
+    run's ``summary.json``.
     """
 
     name = "distill"
@@ -342,7 +346,7 @@ class Distill:
             log_q = student.log_prob(y)
             cost = (log_q - self.teacher.log_prob(y)).detach()
             loss = ((cost - leave_one_out(cost)) * log_q).mean()
-            return loss, {"divergence": cost.mean()}
+            return loss, {"divergence": cost.mean(), "ess_teacher": reverse_ess(-cost, 0.0)}
         if self.divergence == "minillm":
             y = teacher_mixed_sample(self.teacher, student, batch_size, self.mix_alpha)
             loss, estimate = minillm_surrogate(
@@ -357,16 +361,17 @@ class Distill:
         on_teacher = self.divergence != "skew-reverse"
         x = self.teacher.sample(batch_size) if on_teacher else student.sample(batch_size)
         with torch.no_grad():
-            teacher_logits = self.teacher.conditional_logits(x)
+            teacher_logits, log_p_sites = _site_log_probs(self.teacher, x)
         student_logits, log_q_sites = _site_log_probs(student, x)
         sites = site_divergence(self.divergence, teacher_logits, student_logits, self.skew_lambda)
         objective = sites.sum(-1).mean()
-        loss = objective
-        if not on_teacher:  # score-function part: reward to go R_j = sum_{i>j} D_i
-            cost = sites.detach()
-            to_go = _future_sum(cost)
-            loss = loss + ((to_go - leave_one_out(to_go)) * log_q_sites).sum(-1).mean()
-        return loss, {"divergence": objective.detach()}
+        if on_teacher:
+            return objective, {"divergence": objective.detach()}
+        cost = sites.detach()  # score-function part: reward to go R_j = sum_{i>j} D_i
+        to_go = _future_sum(cost)
+        loss = objective + ((to_go - leave_one_out(to_go)) * log_q_sites).sum(-1).mean()
+        log_w = (log_p_sites - log_q_sites).sum(-1).detach()
+        return loss, {"divergence": objective.detach(), "ess_teacher": reverse_ess(log_w, 0.0)}
 
     def energy_evaluations(self, batch_size: int) -> int:
         """No target-energy evaluations: the teacher stands in for the target."""
