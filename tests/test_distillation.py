@@ -5,6 +5,7 @@ teacher run distilled into a student run end to end."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -291,3 +292,19 @@ def test_minillm_approximations_are_measurably_biased(alpha, weights, normalize)
     alpha = 0.2: 1.4 %, i.e. within noise)."""
     mean, error, exact = _minillm_estimates(alpha, weights, normalize)
     assert float((mean - exact).norm()) > 5 * float(error.norm())
+
+
+def test_distill_ising_template_trains_from_the_van_ising_run(tmp_path, monkeypatch) -> None:
+    """The distill-ising template resolves, and after 2 steps of the van-ising teacher (written to
+    runs/van-ising, the template's teacher path) it trains 2 steps end to end."""
+    from boltzgen.workflow.config import parse_config_text
+    from boltzgen.workflow.runs import train_run
+    from boltzgen.workflow.templates import template_with
+
+    monkeypatch.chdir(tmp_path)
+    small = ["trainer.steps=2", "trainer.batch_size=16", "sample.n=50", "trainer.progress=false"]
+    teacher = parse_config_text(template_with("van-ising", small))
+    train_run(teacher, Path("runs/van-ising"), False)
+    student = parse_config_text(template_with("distill-ising", small))
+    summary = train_run(student, Path("runs/distill-ising"), False)
+    assert summary["steps"] == 2 and summary["energy_evaluations"] == 0
