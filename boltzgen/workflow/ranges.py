@@ -68,12 +68,12 @@ KEY_RANGES: dict[str, Range] = {
     "n_data": _count(1),
     "k_steps": _count(1, 10**6),
     "beta_anneal": Range(0, 1, high_open=True),
-    "skew_lambda": Range(0, 1, high_open=True),
-    "mix_alpha": Range(0, 1, high_open=True),
     "mcmc_burn_in": _count(0),
     "mcmc_chains": _count(1, MAX_BATCH),
     "mcmc_replicas": _count(1, 10**4),
     "mcmc_thin": _count(1, 10**6),
+    "skew_lambda": Range(0, 1, high_open=True),
+    "mix_alpha": Range(0, 1, high_open=True),
 }
 
 #: (section, factory name, key) -> range, where a factory needs other bounds than the key's.
