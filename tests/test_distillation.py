@@ -308,3 +308,49 @@ def test_distill_ising_template_trains_from_the_van_ising_run(tmp_path, monkeypa
     student = parse_config_text(template_with("distill-ising", small))
     summary = train_run(student, Path("runs/distill-ising"), False)
     assert summary["steps"] == 2 and summary["energy_evaluations"] == 0
+
+
+def test_a_resumed_distill_run_ends_with_the_uninterrupted_runs_student(tmp_path) -> None:
+    """MiniLLM with teacher-mixed sampling (teacher and student draws from torch's global
+    generator): 10 steps with a plain Trainer, then resumed to 20 by train_run, gives exactly the
+    parameters of 20 uninterrupted steps (constant learning rate). Power check: the same resume
+    from a checkpoint whose RNG state was replaced ends elsewhere."""
+    from boltzgen.io import load_checkpoint, save_checkpoint
+    from boltzgen.trainers.loop import Trainer
+    from boltzgen.workflow.registry import (
+        build_model,
+        build_objective,
+        build_target,
+        resolve_config,
+        train_settings,
+    )
+    from boltzgen.workflow.runs import train_run
+
+    teacher_dir = tmp_path / "teacher"
+    train_run(_config({"name": "reverse-kl-score", "steps": 5}, 0, 16), teacher_dir, False)
+
+    def config(steps: int) -> dict:
+        trainer = {"name": "distill", "teacher": str(teacher_dir), "divergence": "minillm"}
+        return _config({**trainer, "steps": steps, "min_lr_factor": 1.0}, 1, 8)
+
+    def resumed(run: Path, new_rng: bool) -> dict:
+        resolved = resolve_config(config(10))
+        target = build_target(resolved)
+        model = build_model(resolved, target)
+        objective = build_objective(resolved, target)
+        Trainer(model, objective, train_settings(resolved, False), run_dir=run).fit()
+        checkpoint = run / "checkpoints" / "last.pt"
+        if new_rng:
+            state = load_checkpoint(checkpoint)
+            state["rng"]["torch"] = torch.Generator().manual_seed(99).get_state()
+            save_checkpoint(checkpoint, state)
+        train_run(config(20), run, False)
+        return load_checkpoint(checkpoint)["model"]
+
+    train_run(config(20), tmp_path / "reference", False)
+    reference = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")["model"]
+    same = resumed(tmp_path / "resumed", False)
+    for name, tensor in reference.items():
+        assert torch.equal(tensor, same[name]), name
+    other = resumed(tmp_path / "other-rng", True)
+    assert not all(torch.equal(tensor, other[name]) for name, tensor in reference.items())
