@@ -79,6 +79,17 @@ def test_dkdr_weights_match_hand_computed_values(p, q, g_forward) -> None:
     assert float(g_r) == pytest.approx(1 - g_forward, abs=1e-12)
 
 
+def test_dkdr_weights_of_binary_units_are_one_half() -> None:
+    """K = 2: the head is the top class alone and e_1 = e_2, so g_F = g_R = 1/2 (1e-12) for any
+    pair of binary conditionals (1000 random pairs, ties p = 1/2 included)."""
+    generator = torch.Generator().manual_seed(2)
+    p_up = torch.cat([torch.rand(999, generator=generator, dtype=torch.float64), _t(0.5)])
+    q_up = torch.rand(1000, generator=generator, dtype=torch.float64)
+    g_f, g_r = dkdr_weights(torch.stack([1 - p_up, p_up], -1), torch.stack([1 - q_up, q_up], -1))
+    torch.testing.assert_close(g_f, torch.full_like(g_f, 0.5), rtol=0, atol=1e-12)
+    torch.testing.assert_close(g_r, torch.full_like(g_r, 0.5), rtol=0, atol=1e-12)
+
+
 def test_dkdr_loss_mixes_forward_and_reverse_kl_with_detached_weights() -> None:
     """Batched (..., K): the loss equals g_F KL(p||q) + g_R KL(q||p) elementwise, the weights
     carry no gradient, every weight is finite in [0, 1], and a one-hot teacher (logits -inf)
