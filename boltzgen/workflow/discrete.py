@@ -10,7 +10,10 @@ Importing this module (which :mod:`boltzgen.workflow` does) registers
   normalized, so every objective below uses their exact samples and exact log q;
 - objectives ``forward-kl-pcd``, ``reverse-kl-score``, ``forward-reverse-kl``
   (:mod:`boltzgen.trainers.discrete_kl`) and ``ratio-divergence``
-  (:mod:`boltzgen.trainers.ratio_divergence`).
+  (:mod:`boltzgen.trainers.ratio_divergence`);
+- the objective ``distill`` (:mod:`boltzgen.trainers.distillation`): a trained normalized
+  discrete model of another run directory (``teacher = RUN_DIR``) as the target of an
+  autoregressive student.
 
 The objectives that learn from target samples take the :class:`TrainingData` keys in their
 ``[trainer]`` table: ``data = "exact"`` (exact samples by enumeration, N <= 24), ``"mcmc"``
@@ -46,6 +49,7 @@ from ..models.autoregressive import MADE, PixelCNN
 from ..models.rbm import RBM, RBMEnergy
 from ..samplers.mcmc import sample_parallel_tempering, sample_swendsen_wang
 from ..trainers.discrete_kl import ForwardKLPCD, ForwardReverseKL, ReverseKLScore
+from ..trainers.distillation import Distill
 from ..trainers.ratio_divergence import RatioDivergence
 from .ranges import SCHEDULE_BETA
 from .registry import register
@@ -360,3 +364,56 @@ def _ratio_divergence(target: Energy, k_steps: int = 1, **data_options: Any) -> 
     samples."""
     data = TrainingData(**data_options).samples(target)
     return RatioDivergence(target, data, k_steps)
+
+
+@register("trainer", "distill")
+def _distill(
+    target: Energy,
+    divergence: str = "forward",
+    skew_lambda: float = 0.1,
+    mix_alpha: float = 0.2,
+    prefix_weights: str = "exact",
+    length_normalize: bool = False,
+    *,
+    teacher: str,
+) -> Any:
+    """Distil the trained model of the run directory ``teacher`` into the student
+    (:class:`~boltzgen.trainers.distillation.Distill`).
+
+    Arguments:
+        divergence: "forward" (maximum likelihood on teacher samples), "reverse" (score-function
+            KL(q||p_teacher) on student samples), "skew-forward", "skew-reverse" or "dkdr"
+            (per-site conditionals on teacher or student samples), "minillm" (KL(q||p) by
+            MiniLLM's estimator on teacher-mixed samples).
+        skew_lambda: lam of the skewed KLs, in [0, 1).
+        mix_alpha: MiniLLM: each site drawn from alpha p + (1 - alpha) q, in [0, 1).
+        prefix_weights: MiniLLM: "exact" prefix-product importance weights (unbiased) or the
+            paper's "per-token" approximation.
+        length_normalize: MiniLLM: the future reward divided by the remaining sites.
+        teacher: A finished or checkpointed run directory whose model is normalized and
+            discrete over the same units as this target.
+    """
+    from .runs import load_run  # runs imports the registry: no import loop at module level
+
+    _, _, model = load_run(teacher)
+    kind = visible_kind(target, "trainer")
+    if not (
+        getattr(model, "discrete", False)
+        and getattr(model, "normalized", False)
+        and tuple(getattr(model, "event_shape", ())) == (target.dim,)
+        and getattr(model, "visible", kind) == kind
+    ):
+        raise BoltzgenError(
+            f"[trainer] teacher = {teacher!r}: its model ({type(model).__name__}) is not a "
+            f"normalized discrete model over {target.dim} {kind} units like this target; use "
+            "an autoregressive (made, pixelcnn) run of a target of the same size"
+        )
+    device, dtype = _device_and_dtype(target)
+    return Distill(
+        model.to(device, dtype),
+        divergence,
+        skew_lambda,
+        mix_alpha,
+        prefix_weights,
+        length_normalize,
+    )

@@ -73,6 +73,8 @@ KEY_RANGES: dict[str, Range] = {
     "mcmc_chains": _count(1, MAX_BATCH),
     "mcmc_replicas": _count(1, 10**4),
     "mcmc_thin": _count(1, 10**6),
+    "skew_lambda": Range(0, 1, high_open=True),
+    "mix_alpha": Range(0, 1, high_open=True),
 }
 
 #: (section, factory name, key) -> range, where a factory needs other bounds than the key's.

@@ -1,0 +1,385 @@
+r"""Knowledge distillation of a normalized discrete teacher into an autoregressive student.
+
+Divergences of categorical conditionals (pure functions of logits of shape ``(..., K)``, reduced
+over the last axis; ``p`` is the teacher, ``q`` the student):
+
+- :func:`forward_kl` KL(p||q) and :func:`reverse_kl` KL(q||p);
+- skewed KLs (DistiLLM, Ko et al. 2024) with mixtures by logsumexp:
+  :func:`skew_forward_kl` KL(p || lam p + (1 - lam) q) and
+  :func:`skew_reverse_kl` KL(q || (1 - lam) p + lam q); both equal the plain KL at lam = 0;
+- DKDR's dynamic mix (Yuan et al., NeurIPS 2025): :func:`dkdr_weights` and :func:`dkdr_loss`
+  = g_F KL(p||q) + g_R KL(q||p) with detached weights.
+
+The objective :class:`Distill` trains an autoregressive student (:class:`~boltzgen.models.MADE`,
+:class:`~boltzgen.models.PixelCNN`) from a frozen teacher with one of :data:`DIVERGENCES`:
+
+- ``"forward"``: maximum likelihood on fresh teacher samples, -mean log q(x), x ~ p; its
+  gradient is unbiased for grad KL(p||q);
+- ``"reverse"``: the score-function estimator of grad KL(q||p) on exact student samples with the
+  teacher's log p (both normalized: no energy, no log Z), leave-one-out baseline (unbiased);
+- ``"skew-forward"``, ``"dkdr"``: the per-site divergence summed over sites on teacher samples,
+  J = E_{x~p} sum_i D(p(.|x_<i), q(.|x_<i)); pathwise, unbiased;
+- ``"skew-reverse"``: the per-site divergence on student samples, J = E_{y~q} sum_i
+  D(p(.|y_<i), q(.|y_<i)); gradient = pathwise part + score-function part with the reward to go
+  R_j = sum_{i>j} D_i (D_i depends on y_<i only) and a leave-one-out baseline (unbiased);
+- ``"minillm"``: KL(q||p) by MiniLLM's estimator (:func:`minillm_surrogate`): single-step part
+  + long-term policy gradient, on teacher-mixed samples (:func:`teacher_mixed_sample`) with
+  exact prefix weights (unbiased) or the paper's per-token weights.
+
+By the chain rule the site sums are sequence-level divergences where the divergence is a KL:
+at lam = 0 the skew-forward objective is KL(p||q) and the skew-reverse one KL(q||p). For binary
+units (K = 2) DKDR's head is always the teacher's top class alone and e_1 = e_2, so
+g_F = g_R = 1/2: the symmetric (Jeffreys) KL / 2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as nnf
+from torch import Tensor
+
+from ..errors import BoltzgenError
+from ..samplers.weights import reverse_ess
+
+__all__ = [
+    "DIVERGENCES",
+    "forward_kl",
+    "reverse_kl",
+    "skew_forward_kl",
+    "skew_reverse_kl",
+    "dkdr_weights",
+    "dkdr_loss",
+    "binary_logits",
+    "site_divergence",
+    "leave_one_out",
+    "PREFIX_WEIGHTS",
+    "teacher_mixed_sample",
+    "minillm_surrogate",
+    "Distill",
+]
+
+#: ``[trainer] divergence`` values of ``name = "distill"``.
+DIVERGENCES = ("forward", "reverse", "skew-forward", "skew-reverse", "dkdr", "minillm")
+#: The divergences evaluated on the per-site conditionals (they need ``conditional_logits``).
+_SITE_DIVERGENCES = ("skew-forward", "skew-reverse", "dkdr", "minillm")
+#: ``prefix_weights`` of MiniLLM's teacher-mixed sampling.
+PREFIX_WEIGHTS = ("exact", "per-token")
+
+
+def _kl_from_log(log_a: Tensor, log_b: Tensor) -> Tensor:
+    """sum_k a_k (log a_k - log b_k) over the last axis, with 0 log 0 = 0 (shape ``(...,)``)."""
+    a = log_a.exp()
+    terms = torch.where(a > 0, a * (log_a - log_b), torch.zeros_like(a))
+    return terms.sum(-1)
+
+
+def forward_kl(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
+    """KL(p||q) of the categoricals softmax(teacher_logits), softmax(student_logits):
+    ``(..., K)`` -> ``(...,)``."""
+    return _kl_from_log(teacher_logits.log_softmax(-1), student_logits.log_softmax(-1))
+
+
+def reverse_kl(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
+    """KL(q||p): ``(..., K)`` -> ``(...,)``."""
+    return _kl_from_log(student_logits.log_softmax(-1), teacher_logits.log_softmax(-1))
+
+
+def _check_lambda(lam: float) -> None:
+    if not 0.0 <= lam < 1.0:
+        raise BoltzgenError(f"the skew lambda must be in [0, 1), got {lam!r}")
+
+
+def _mixture(log_a: Tensor, log_b: Tensor, lam: float) -> Tensor:
+    """log(lam a + (1 - lam) b) by logsumexp (lam in [0, 1))."""
+    if lam == 0.0:
+        return log_b
+    return torch.logaddexp(math.log(lam) + log_a, math.log1p(-lam) + log_b)
+
+
+def skew_forward_kl(teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1) -> Tensor:
+    """KL(p || lam p + (1 - lam) q): ``(..., K)`` -> ``(...,)``; lam in [0, 1)."""
+    _check_lambda(lam)
+    log_p, log_q = teacher_logits.log_softmax(-1), student_logits.log_softmax(-1)
+    return _kl_from_log(log_p, _mixture(log_p, log_q, lam))
+
+
+def skew_reverse_kl(teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1) -> Tensor:
+    """KL(q || (1 - lam) p + lam q): ``(..., K)`` -> ``(...,)``; lam in [0, 1)."""
+    _check_lambda(lam)
+    log_p, log_q = teacher_logits.log_softmax(-1), student_logits.log_softmax(-1)
+    return _kl_from_log(log_q, _mixture(log_q, log_p, lam))
+
+
+def dkdr_weights(teacher_probs: Tensor, student_probs: Tensor) -> tuple[Tensor, Tensor]:
+    """DKDR's dynamic weights (g_F, g_R), each ``(...,)``, from probabilities ``(..., K)``.
+
+    Per position the teacher's probabilities are sorted in descending order (a stable sort:
+    tied classes keep their index order), e_k = |p(k) - q(k)| in that order; the head is the
+    classes whose teacher cumulative mass is <= 0.5, the top class always included; g_F is the
+    head's share of sum_k e_k, g_R = 1 - g_F the tail's; both 0.5 where the error is zero.
+    Detached; no host synchronisation.
+    """
+    p, q = teacher_probs.detach(), student_probs.detach()
+    order = torch.sort(p, dim=-1, descending=True, stable=True).indices
+    p_sorted = p.gather(-1, order)
+    error = (p_sorted - q.gather(-1, order)).abs()
+    head = p_sorted.cumsum(-1) <= 0.5
+    head[..., 0] = True
+    total = error.sum(-1)
+    head_error = torch.where(head, error, torch.zeros_like(error)).sum(-1)
+    positive = total > 0
+    g_forward = torch.where(
+        positive, head_error / torch.where(positive, total, torch.ones_like(total)), 0.5
+    )
+    return g_forward, 1.0 - g_forward
+
+
+def dkdr_loss(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
+    """g_F KL(p||q) + g_R KL(q||p) with the detached :func:`dkdr_weights`: ``(..., K)`` ->
+    ``(...,)`` (the caller takes the batch mean)."""
+    g_forward, g_reverse = dkdr_weights(teacher_logits.softmax(-1), student_logits.softmax(-1))
+    return g_forward * forward_kl(teacher_logits, student_logits) + g_reverse * reverse_kl(
+        teacher_logits, student_logits
+    )
+
+
+def binary_logits(logits: Tensor) -> Tensor:
+    """Class logits ``(..., 2)`` = (0, l) of a binary conditional with logit l = log q(+1)/q(-1)
+    (class 0: -1 or 0, class 1: +1 or 1)."""
+    return torch.stack([torch.zeros_like(logits), logits], -1)
+
+
+def site_divergence(
+    divergence: str, teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1
+) -> Tensor:
+    """The per-site divergence ``divergence`` (one of ``"skew-forward"``, ``"skew-reverse"``,
+    ``"dkdr"``) of binary conditionals given as per-site logits ``(B, N)``: ``(B, N)``."""
+    p, q = binary_logits(teacher_logits), binary_logits(student_logits)
+    if divergence == "skew-forward":
+        return skew_forward_kl(p, q, lam)
+    if divergence == "skew-reverse":
+        return skew_reverse_kl(p, q, lam)
+    if divergence == "dkdr":
+        return dkdr_loss(p, q)
+    raise BoltzgenError(
+        f"no per-site divergence {divergence!r}; choose one of: {', '.join(_SITE_DIVERGENCES)}"
+    )
+
+
+def leave_one_out(values: Tensor) -> Tensor:
+    """Per row, the mean of the other rows (``values`` ``(B, ...)``, B >= 2): the unbiased
+    baseline of a score-function estimator."""
+    return (values.sum(0, keepdim=True) - values) / (values.shape[0] - 1)
+
+
+def _site_log_probs(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-site logits ``(B, N)`` of an autoregressive model and log q(x_i | x_<i) ``(B, N)``."""
+    logits = model.conditional_logits(x)
+    spins = x if model.spin else 2 * x - 1
+    return logits, nnf.logsigmoid(spins.to(logits.dtype) * logits)
+
+
+@torch.no_grad()
+def teacher_mixed_sample(
+    teacher: torch.nn.Module, student: torch.nn.Module, n: int, alpha: float
+) -> Tensor:
+    """``n`` states ``(n, N)`` drawn site by site from p~_i = alpha p_i + (1 - alpha) q_i, the
+    mixture of the teacher's and the student's conditionals (MiniLLM's teacher-mixed sampling;
+    alpha = 0: exact student samples). One pass of both networks per site (torch's global
+    generator; no host synchronisation)."""
+    if alpha == 0.0:
+        return student.sample(n)
+    reference = next(student.parameters())
+    x = torch.zeros(n, student.n_sites, device=reference.device, dtype=reference.dtype)
+    low = -1.0 if student.spin else 0.0
+    uniforms = torch.rand_like(x)
+    for i in range(student.n_sites):
+        p_up = torch.sigmoid(teacher.conditional_logits(x)[:, i])
+        q_up = torch.sigmoid(student.conditional_logits(x)[:, i])
+        x[:, i] = torch.where(uniforms[:, i] < alpha * p_up + (1 - alpha) * q_up, 1.0, low)
+    return x
+
+
+def _check_prefix_weights(prefix_weights: str) -> None:
+    if prefix_weights not in PREFIX_WEIGHTS:
+        raise BoltzgenError(
+            f"[trainer] prefix_weights = {prefix_weights!r}; choose one of: "
+            f"{', '.join(PREFIX_WEIGHTS)}"
+        )
+
+
+def _future_sum(values: Tensor) -> Tensor:
+    """sum_{t' > t} values_t' along the last axis (``(B, N)`` -> ``(B, N)``)."""
+    return values.flip(-1).cumsum(-1).flip(-1) - values
+
+
+def minillm_surrogate(
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    y: Tensor,
+    alpha: float = 0.0,
+    prefix_weights: str = "exact",
+    length_normalize: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""MiniLLM's surrogate for grad KL(q||p) (Gu et al., ICLR 2024) on states ``y`` ``(B, N)``
+    drawn by :func:`teacher_mixed_sample` with the same ``alpha``.
+
+    With c_t = log q(y_t|y_<t) - log p(y_t|y_<t) (= -r_t), the gradient of E_q sum_t c_t is
+    the *single-step* part E_q sum_t grad KL(q_t||p_t)(y_<t) (exact sum over the two values of
+    site t) plus the *long-term* part E_q sum_t (sum_{t'>t} c_t') grad log q(y_t|y_<t), here with
+    a leave-one-out baseline. Under teacher-mixed sampling the expectations over q become
+    weighted ones: ``prefix_weights = "exact"`` weights each term by the exact prefix product
+    W_{<=t} = prod_{t'<=t} q_t'/p~_t' of the sites it depends on (unbiased);
+    ``"per-token"`` is the paper's approximation, every term at t weighted by q_t/p~_t alone
+    (biased). ``length_normalize`` divides the future sum by the number of remaining sites
+    (the paper's R^Norm: a different, biased objective for fixed-length sequences).
+
+    Returns:
+        ``(loss, reverse_kl)``: the surrogate and the weighted estimate of KL(q||p) (detached).
+    """
+    _check_prefix_weights(prefix_weights)
+    with torch.no_grad():
+        teacher_logits, log_p = _site_log_probs(teacher, y)
+    student_logits, log_q = _site_log_probs(student, y)
+    cost = (log_q - log_p).detach()
+    log_w = torch.zeros_like(cost)
+    if alpha > 0.0:
+        log_mix = torch.logaddexp(math.log(alpha) + log_p, math.log1p(-alpha) + log_q.detach())
+        log_w = log_q.detach() - log_mix
+    if prefix_weights == "exact":
+        upto = log_w.cumsum(-1).exp()  # W_{<=t}
+        before = (log_w.cumsum(-1) - log_w).exp()  # W_{<t}
+        future = _future_sum(upto * cost)
+    else:
+        upto = before = log_w.exp()
+        future = upto * _future_sum(cost)
+    if length_normalize:
+        remaining = torch.arange(y.shape[-1] - 1, -1, -1, device=y.device, dtype=cost.dtype)
+        future = future / remaining.clamp(min=1)
+    single = before * reverse_kl(binary_logits(teacher_logits), binary_logits(student_logits))
+    long_term = (future - upto * leave_one_out(future)) * log_q
+    loss = (single + long_term).sum(-1).mean()
+    return loss, (upto * cost).sum(-1).mean().detach()
+
+
+class Distill:
+    """Distillation of a frozen normalized teacher into an autoregressive student.
+
+    Arguments:
+        teacher: The teacher model (normalized, discrete: ``sample`` and ``log_prob``; an
+            autoregressive model without ``z2`` for the per-site divergences), frozen here.
+        divergence: One of :data:`DIVERGENCES` (see the module docstring).
+        skew_lambda: lam of the skewed KLs, in [0, 1).
+        mix_alpha: alpha of MiniLLM's teacher-mixed sampling, in [0, 1) (0: student samples).
+        prefix_weights: MiniLLM's importance weights, "exact" (prefix products: unbiased) or
+            "per-token" (the paper's approximation).
+        length_normalize: MiniLLM's length-normalized future reward.
+
+    ``loss(student, batch_size)`` draws ``batch_size`` teacher samples (``"forward"``,
+    ``"skew-forward"``, ``"dkdr"``) or student samples (``"reverse"``, ``"skew-reverse"``) from
+    torch's global generator (checkpointed by the :class:`~boltzgen.trainers.Trainer`). The
+    diagnostic ``"divergence"`` is the batch estimate of the objective (for ``"forward"`` the
+    cross-entropy KL(p||q) + H(p), for ``"reverse"`` KL(q||p) exactly in expectation); where
+    the step draws student samples (``"reverse"``, ``"skew-reverse"``) also ``"ess_teacher"``,
+    the reverse ESS fraction of the weights p/q (unclipped). The ESS to the target is in the
+    run's ``summary.json``.
+    """
+
+    name = "distill"
+    temperature: float | None = None
+    energy_calls_per_sample = 0
+
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        divergence: str = "forward",
+        skew_lambda: float = 0.1,
+        mix_alpha: float = 0.2,
+        prefix_weights: str = "exact",
+        length_normalize: bool = False,
+    ) -> None:
+        if divergence not in DIVERGENCES:
+            raise BoltzgenError(
+                f"[trainer] divergence = {divergence!r}; choose one of: {', '.join(DIVERGENCES)}"
+            )
+        _check_lambda(skew_lambda)
+        if not 0.0 <= mix_alpha < 1.0:
+            raise BoltzgenError(f"[trainer] mix_alpha = {mix_alpha!r} must be in [0, 1)")
+        _check_prefix_weights(prefix_weights)
+        if divergence in _SITE_DIVERGENCES and (
+            not hasattr(teacher, "conditional_logits") or getattr(teacher, "z2", False)
+        ):
+            raise BoltzgenError(
+                f'[trainer] divergence = "{divergence}" compares per-site conditionals: the '
+                "teacher must be an autoregressive model (made, pixelcnn) without z2"
+            )
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.divergence = divergence
+        self.skew_lambda = float(skew_lambda)
+        self.mix_alpha = float(mix_alpha)
+        self.prefix_weights = prefix_weights
+        self.length_normalize = bool(length_normalize)
+        self.min_batch_size = 2 if divergence in ("reverse", "skew-reverse", "minillm") else 1
+
+    def _check_student(self, student: torch.nn.Module) -> None:
+        if not getattr(student, "normalized", False) or not hasattr(student, "conditional_logits"):
+            raise BoltzgenError(
+                f"[model] {type(student).__name__} cannot be a distillation student: use an "
+                "autoregressive model (made, pixelcnn)"
+            )
+        if self.divergence in _SITE_DIVERGENCES and getattr(student, "z2", False):
+            raise BoltzgenError(
+                f'[trainer] divergence = "{self.divergence}" compares per-site conditionals: '
+                "the student must not be z2-symmetrised (set [model] z2 = false)"
+            )
+
+    def loss(self, student: torch.nn.Module, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
+        self._check_student(student)
+        if self.divergence == "forward":
+            nll = -student.log_prob(self.teacher.sample(batch_size)).mean()
+            return nll, {"divergence": nll.detach()}
+        if self.divergence == "reverse":
+            y = student.sample(batch_size)
+            log_q = student.log_prob(y)
+            cost = (log_q - self.teacher.log_prob(y)).detach()
+            loss = ((cost - leave_one_out(cost)) * log_q).mean()
+            return loss, {"divergence": cost.mean(), "ess_teacher": reverse_ess(-cost, 0.0)}
+        if self.divergence == "minillm":
+            y = teacher_mixed_sample(self.teacher, student, batch_size, self.mix_alpha)
+            loss, estimate = minillm_surrogate(
+                self.teacher,
+                student,
+                y,
+                self.mix_alpha,
+                self.prefix_weights,
+                self.length_normalize,
+            )
+            return loss, {"divergence": estimate}
+        on_teacher = self.divergence != "skew-reverse"
+        x = self.teacher.sample(batch_size) if on_teacher else student.sample(batch_size)
+        with torch.no_grad():
+            teacher_logits, log_p_sites = _site_log_probs(self.teacher, x)
+        student_logits, log_q_sites = _site_log_probs(student, x)
+        sites = site_divergence(self.divergence, teacher_logits, student_logits, self.skew_lambda)
+        objective = sites.sum(-1).mean()
+        if on_teacher:
+            return objective, {"divergence": objective.detach()}
+        cost = sites.detach()  # score-function part: reward to go R_j = sum_{i>j} D_i
+        to_go = _future_sum(cost)
+        loss = objective + ((to_go - leave_one_out(to_go)) * log_q_sites).sum(-1).mean()
+        log_w = (log_p_sites - log_q_sites).sum(-1).detach()
+        return loss, {"divergence": objective.detach(), "ess_teacher": reverse_ess(log_w, 0.0)}
+
+    def energy_evaluations(self, batch_size: int) -> int:
+        """No target-energy evaluations: the teacher stands in for the target."""
+        return 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing beyond the global RNG state, which the trainer checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""
