@@ -202,34 +202,53 @@ def _model_tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
+#: The configs the kill cases train: reverse KL on the toy, and a discrete objective (score-
+#: function reverse KL on an RBM); a checkpoint every 10 steps puts many kills inside writes.
+KILL_CONFIGS = {
+    "reverse-kl": ("toy-smoke", ["trainer.steps=400", "trainer.checkpoint_every=10"]),
+    "discrete": (
+        "discrete-reverse-kl-score",
+        ["trainer.steps=300", "trainer.checkpoint_every=10", "trainer.log_every=10"],
+    ),
+}
+
+
 def run_kill_cases(workdir: Path, kills: int, rng: random.Random) -> dict[str, int]:
-    """SIGKILL at a random moment, resume, compare with an uninterrupted run bit for bit."""
+    """SIGKILL each run at random moments, rerun until it finishes, compare the final
+    parameters with an uninterrupted run's bit for bit (``kills`` sequences per config)."""
     counts = Counter()
-    config = workdir / "toy.toml"
-    config.write_text(_toy(steps=400))
-    reference = workdir / "reference"
-    _train(config, reference).communicate()
-    expected = _model_tensors(reference)
-    for k in range(kills):
-        run = workdir / f"kill{k}"
-        process = _train(config, run)
-        time.sleep(rng.uniform(1.0, 4.0))
-        process.kill()
-        process.communicate()
-        counts["kills"] += 1
-        killed_mid_run = process.returncode == -signal.SIGKILL
-        counts["killed mid-run"] += killed_mid_run
-        orphans = list(run.glob("**/.*.tmp")) if run.exists() else []
-        counts["temp files after the kill"] += len(orphans)
-        resumed = _train(config, run)
-        _, err = resumed.communicate()
-        if resumed.returncode != 0:
-            counts["failed resumes"] += 1
-            print(f"resume {k}: exit {resumed.returncode}: {err.strip()[:200]}", file=sys.stderr)
-            continue
-        counts["temp files after the resume"] += len(list(run.glob("**/.*.tmp")))
-        got = _model_tensors(run)
-        counts["bit-identical resumes"] += all(torch.equal(got[n], expected[n]) for n in expected)
+    for label, (template, overrides) in KILL_CONFIGS.items():
+        config = workdir / f"{label}.toml"
+        config.write_text(template_with(template, overrides))
+        reference = workdir / f"{label}-reference"
+        started = time.monotonic()
+        _train(config, reference).communicate()
+        duration = time.monotonic() - started
+        expected = _model_tensors(reference)
+        for k in range(kills):
+            run = workdir / f"{label}-kill{k}"
+            for _attempt in range(20):
+                process = _train(config, run)
+                try:
+                    process.wait(timeout=rng.uniform(0.5, duration))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    counts[f"{label}: kills injected"] += 1
+                _, err = process.communicate()
+                counts["temp files after a kill"] += len(list(run.glob("**/.*.tmp")))
+                if process.returncode == 0:
+                    break
+                if process.returncode != -signal.SIGKILL:
+                    counts[f"{label}: failed reruns"] += 1
+                    print(f"{label} {k}: exit {process.returncode}: {err.strip()[:200]}")
+                    break
+            if process.returncode != 0:
+                continue
+            got = _model_tensors(run)
+            counts[f"{label}: bit-identical final runs"] += all(
+                torch.equal(got[n], expected[n]) for n in expected
+            )
+            counts[f"{label}: sequences"] += 1
     return dict(counts)
 
 

@@ -6,7 +6,14 @@ code; library users can catch it to tell "your input is wrong" apart from bugs.
 
 from __future__ import annotations
 
-__all__ = ["BoltzgenError", "Interrupted", "Terminated", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
+__all__ = [
+    "BoltzgenError",
+    "Interrupted",
+    "Terminated",
+    "EXIT_USER_ERROR",
+    "EXIT_INTERRUPTED",
+    "first_line",
+]
 
 #: Exit code of the command line for a user error (bad input, a full disk, a foreign file).
 EXIT_USER_ERROR = 2
@@ -14,14 +21,27 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 160 characters), or its type's name
+    when the message is empty (``str(error)`` of many torch and OS errors is ``""``)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else type(error).__name__
+
+
 class BoltzgenError(Exception):
     """A user error: bad input, a bad config value, a missing or foreign file.
 
     The message is one line that says what is wrong and what to do about it; the command line
-    exits with :attr:`exit_code`.
+    exits with :attr:`exit_code`. Line breaks that a quoted user value brings into the message
+    (a ``--set`` argument, a TOML key, a file name) are written as ``\\n`` / ``\\r``.
     """
 
     exit_code: int = EXIT_USER_ERROR
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (args[0].replace("\r", "\\r").replace("\n", "\\n"), *args[1:])
+        super().__init__(*args)
 
 
 class Interrupted(BoltzgenError):

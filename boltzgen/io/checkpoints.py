@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, first_line
 from .files import atomic_write
 
 __all__ = [
@@ -328,10 +328,11 @@ def _check_container(path: Path) -> None:
         raise BoltzgenError(
             f"checkpoint {path} cannot be read ({error.strerror or error})"
         ) from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+    except Exception as error:  # zipfile raises many types for damaged headers (a flipped
+        # compression-method or encryption bit gives NotImplementedError / RuntimeError)
         raise CorruptedCheckpoint(
             f"{path} is not a readable boltzgen checkpoint (corrupted, truncated or foreign "
-            f"file: {str(error)[:160] or type(error).__name__}); {_ADVICE}"
+            f"file: {first_line(error)}); {_ADVICE}"
         ) from None
     if bad is not None:
         raise CorruptedCheckpoint(

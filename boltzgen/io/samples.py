@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, first_line
 from .files import atomic_write
 
 __all__ = ["save_samples", "load_samples"]
@@ -67,9 +67,7 @@ def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
     except BoltzgenError:
         raise
     except Exception as error:
-        raise BoltzgenError(
-            f"cannot read samples from {path}: {str(error).splitlines()[0][:160]}"
-        ) from None
+        raise BoltzgenError(f"cannot read samples from {path}: {first_line(error)}") from None
     raise BoltzgenError(
         f"unknown data file type '{path.suffix}' for {path}: use .pt, .npy or .npz"
     )

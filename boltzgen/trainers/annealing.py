@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from ..energy.base import Energy
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, first_line
 from ..io import (
     MetricsLog,
     checkpoint_exists,
@@ -405,7 +405,7 @@ class TemperatureAnnealing:
             set_rng_state(state["rng"])
         except (RuntimeError, ValueError, TypeError) as error:
             raise BoltzgenError(
-                f"{path} does not fit this run ({str(error).strip().splitlines()[0][:160]}); "
+                f"{path} does not fit this run ({first_line(error)}); "
                 "use a new run directory or the settings the run was started with"
             ) from None
         self.energy_evaluations = int(last["energy_evaluations"])
@@ -446,7 +446,7 @@ class TemperatureAnnealing:
             except (RuntimeError, ValueError, TypeError) as error:
                 raise BoltzgenError(
                     f"checkpoint {path} is incomplete or damaged "
-                    f"({str(error).strip().splitlines()[0][:160]}); delete it to draw the "
+                    f"({first_line(error)}); delete it to draw the "
                     "buffer again"
                 ) from None
             self.energy_evaluations = int(state["energy_evaluations"])

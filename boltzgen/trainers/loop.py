@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import BoltzgenError, Interrupted, Terminated
+from ..errors import BoltzgenError, Interrupted, Terminated, first_line
 from ..io import (
     MetricsLog,
     checkpoint_exists,
@@ -226,7 +226,7 @@ class Trainer:
         except _RESTORE_ERRORS as error:
             raise BoltzgenError(
                 "checkpoint does not match this model/config "
-                f"({_first_line(error)}); "
+                f"({first_line(error)}); "
                 "use a new run directory or the config the run was started with"
             ) from None
         try:
@@ -238,7 +238,7 @@ class Trainer:
             self.skipped.copy_(state["skipped_steps"])
         except _RESTORE_ERRORS as error:
             raise BoltzgenError(
-                f"checkpoint is incomplete or damaged ({_first_line(error)}); restore it from a "
+                f"checkpoint is incomplete or damaged ({first_line(error)}); restore it from a "
                 "copy, or start a new run (another output folder, or move this one away)"
             ) from None
         self.step = step
@@ -487,12 +487,6 @@ class Trainer:
         """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
-
-
-def _first_line(error: BaseException) -> str:
-    """The first line of an exception's message (at most 160 characters), or its type."""
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else type(error).__name__
 
 
 def _nonfinite_entries(state: dict[str, Any], prefix: str = "") -> list[str]:

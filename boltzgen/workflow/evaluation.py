@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..diagnostics.metrics import nll, ramachandran_metrics
 from ..energy.base import Energy
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, first_line
 from ..io import load_checkpoint, load_samples
 from ..molecule.ramachandran import backbone_dihedrals
 from ..samplers.weights import forward_ess, log_importance_weights, reverse_ess
@@ -87,7 +87,7 @@ def _load_reference(path: Path, target: Energy, run_dir: Path) -> Tensor:
             )
         except Exception as error:  # mdtraj raises many types for unreadable files
             raise BoltzgenError(
-                f"cannot read reference trajectory {path}: {str(error).splitlines()[0][:160]}"
+                f"cannot read reference trajectory {path}: {first_line(error)}"
             ) from None
         states = torch.from_numpy(frames.xyz)
     if states.dim() < 2 or tuple(states.shape[1:]) != tuple(target.event_shape):

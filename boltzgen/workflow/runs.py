@@ -27,7 +27,7 @@ from ..diagnostics.discrete import (
 )
 from ..energy.base import Energy
 from ..energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, first_line
 from ..io import RunDir, load_checkpoint, remove_stale_temporaries, write_json
 from ..models.base import Model
 from ..samplers.weights import log_z_estimate, reverse_ess
@@ -274,8 +274,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Modu
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as error:
         raise BoltzgenError(
-            f"the checkpoint of {run_dir} does not match its config: "
-            f"{str(error).splitlines()[0][:160]}"
+            f"the checkpoint of {run_dir} does not match its config: {first_line(error)}"
         ) from None
     model.eval()
     return resolved, target, model
