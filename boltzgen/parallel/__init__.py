@@ -1,0 +1,26 @@
+"""Scale-out on :mod:`torch.distributed` (launched by ``torchrun``): the process group, its
+collectives on small tensors, per-rank random streams (:mod:`.group`)."""
+
+from __future__ import annotations
+
+from .group import (
+    World,
+    all_reduce_sum,
+    broadcast_object,
+    gather_objects,
+    init_from_environment,
+    rank_seed,
+    shutdown,
+    world,
+)
+
+__all__ = [
+    "World",
+    "world",
+    "init_from_environment",
+    "shutdown",
+    "all_reduce_sum",
+    "broadcast_object",
+    "gather_objects",
+    "rank_seed",
+]

@@ -1,0 +1,151 @@
+"""The process group of a ``torchrun`` launch, seen from one rank.
+
+``torchrun --nproc_per_node K -m boltzgen ...`` starts K processes with ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in their environment;
+:func:`init_from_environment` joins them into one :mod:`torch.distributed` group (gloo on the
+CPU, NCCL on CUDA, one process per device). Without those variables, or with one process,
+nothing is initialised and every collective here is the identity, so single-process code paths
+are the same code.
+
+Collectives are sums of small tensors (gradients, a few diagnostics); Python objects are
+broadcast or gathered only at checkpoints and at start-up, never inside a step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..errors import BoltzgenError
+
+__all__ = [
+    "World",
+    "world",
+    "init_from_environment",
+    "shutdown",
+    "all_reduce_sum",
+    "broadcast_object",
+    "gather_objects",
+    "rank_seed",
+]
+
+#: How long a collective waits for a rank that does not answer before failing (a dead peer is
+#: usually noticed at once, from the closed connection; this bounds the rest).
+TIMEOUT = datetime.timedelta(seconds=60)
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """Where this process stands in the group.
+
+    Attributes:
+        rank: This process's rank, ``0 <= rank < size``.
+        size: Number of processes (1 without ``torchrun``).
+        local_rank: Rank on this node (selects the CUDA device).
+    """
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the one that writes files and shows progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one process takes part."""
+        return self.size > 1
+
+
+def world() -> World:
+    """This process's :class:`World` (rank 0 of 1 when no group is initialised)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(
+        dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    )
+
+
+def init_from_environment(device: torch.device) -> tuple[World, torch.device]:
+    """Join the ``torchrun`` group described by the environment, if there is one.
+
+    Arguments:
+        device: The device the config asked for; on CUDA each rank takes ``cuda:LOCAL_RANK``.
+
+    Returns:
+        ``(world, device)``: this rank's place and the device it computes on.
+
+    Raises:
+        BoltzgenError: The environment names a group that cannot be joined, or more ranks on
+            a node than it has CUDA devices.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1 or (dist.is_available() and dist.is_initialized()):
+        return world(), device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise BoltzgenError(
+                f"local rank {local_rank} has no CUDA device ({torch.cuda.device_count()} on "
+                "this node): start at most that many processes per node (--nproc_per_node)"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    try:
+        dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    except (RuntimeError, ValueError) as error:
+        raise BoltzgenError(
+            f"cannot join the torch.distributed group ({backend}, WORLD_SIZE={size}): "
+            f"{str(error).splitlines()[0]}; launch with torchrun"
+        ) from None
+    return world(), device
+
+
+def shutdown() -> None:
+    """Leave the group (no-op without one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks, in place (identity on one process); returns it."""
+    if world().distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (picklable; start-up and checkpoints only)."""
+    if not world().distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's ``value``, in rank order, on every rank (checkpoints only)."""
+    if not world().distributed:
+        return [value]
+    values: list[Any] = [None] * world().size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s random stream in a run seeded with ``seed``: rank 0 keeps
+    ``seed`` (so one process draws what it always drew); other ranks get a 63-bit hash of
+    ``(seed, rank)``, independent of the launch."""
+    if rank == 0:
+        return int(seed)
+    digest = hashlib.sha256(f"boltzgen-rank:{int(seed)}:{int(rank)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
