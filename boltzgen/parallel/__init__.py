@@ -6,6 +6,8 @@ from __future__ import annotations
 from .group import (
     World,
     all_reduce_sum,
+    average_gradients,
+    broadcast_module,
     broadcast_object,
     gather_objects,
     init_from_environment,
@@ -23,4 +25,6 @@ __all__ = [
     "broadcast_object",
     "gather_objects",
     "rank_seed",
+    "broadcast_module",
+    "average_gradients",
 ]
