@@ -110,3 +110,140 @@ def test_two_ranks_end_with_the_parameters_of_one_process(tmp_path):
         assert moved > 1e-4 * scale, name  # the comparison is not of two untrained models
     assert one["reverse-kl-score"]["energy_evaluations"] == 20 * 16
     assert two["reverse-kl-score"]["energy_evaluations"] == 20 * 16
+
+
+_KILLED = r"""
+import os, sys
+import torch
+from boltzgen.energy.toy import GaussianMixture2D
+from boltzgen.flows.coupling import CouplingFlow
+from boltzgen.parallel import init_from_environment, world
+from boltzgen.trainers import ReverseKL, Trainer, TrainSettings
+
+init_from_environment(torch.device("cpu"))
+die_at = int(sys.argv[2])
+
+class Dying(ReverseKL):
+    calls = 0
+    def loss(self, model, n):
+        self.calls += 1
+        if world().rank == world().size - 1 and self.calls == die_at:
+            os._exit(3)  # a rank killed mid-step
+        return super().loss(model, n)
+
+torch.manual_seed(0)
+flow = CouplingFlow(2, n_layers=2, hidden=16, seed=0).double()
+target = GaussianMixture2D().to(torch.device("cpu"), torch.float64)
+settings = TrainSettings(steps=40, batch_size=16, log_every=5, checkpoint_every=10,
+                         progress=False)
+trainer = Trainer(flow, Dying(target), settings, run_dir=sys.argv[1])
+try:
+    trainer.fit()
+except Exception as error:
+    print(f"{type(error).__name__}: {error}", file=sys.stderr)
+    sys.exit(2)
+if world().rank == 0:
+    torch.save(torch.nn.utils.parameters_to_vector(flow.parameters()).detach(),
+               os.path.join(sys.argv[1], "params.pt"))
+"""
+
+
+def _params(run_dir):
+    import torch
+
+    return torch.load(run_dir / "params.pt", weights_only=True)
+
+
+def test_a_killed_rank_stops_the_others_and_the_run_resumes(tmp_path):
+    import time
+
+    import torch
+
+    started = time.perf_counter()
+    killed = torchrun(_KILLED, 2, tmp_path, str(tmp_path / "killed"), "25")
+    elapsed = time.perf_counter() - started
+    assert killed.returncode != 0
+    assert elapsed < 30, elapsed  # no hang: the survivor gives up at once
+    assert "ProcessLost: rank 0 of 2: another process of the run stopped during step 25" in (
+        killed.stderr
+    )
+    assert "the last checkpoint (step 20) is kept" in killed.stderr
+    state = torch.load(tmp_path / "killed/checkpoints/last.pt", weights_only=True)
+    assert state["step"] == 20 and len(state["ranks"]) == 2
+    # rerun on 2 ranks: resumes at step 20 and ends where an uninterrupted run ends
+    assert torchrun(_KILLED, 2, tmp_path, str(tmp_path / "killed"), "0").returncode == 0
+    assert torchrun(_KILLED, 2, tmp_path, str(tmp_path / "whole"), "0").returncode == 0
+    assert torch.equal(_params(tmp_path / "killed"), _params(tmp_path / "whole"))
+    # a 2-rank checkpoint resumes on 1 process (rank 0's stream continues) and finishes
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one/checkpoints").mkdir()
+    (tmp_path / "one/checkpoints/last.pt").write_bytes(
+        (tmp_path / "whole/checkpoints/last.pt").read_bytes()
+    )
+    one = torchrun(_KILLED, 1, tmp_path, str(tmp_path / "one"), "0")
+    assert one.returncode == 0, one.stderr[-2000:]
+
+
+def test_cli_nproc_trains_on_two_ranks_and_reports_once(tmp_path):
+    import subprocess
+    import sys
+
+    from torchrun import rank_environment
+
+    from boltzgen.workflow.templates import template_with
+
+    (tmp_path / "smoke.toml").write_text(template_with("toy-smoke", []))
+    command = [sys.executable, "-m", "boltzgen", "train", "smoke.toml", "--json"]
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "run"), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=rank_environment(),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)  # one JSON object: rank 0 alone reports
+    assert summary["processes"] == 2 and summary["steps"] == 20
+    assert summary["energy_evaluations"] == 20 * 32
+    rows = (tmp_path / "run/metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["5", "10", "15", "20"]
+    bad = subprocess.run(
+        [*command, "--nproc", "0"], capture_output=True, text=True, env=rank_environment()
+    )
+    assert bad.returncode == 2
+    assert "'0' is not a number of processes" in bad.stderr.splitlines()[-1]
+
+
+def test_two_nodes_on_one_machine_train_together(tmp_path):
+    """Two torchrun invocations (``--nnodes 2``, one rank each) meet at a c10d rendezvous on
+    the loopback device, as two machines would, and train one run."""
+    import socket
+    import subprocess
+
+    from torchrun import rank_environment, torchrun_command
+
+    from boltzgen.workflow.templates import template_with
+
+    (tmp_path / "smoke.toml").write_text(template_with("toy-smoke", []))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two"]
+    train = ["-m", "boltzgen", "train", "smoke.toml", "-o", "run", "--json"]
+    nodes = [
+        subprocess.Popen(
+            [*torchrun_command(1, *rendezvous, *train, nnodes=2)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=rank_environment(),
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=120) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    reports = [json.loads(out) for out, _ in outputs if out.strip()]
+    assert len(reports) == 1 and reports[0]["processes"] == 2  # rank 0's node reports
+    assert json.loads((tmp_path / "run/summary.json").read_text())["processes"] == 2

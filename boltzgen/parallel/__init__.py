@@ -1,5 +1,6 @@
 """Scale-out on :mod:`torch.distributed` (launched by ``torchrun``): the process group, its
-collectives on small tensors, per-rank random streams (:mod:`.group`)."""
+collectives on small tensors, per-rank random streams (:mod:`.group`), and the ``--nproc``
+launcher (:mod:`.launch`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from .group import (
     average_gradients,
     broadcast_module,
     broadcast_object,
+    collective_failure,
     gather_objects,
     init_from_environment,
     rank_seed,
     shutdown,
     world,
 )
+from .launch import MAX_PROCESSES, launch_ranks
 
 __all__ = [
     "World",
@@ -27,4 +30,7 @@ __all__ = [
     "rank_seed",
     "broadcast_module",
     "average_gradients",
+    "collective_failure",
+    "MAX_PROCESSES",
+    "launch_ranks",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "rank_seed",
     "broadcast_module",
     "average_gradients",
+    "collective_failure",
 ]
 
 #: How long a collective waits for a rank that does not answer before failing (a dead peer is
@@ -185,3 +186,16 @@ def average_gradients(parameters: list[torch.nn.Parameter], loss: torch.Tensor) 
         parameter.grad = flat[offset : offset + grad.numel()].view_as(grad)
         offset += grad.numel()
     return flat[0].to(loss.dtype)
+
+
+#: Words in the message of a collective that failed because a peer went away (gloo and NCCL
+#: raise plain ``RuntimeError``s; :class:`torch.distributed.DistError` where they are typed).
+_PEER_FAILURE_WORDS = ("connection", "gloo", "nccl", "timed out", "timeout", "broken pipe")
+
+
+def collective_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a collective that failed because another rank died or hung."""
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error).lower()
+    return any(word in text for word in _PEER_FAILURE_WORDS)

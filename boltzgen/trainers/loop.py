@@ -57,6 +57,7 @@ from ..parallel import (
     average_gradients,
     broadcast_module,
     broadcast_object,
+    collective_failure,
     gather_objects,
     rank_seed,
     world,
@@ -71,6 +72,7 @@ __all__ = [
     "TrainingInterrupted",
     "NonFiniteTraining",
     "NonFiniteWarning",
+    "ProcessLost",
     "CheckpointWarning",
     "rng_state",
     "set_rng_state",
@@ -105,6 +107,10 @@ class TrainingInterrupted(Interrupted):
 
 class NonFiniteTraining(BoltzgenError):
     """Training stopped: ``max_nonfinite_steps`` consecutive steps were skipped as non-finite."""
+
+
+class ProcessLost(BoltzgenError):
+    """Data-parallel training stopped: a collective failed because another rank died."""
 
 
 class NonFiniteWarning(RuntimeWarning):
@@ -540,7 +546,7 @@ class Trainer:
         try:
             with _interrupts_at_step_boundaries() as interrupted:
                 while self.step < s.steps:
-                    if interrupted():
+                    if self._agreed_stop(interrupted):
                         raise _StopAtBoundary
                     self._train_step(accumulated)
                     if self.step % s.log_every == 0 or self.step == s.steps:
@@ -575,6 +581,20 @@ class Trainer:
         except NonFiniteTraining:
             bar.close()
             raise
+        except RuntimeError as error:
+            bar.close()
+            if not (self.world.distributed and collective_failure(error)):
+                raise
+            kept = (
+                f"the last checkpoint (step {self.checkpoint_step}) is kept"
+                if self.checkpoint_step is not None
+                else "no checkpoint was written"
+            )
+            raise ProcessLost(
+                f"rank {self.world.rank} of {self.world.size}: another process of the run "
+                f"stopped during step {self.step + 1} ({_without_source(error)}); {kept}: "
+                "rerun the same command to resume"
+            ) from None
         except KeyboardInterrupt as error:  # a second Ctrl-C inside a step: the last checkpoint
             bar.close()
             raise TrainingInterrupted(
@@ -584,6 +604,18 @@ class Trainer:
         bar.close()
         self._checkpoint(started)
         return self.last_diagnostics
+
+    def _agreed_stop(self, interrupted: Any) -> bool:
+        """Whether to stop at this step boundary for a deferred Ctrl-C/SIGTERM. One process:
+        as soon as one was received. Several: at the next log boundary (where the loop reads
+        the device anyway) at which any rank received one, decided by one all-reduce, so that
+        all ranks stop at the same step and write one checkpoint together."""
+        if not self.world.distributed:
+            return interrupted()
+        if self.step % self.settings.log_every:
+            return False
+        flag = torch.tensor([float(interrupted())], device=self.optimizer.accepted.device)
+        return bool(all_reduce_sum(flag).cpu()[0] > 0)
 
     def _start_rank_stream(self) -> None:
         """Training from step 0 on several ranks: ranks other than 0 leave rank 0's random
@@ -598,6 +630,14 @@ class Trainer:
         """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
+
+
+def _without_source(error: BaseException) -> str:
+    """The first line of a backend's error without its ``[file.cc:line]`` prefix, shortened."""
+    text = first_line(error)
+    if text.startswith("["):
+        text = text.split("]", 1)[-1].strip()
+    return text[:100]
 
 
 def _digest(generator_state: torch.Tensor) -> int:
