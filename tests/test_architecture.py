@@ -23,6 +23,7 @@ RANKS = {
     "tensors": 0,
     "ranges": 0,
     "io": 0,
+    "parallel": 0,
     "molecule": 1,
     "energy": 2,
     "models": 3,

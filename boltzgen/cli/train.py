@@ -7,7 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..parallel import MAX_PROCESSES, launch_ranks, shutdown, world
 from ..workflow.config import load_config
+from ..workflow.registry import resolve_config
 from ..workflow.runs import default_run_dir, train_run
 from .json_output import print_json
 
@@ -21,10 +23,18 @@ def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
+    if args.nproc is not None:
+        resolve_config(config)  # a bad config is reported once, before any rank starts
+        return launch_ranks(args.nproc, _rank_command(args))
     run_dir = Path(args.output) if args.output else default_run_dir(args.config)
-    with warnings.catch_warnings():  # restores the default display afterwards
-        warnings.showwarning = _show_warning
-        summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
+    try:
+        with warnings.catch_warnings():  # restores the default display afterwards
+            warnings.showwarning = _show_warning
+            summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
+        if not world().is_main:  # rank 0 of a torchrun launch reports
+            return 0
+    finally:
+        shutdown()
     if args.json:
         print_json({"run_dir": str(run_dir), **summary})
         return 0
@@ -67,4 +77,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="run directory (default: runs/<config stem>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--nproc",
+        type=_process_count,
+        metavar="K",
+        help="train data parallel on K processes of this machine (launches torchrun; the "
+        "global batch is the config's)",
+    )
     p.set_defaults(run=run)
+
+
+def _process_count(text: str) -> int:
+    """``--nproc``'s value: a whole number of processes, 1..MAX_PROCESSES."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of processes: give a whole number from 1 to {MAX_PROCESSES}"
+        )
+    return value
+
+
+def _rank_command(args: argparse.Namespace) -> list[str]:
+    """The ``boltzgen train ...`` command each rank of a ``--nproc`` launch runs."""
+    command = ["train", args.config, *(f"--set={value}" for value in args.set)]
+    if args.output:
+        command.append(f"--output={args.output}")
+    return command + [
+        flag for flag, on in (("--no-progress", args.no_progress), ("--json", args.json)) if on
+    ]

@@ -1,18 +1,23 @@
 """Scale-out on :mod:`torch.distributed` (launched by ``torchrun``): the process group, its
-collectives on small tensors, per-rank random streams (:mod:`.group`)."""
+collectives on small tensors, per-rank random streams (:mod:`.group`), and the ``--nproc``
+launcher (:mod:`.launch`)."""
 
 from __future__ import annotations
 
 from .group import (
     World,
     all_reduce_sum,
+    average_gradients,
+    broadcast_module,
     broadcast_object,
+    collective_failure,
     gather_objects,
     init_from_environment,
     rank_seed,
     shutdown,
     world,
 )
+from .launch import MAX_PROCESSES, launch_ranks
 
 __all__ = [
     "World",
@@ -23,4 +28,9 @@ __all__ = [
     "broadcast_object",
     "gather_objects",
     "rank_seed",
+    "broadcast_module",
+    "average_gradients",
+    "collective_failure",
+    "MAX_PROCESSES",
+    "launch_ranks",
 ]

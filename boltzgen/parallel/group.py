@@ -33,6 +33,9 @@ __all__ = [
     "broadcast_object",
     "gather_objects",
     "rank_seed",
+    "broadcast_module",
+    "average_gradients",
+    "collective_failure",
 ]
 
 #: How long a collective waits for a rank that does not answer before failing (a dead peer is
@@ -149,3 +152,50 @@ def rank_seed(seed: int, rank: int) -> int:
         return int(seed)
     digest = hashlib.sha256(f"boltzgen-rank:{int(seed)}:{int(rank)}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (no-op on one process)."""
+    if not world().distributed:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor, src=0)
+
+
+def average_gradients(parameters: list[torch.nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    """Average the gradients of ``parameters`` and the detached ``loss`` over all ranks.
+
+    One all-reduce of one flat buffer (all gradients and the loss), written back into ``.grad``
+    (a parameter without a gradient gets the average of zeros and the others' gradients), so
+    every rank takes the same optimiser step. No host synchronisation on CUDA (NCCL runs on the
+    stream). On one process: nothing is communicated, ``loss.detach()`` is returned.
+
+    Returns:
+        The loss averaged over ranks (0-d, detached).
+    """
+    loss = loss.detach()
+    if not world().distributed:
+        return loss
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+    flat = torch.cat([loss.reshape(1).to(grads[0].dtype), *(g.reshape(-1) for g in grads)])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world().size
+    offset = 1
+    for parameter, grad in zip(parameters, grads):
+        parameter.grad = flat[offset : offset + grad.numel()].view_as(grad)
+        offset += grad.numel()
+    return flat[0].to(loss.dtype)
+
+
+#: Words in the message of a collective that failed because a peer went away (gloo and NCCL
+#: raise plain ``RuntimeError``s; :class:`torch.distributed.DistError` where they are typed).
+_PEER_FAILURE_WORDS = ("connection", "gloo", "nccl", "timed out", "timeout", "broken pipe")
+
+
+def collective_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a collective that failed because another rank died or hung."""
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error).lower()
+    return any(word in text for word in _PEER_FAILURE_WORDS)

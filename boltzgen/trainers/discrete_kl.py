@@ -48,6 +48,7 @@ from torch import Tensor
 from ..energy.base import Energy
 from ..energy.lattice import PairwiseSpinEnergy
 from ..errors import BoltzgenError
+from ..parallel import all_reduce_sum, world
 from ..samplers.weights import variational_estimates
 from .objective import NONFINITE_SAMPLES
 
@@ -211,12 +212,16 @@ def reverse_kl_surrogate(
     valid = torch.isfinite(log_ratio)
     m = valid.sum()
     kept = torch.where(valid, log_ratio, torch.zeros_like(log_ratio))
+    # the baseline and the normalisation over the global batch of all ranks (one all-reduce of
+    # two numbers; on one process these are the local sums), so that K ranks together compute
+    # the one-process estimator exactly, as the loop averages their gradients
+    total, m_all = all_reduce_sum(torch.stack([kept.sum(), m.to(kept.dtype)]))
     if baseline == "leave-one-out":
-        b = (kept.sum() - kept) / (m - 1)
+        b = (total - kept) / (m_all - 1)
     else:
-        b = kept.sum() / m
+        b = total / m_all
     terms = torch.where(valid, (kept - b) * f, torch.zeros_like(f))
-    loss = terms.sum() / m
+    loss = terms.sum() * world().size / m_all
     diagnostics = {
         "reverse_kl_shifted": -kept.sum() / m,
         NONFINITE_SAMPLES: (~valid).sum().to(torch.float64),

@@ -17,12 +17,23 @@ non-finite parameters or optimiser moments: the previous one is kept, with a war
 Checkpoints (``RUN_DIR/checkpoints/last.pt``) hold the model, the optimiser moments, the
 objective's state, the RNG states and the counters; :meth:`Trainer.fit` resumes from one exactly:
 a run killed after a checkpoint and resumed ends with the same parameters as an uninterrupted run.
+
+Data parallel (under ``torchrun``, :mod:`boltzgen.parallel`): each of the K ranks computes the
+loss on ``batch_size / K`` samples of its own random stream, the gradients and the loss are
+averaged over ranks by one all-reduce before clipping, so every rank takes the same step (the
+skip decision included) and the parameters never drift apart. The diagnostics of a log row are
+the mean over ranks of each rank's values; rank 0 alone writes ``metrics.csv``, checkpoints and
+the progress bar. A checkpoint holds every rank's RNG and objective state: a resume on the same
+K continues every stream exactly; on another K, rank 0 continues its stream and the others
+start new ones (objectives that keep per-sample state, such as persistent chains, must resume
+on the same K).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import signal
 import threading
 import time
@@ -41,6 +52,16 @@ from ..io import (
     remove_stale_temporaries,
     save_checkpoint,
 )
+from ..parallel import (
+    all_reduce_sum,
+    average_gradients,
+    broadcast_module,
+    broadcast_object,
+    collective_failure,
+    gather_objects,
+    rank_seed,
+    world,
+)
 from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from .objective import NONFINITE_SAMPLES, Objective
 from .optim import MaskedAdam, warmup_cosine
@@ -51,6 +72,7 @@ __all__ = [
     "TrainingInterrupted",
     "NonFiniteTraining",
     "NonFiniteWarning",
+    "ProcessLost",
     "CheckpointWarning",
     "rng_state",
     "set_rng_state",
@@ -72,6 +94,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+_CPU = torch.device("cpu")
+
 #: What restoring a checkpoint entry of the wrong shape or type raises (reported as one line).
 _RESTORE_ERRORS = (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
 
@@ -83,6 +107,10 @@ class TrainingInterrupted(Interrupted):
 
 class NonFiniteTraining(BoltzgenError):
     """Training stopped: ``max_nonfinite_steps`` consecutive steps were skipped as non-finite."""
+
+
+class ProcessLost(BoltzgenError):
+    """Data-parallel training stopped: a collective failed because another rank died."""
 
 
 class NonFiniteWarning(RuntimeWarning):
@@ -164,6 +192,22 @@ class Trainer:
                 f"{getattr(objective, 'name', type(objective).__name__)} objective needs at "
                 f"least {minimum} samples per step"
             )
+        self.world = world()
+        if settings.batch_size % self.world.size:
+            raise BoltzgenError(
+                f"trainer setting batch_size = {settings.batch_size} does not split over "
+                f"{self.world.size} processes: give a multiple of {self.world.size}"
+            )
+        #: Samples per step on this rank (the global batch split evenly over the ranks).
+        self.local_batch_size = settings.batch_size // self.world.size
+        if self.world.distributed and self.local_batch_size < minimum:
+            raise BoltzgenError(
+                f"trainer setting batch_size = {settings.batch_size} gives "
+                f"{self.local_batch_size} samples per process on {self.world.size} processes; "
+                f"the {getattr(objective, 'name', type(objective).__name__)} objective needs "
+                f"at least {minimum} per process"
+            )
+        broadcast_module(model)
         self.model = model
         self.objective = objective
         self.settings = settings
@@ -213,6 +257,35 @@ class Trainer:
             "skipped_steps": self.skipped,
         }
 
+    def _state_of_all_ranks(self) -> dict[str, Any]:
+        """:meth:`state_dict` plus, with several ranks, every rank's RNG and objective state
+        (``ranks``; a collective: every rank calls it)."""
+        state = self.state_dict()
+        if self.world.distributed:
+            state["ranks"] = gather_objects({"rng": state["rng"], "objective": state["objective"]})
+        return state
+
+    def _for_this_rank(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint ``state`` with this rank's RNG and objective state in place of rank
+        0's: its own when the checkpoint has as many ranks as run now; else rank 0 keeps its
+        stream and the others start fresh ones derived from it. An objective with per-rank
+        state cannot change the number of ranks (one-line :class:`BoltzgenError`)."""
+        ranks = state.get(
+            "ranks", [{"rng": state.get("rng"), "objective": state.get("objective")}]
+        )
+        if len(ranks) == self.world.size:
+            return {**state, **ranks[self.world.rank]}
+        if any(entry.get("objective") for entry in ranks):
+            raise BoltzgenError(
+                f"the checkpoint was written by {len(ranks)} processes and its "
+                f"{getattr(self.objective, 'name', 'objective')} objective keeps per-process "
+                f"state; resume on {len(ranks)} processes"
+            )
+        if self.world.rank == 0:
+            return state
+        torch.manual_seed(rank_seed(_digest(state["rng"]["torch"]), self.world.rank))
+        return {**state, "rng": rng_state()}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses (one :class:`BoltzgenError` line) a checkpoint of
         another model or stage, or one whose entries do not fit."""
@@ -254,7 +327,7 @@ class Trainer:
         """
         if self.checkpoint_path is None:
             return
-        state = self.state_dict()
+        state = self._state_of_all_ranks()
         parameters = dict(self.model.named_parameters())  # buffers may hold bounds such as inf
         bad = _nonfinite_entries({"model": parameters, "optimizer": state["optimizer"]})
         if bad:
@@ -264,14 +337,16 @@ class Trainer:
                 else "no checkpoint is written"
             )
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            warnings.warn(
-                f"checkpoint {self.checkpoint_path} not written at step {self.step}: "
-                f"{bad[0]}{more} hold NaN or infinite values; {kept}",
-                NonFiniteWarning,
-                stacklevel=2,
-            )
+            if self.world.is_main:
+                warnings.warn(
+                    f"checkpoint {self.checkpoint_path} not written at step {self.step}: "
+                    f"{bad[0]}{more} hold NaN or infinite values; {kept}",
+                    NonFiniteWarning,
+                    stacklevel=2,
+                )
             return
-        save_checkpoint(self.checkpoint_path, state)
+        if self.world.is_main:
+            save_checkpoint(self.checkpoint_path, state)
         self.checkpoint_step = self.step
 
     def resume(self) -> bool:
@@ -285,15 +360,41 @@ class Trainer:
         path = self.checkpoint_path
         if path is None:
             return False
-        if not checkpoint_exists(path):
-            self._warn_lost_progress(path)
-            return False
-        device = self.optimizer.accepted.device
-        state = load_checkpoint(path, map_location=device, kind="training")
+        if not self.world.is_main:
+            return self._resume_from_rank_zero()
         try:
-            self.load_state_dict(state)
+            if not checkpoint_exists(path):
+                self._warn_lost_progress(path)
+                state = None
+            else:
+                state = load_checkpoint(
+                    path, map_location=self.optimizer.accepted.device, kind="training"
+                )
+        except BoltzgenError as error:
+            if self.world.distributed:
+                broadcast_object(("error", str(error)))
+            raise
+        if self.world.distributed:  # the others take it over the group, from the CPU
+            broadcast_object(("state", None if state is None else _to_device(state, _CPU)))
+        if state is None:
+            return False
+        try:
+            self.load_state_dict(self._for_this_rank(state))
         except BoltzgenError as error:
             raise BoltzgenError(f"{path}: {error}") from None
+        self.checkpoint_step = self._logged_step = self.step
+        self._logged_skipped = int(self.skipped)
+        return True
+
+    def _resume_from_rank_zero(self) -> bool:
+        """Ranks other than 0: take the checkpoint rank 0 read (none: start from step 0)."""
+        kind, state = broadcast_object(None)
+        if kind == "error":
+            raise BoltzgenError(state)
+        if state is None:
+            return False
+        state = _to_device(state, self.optimizer.accepted.device)
+        self.load_state_dict(self._for_this_rank(state))
         self.checkpoint_step = self._logged_step = self.step
         self._logged_skipped = int(self.skipped)
         return True
@@ -319,9 +420,10 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def _train_step(self, accumulated: dict[str, torch.Tensor]) -> None:
         s = self.settings
-        loss, diagnostics = self.objective.loss(self.model, s.batch_size)
+        loss, diagnostics = self.objective.loss(self.model, self.local_batch_size)
         self.optimizer.zero_grad()
         loss.backward()
+        loss = average_gradients(self.optimizer.params, loss)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.optimizer.params, s.grad_clip)
         ok = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
         lr = s.lr * warmup_cosine(self.step, s.steps, s.warmup_steps, s.min_lr_factor)
@@ -338,7 +440,9 @@ class Trainer:
             accumulated[f"_n_{name}"] = accumulated.get(f"_n_{name}", 0) + torch.isfinite(
                 value
             ).to(torch.float64)
-        self.energy_evaluations += self.objective.energy_evaluations(s.batch_size)
+        self.energy_evaluations += (
+            self.objective.energy_evaluations(self.local_batch_size) * self.world.size
+        )
         self.step += 1
 
     def _flush(
@@ -347,9 +451,10 @@ class Trainer:
         names = [n for n in accumulated if not n.startswith("_n_")]
         if not names:
             return {}
-        values = torch.stack(
-            [accumulated[n] / accumulated[f"_n_{n}"] for n in names]
-            + [self.skipped.to(torch.float64), self._consecutive_skips.to(torch.float64)]
+        means = torch.stack([accumulated[n] / accumulated[f"_n_{n}"] for n in names])
+        means = all_reduce_sum(means) / self.world.size  # the mean over ranks (1: itself)
+        values = torch.cat(
+            [means, torch.stack([self.skipped, self._consecutive_skips]).to(torch.float64)]
         )
         numbers = values.cpu().tolist()  # the one device read per log interval
         row = {"step": self.step, "stage": self.stage}
@@ -394,7 +499,7 @@ class Trainer:
                 "lower lr, a target with finite energies or a larger max_nonfinite_steps"
             )
         if skips > 0 and 2 * skips >= steps:
-            if not self._warned:
+            if not self._warned and self.world.is_main:
                 warnings.warn(
                     f"{skips} of the last {steps} training steps{where} were skipped (non-finite "
                     f"loss, gradient or update{samples}); training stops after {limit} "
@@ -412,12 +517,15 @@ class Trainer:
         Raises:
             TrainingInterrupted: On Ctrl-C, after writing a checkpoint.
         """
-        if self.run_dir is not None:  # left by a process killed while writing
+        main = self.world.is_main
+        if self.run_dir is not None and main:  # left by a process killed while writing
             for folder in (self.run_dir, self.run_dir / "checkpoints"):
                 remove_stale_temporaries(folder)
-        if resume:
-            self.resume()
-        log = MetricsLog(self.run_dir / "metrics.csv") if self.run_dir is not None else None
+        if not (resume and self.resume()):
+            self._start_rank_stream()
+        log = (
+            MetricsLog(self.run_dir / "metrics.csv") if self.run_dir is not None and main else None
+        )
         if log is not None:
             log.truncate_after(
                 self.step, self.stage
@@ -431,14 +539,14 @@ class Trainer:
             initial=self.step,
             unit="step",
             desc=self.stage or "train",
-            disable=not s.progress,
+            disable=not (s.progress and main),
             dynamic_ncols=True,
             mininterval=1.0,
         )
         try:
             with _interrupts_at_step_boundaries() as interrupted:
                 while self.step < s.steps:
-                    if interrupted():
+                    if self._agreed_stop(interrupted):
                         raise _StopAtBoundary
                     self._train_step(accumulated)
                     if self.step % s.log_every == 0 or self.step == s.steps:
@@ -473,6 +581,20 @@ class Trainer:
         except NonFiniteTraining:
             bar.close()
             raise
+        except RuntimeError as error:
+            bar.close()
+            if not (self.world.distributed and collective_failure(error)):
+                raise
+            kept = (
+                f"the last checkpoint (step {self.checkpoint_step}) is kept"
+                if self.checkpoint_step is not None
+                else "no checkpoint was written"
+            )
+            raise ProcessLost(
+                f"rank {self.world.rank} of {self.world.size}: another process of the run "
+                f"stopped during step {self.step + 1} ({_without_source(error)}); {kept}: "
+                "rerun the same command to resume"
+            ) from None
         except KeyboardInterrupt as error:  # a second Ctrl-C inside a step: the last checkpoint
             bar.close()
             raise TrainingInterrupted(
@@ -483,10 +605,59 @@ class Trainer:
         self._checkpoint(started)
         return self.last_diagnostics
 
+    def _agreed_stop(self, interrupted: Any) -> bool:
+        """Whether to stop at this step boundary for a deferred Ctrl-C/SIGTERM. One process:
+        as soon as one was received. Several: at the next log boundary (where the loop reads
+        the device anyway) at which any rank received one, decided by one all-reduce, so that
+        all ranks stop at the same step and write one checkpoint together."""
+        if not self.world.distributed:
+            return interrupted()
+        if self.step % self.settings.log_every:
+            return False
+        flag = torch.tensor([float(interrupted())], device=self.optimizer.accepted.device)
+        return bool(all_reduce_sum(flag).cpu()[0] > 0)
+
+    def _start_rank_stream(self) -> None:
+        """Training from step 0 on several ranks: ranks other than 0 leave rank 0's random
+        stream for their own, derived from it (a collective; nothing on one process)."""
+        if not self.world.distributed:
+            return
+        digest = broadcast_object(_digest(torch.get_rng_state()))
+        if self.world.rank:
+            torch.manual_seed(rank_seed(digest, self.world.rank))
+
     def _checkpoint(self, started: float) -> None:
         """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
+
+
+def _without_source(error: BaseException) -> str:
+    """The first line of a backend's error without its ``[file.cc:line]`` prefix, shortened."""
+    text = first_line(error)
+    if text.startswith("["):
+        text = text.split("]", 1)[-1].strip()
+    return text[:100]
+
+
+def _digest(generator_state: torch.Tensor) -> int:
+    """A 63-bit integer fingerprint of a CPU generator state (to derive other ranks' seeds)."""
+    return (
+        int.from_bytes(hashlib.sha256(generator_state.numpy().tobytes()).digest()[:8], "little")
+        >> 1
+    )
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    """``value`` (a nested checkpoint state) with its tensors moved to ``device``; RNG states
+    are moved back to the CPU by :func:`set_rng_state`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device) for item in value)
+    return value
 
 
 def _nonfinite_entries(state: dict[str, Any], prefix: str = "") -> list[str]:

@@ -30,11 +30,13 @@ from ..energy.exact import MAX_ENUMERATION_UNITS, ExactDistribution
 from ..errors import BoltzgenError, first_line
 from ..io import RunDir, load_checkpoint, remove_stale_temporaries, write_json
 from ..models.base import Model
+from ..parallel import broadcast_object, init_from_environment, world
 from ..samplers.weights import log_z_estimate, reverse_ess
 from ..tensors import device_description
 from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
 from .registry import (
+    PROTOCOLS,
     build_model,
     build_target,
     build_training,
@@ -73,7 +75,12 @@ def train_run(
     """
     resolved = resolve_config(config)  # every key, type and range: nothing is written before
     run_dir = Path(run_dir)
-    device = select_device(resolved["device"])
+    ranks, device = init_from_environment(select_device(resolved["device"]))
+    if ranks.distributed and resolved["trainer"]["name"] in PROTOCOLS:
+        raise BoltzgenError(
+            f"[trainer] name = '{resolved['trainer']['name']}' runs on one process only; "
+            "launch it without torchrun / --nproc"
+        )
     target = build_target(resolved)  # bad values fail here, before the run directory exists
     effective = molecule_settings(target)
     resolved = with_molecule_settings(resolved, effective)
@@ -84,9 +91,16 @@ def train_run(
         CONFIG_FILE,
         canonical=lambda recorded: with_molecule_settings(resolve_config(recorded), effective),
     )
+    if not ranks.is_main:
+        return _train_on_other_rank(resolved, target, model, training, run_dir, device)
     existed = run_dir.exists()
     with folder.lock():
-        resumed = folder.claim(resolved)
+        try:
+            resumed = folder.claim(resolved)
+        except BoltzgenError as error:
+            tell_other_ranks(error)
+            raise
+        tell_other_ranks(None)
         try:
             return _train_and_sample(resolved, target, model, training, run_dir, device)
         except TrainingInterrupted:
@@ -95,6 +109,30 @@ def train_run(
             if not resumed:
                 _discard_unusable_run(run_dir, existed)
             raise
+
+
+def tell_other_ranks(error: BoltzgenError | None) -> None:
+    """Rank 0 of a torchrun launch: tell the other ranks whether the run folder was claimed
+    (they wait for it; nothing happens on one process)."""
+    if world().distributed:
+        broadcast_object(None if error is None else str(error))
+
+
+def _train_on_other_rank(
+    resolved: dict[str, Any],
+    target: Energy,
+    model: torch.nn.Module,
+    training: Any,
+    run_dir: Path,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Ranks other than 0: wait for rank 0 to claim the folder, train with it (the trainer
+    writes nothing here), and take rank 0's summary once it has sampled and written it."""
+    refused = broadcast_object(None)
+    if refused is not None:
+        raise BoltzgenError(refused)
+    training.fit()
+    return broadcast_object(None)
 
 
 #: Molecule sources: a catalog name, a PDB path or a sequence; unset when ``None`` or empty.
@@ -176,6 +214,7 @@ def _train_and_sample(
         "steps": training.step,
         "wall_time_s": training.wall_time_s,
         "device": device_description(device),
+        "processes": world().size,
         "samples": [str(p) for p in paths],
     }
     log_z = target.log_z
@@ -207,7 +246,7 @@ def _train_and_sample(
             )
         )
     write_json(run_dir / "summary.json", summary)
-    return summary
+    return broadcast_object(summary)  # the other ranks of a torchrun launch wait for it
 
 
 def ramachandran_outputs(
