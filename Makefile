@@ -12,7 +12,7 @@ DEMO_DIR ?= runs/demo
 # Threads per test process: CI machines have 2 cores, and subprocess tests run beside pytest.
 TEST_THREADS ?= 1
 
-.PHONY: demo test install docs bench clean
+.PHONY: demo test install docs bench gpu-wheels clean
 
 install: $(STAMP)
 
@@ -51,6 +51,14 @@ bench: $(STAMP)
 	$(PY) analysis/bench_flow_step.py
 	$(VENV)/bin/boltzgen bench energy
 	$(VENV)/bin/boltzgen bench md
+
+# Wheels a bare GPU machine (python 3.12, CUDA-13 torch, no network) lacks, for
+# analysis/gpu_check.sh: carry wheels/ with the working tree.
+GPU_WHEELS := --no-deps --only-binary=:all: --python-version 3.12 -d wheels
+gpu-wheels: $(STAMP)
+	$(PY) -m pip download -q $(GPU_WHEELS) --platform manylinux_2_34_x86_64 openmm==8.6.1 openmm-cuda-13==8.6.1
+	$(PY) -m pip download -q $(GPU_WHEELS) --platform manylinux_2_17_x86_64 mdtraj scipy
+	$(PY) -m pip download -q $(GPU_WHEELS) --platform any zuko tqdm pyparsing
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache site

@@ -108,24 +108,31 @@ def build(
     return CouplingFlow(dim, n_layers=layers, hidden=hidden, depth=2, bins=bins, resnet=True)
 
 
+def _compiled(function: Callable, compiled: bool | str) -> Callable:
+    """``function``, or ``torch.compile(function)`` in the mode ``compiled`` names."""
+    if compiled is False:
+        return function
+    return torch.compile(function, mode=None if compiled is True else compiled)
+
+
 def compare(
-    cases: dict[str, tuple[str, bool]],
+    cases: dict[str, tuple[str, bool | str]],
     dim: int,
     layers: int,
     batch: int,
     device: torch.device,
     args: argparse.Namespace,
 ) -> list[dict[str, object]]:
-    """Time the reverse-KL step of each case ``label: (kind, compiled)`` side by side."""
+    """Time the reverse-KL step of each case ``label: (kind, compiled)`` side by side;
+    ``compiled`` is ``False``, ``True`` (``torch.compile`` of sampling, default mode) or a
+    ``torch.compile`` mode such as ``"reduce-overhead"`` (CUDA graphs)."""
     torch.manual_seed(0)
     target = DiagonalGaussian(dim).to(device)
     steps, counts, rows = {}, {}, []
     for label, (kind, compiled) in cases.items():
         model = build(kind, dim, layers, args.hidden, args.bins).to(device)
         sample = model.sample_and_log_prob
-        step = reverse_kl_step(
-            torch.compile(sample) if compiled else sample, model.parameters(), target, batch
-        )
+        step = reverse_kl_step(_compiled(sample, compiled), model.parameters(), target, batch)
         try:
             step()  # compiles, if asked to
         except Exception as error:  # a torch.compile failure is reported, not fatal

@@ -14,19 +14,11 @@ import numpy as np
 import openmm
 import torch
 
-from ..energy.forcefield.benchmark import Measurement, measure_rate
+from ..energy.forcefield.benchmark import Measurement, measure_rate, openmm_platforms
 from .openmm_langevin import langevin_context
 from .simulation import ReplicaExchangeMD
 
 __all__ = ["benchmark_md", "openmm_platforms", "time_openmm_md", "time_torch_md"]
-
-
-def openmm_platforms() -> list[str]:
-    """OpenMM platforms the benchmark uses that this installation has: ``CPU`` and ``CUDA``."""
-    names = {
-        openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())
-    }
-    return [name for name in ("CPU", "CUDA") if name in names]
 
 
 def time_openmm_md(

@@ -24,6 +24,7 @@ from .compile import compile_system
 
 __all__ = [
     "Measurement",
+    "openmm_platforms",
     "benchmark_molecule",
     "format_table",
     "measure_rate",
@@ -49,6 +50,14 @@ class Measurement:
     def to_dict(self) -> dict:
         """Plain JSON-ready dictionary."""
         return asdict(self)
+
+
+def openmm_platforms() -> list[str]:
+    """OpenMM platforms the benchmark uses that this installation has: ``CPU`` and ``CUDA``."""
+    names = {
+        openmm.Platform.getPlatform(k).getName() for k in range(openmm.Platform.getNumPlatforms())
+    }
+    return [name for name in ("CPU", "CUDA") if name in names]
 
 
 def measure_rate(
@@ -79,15 +88,16 @@ def _configurations(positions: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def time_openmm(
-    system: openmm.System, positions: np.ndarray, seconds: float
+    system: openmm.System, positions: np.ndarray, seconds: float, platform: str = "CPU"
 ) -> tuple[float, float]:
-    """Energy+force evaluations/s of OpenMM's CPU platform with one thread, one configuration per
-    call."""
+    """Energy+force evaluations/s of OpenMM, one configuration per call: the CPU platform with
+    one thread, or the CUDA platform (``platform = "CUDA"``, mixed precision)."""
+    properties = {"Threads": "1"} if platform == "CPU" else {"Precision": "mixed"}
     context = openmm.Context(
         system,
         openmm.VerletIntegrator(0.001),
-        openmm.Platform.getPlatformByName("CPU"),
-        {"Threads": "1"},
+        openmm.Platform.getPlatformByName(platform),
+        properties,
     )
     frames = itertools.cycle(_configurations(positions, 64))
 
@@ -155,6 +165,9 @@ def benchmark_molecule(
             name, "openmm", "cpu", "float64", 1, 1, *time_openmm(system, positions, seconds)
         )
     ]
+    if torch.cuda.is_available() and "CUDA" in openmm_platforms():
+        rate = time_openmm(system, positions, seconds, platform="CUDA")
+        rows.append(Measurement(name, "openmm", "cuda", "mixed", 1, 1, *rate))
     for count in workers:
         rate = _time_bridge(system, temperature, positions, count, seconds)
         rows.append(Measurement(name, "openmm-bridge", "cpu", "float64", 256, count, *rate))
