@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -202,33 +204,118 @@ def _model_tensors(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-#: The configs the kill cases train: reverse KL on the toy, and a discrete objective (score-
-#: function reverse KL on an RBM); a checkpoint every 10 steps puts many kills inside writes.
-KILL_CONFIGS = {
-    "reverse-kl": ("toy-smoke", ["trainer.steps=400", "trainer.checkpoint_every=10"]),
-    "discrete": (
-        "discrete-reverse-kl-score",
-        ["trainer.steps=300", "trainer.checkpoint_every=10", "trainer.log_every=10"],
-    ),
-}
+def _md_frames(run: Path) -> dict[str, torch.Tensor]:
+    """Every recorded MD frame (positions, energies, temperatures) of a ``boltzgen md`` folder,
+    and its energies table as bytes."""
+    import numpy as np
+
+    arrays: dict[str, torch.Tensor] = {}
+    for chunk in sorted((run / "chunks").glob("frames-*.npz")):
+        with np.load(chunk) as frames:
+            arrays.update({f"{chunk.stem}.{k}": torch.from_numpy(frames[k]) for k in frames})
+    energies = (run / "energies.csv").read_bytes()
+    arrays["energies.csv"] = torch.frombuffer(bytearray(energies), dtype=torch.uint8)
+    return arrays
 
 
-def run_kill_cases(workdir: Path, kills: int, rng: random.Random) -> dict[str, int]:
-    """SIGKILL each run at random moments, rerun until it finishes, compare the final
-    parameters with an uninterrupted run's bit for bit (``kills`` sequences per config)."""
-    counts = Counter()
-    for label, (template, overrides) in KILL_CONFIGS.items():
+#: A TA-BG run on the toy with a checkpoint every 10 steps of both stages: kills land in the
+#: pretraining, in buffer draws and writes, across rung boundaries and in the final sampling.
+_TABG_TOY = """
+seed = 0
+[target]
+name = "gaussian-mixture"
+[model]
+name = "coupling-flow"
+n_layers = 2
+hidden = 16
+[trainer]
+name = "tabg"
+t_high = 4.0
+n_rungs = 2
+extra_final_rungs = 1
+drop_top_k = 0
+pretrain_steps = 150
+pretrain_batch_size = 32
+buffer_samples = 4096
+resample_size = 1024
+chunk_size = 512
+rung_steps = 40
+rung_batch_size = 64
+checkpoint_every = 10
+log_every = 10
+progress = false
+[sample]
+n = 200
+"""
+
+
+@dataclasses.dataclass
+class KillCase:
+    """A command to kill and rerun: its argument list after ``python -m boltzgen`` (given the
+    output folder) and what must come out of it bit for bit."""
+
+    arguments: Callable[[Path], list[str]]
+    result: Callable[[Path], dict[str, torch.Tensor]]
+
+
+def kill_cases(workdir: Path) -> dict[str, KillCase]:
+    """Reverse KL on the toy, a discrete objective (score-function reverse KL on an RBM),
+    TA-BG across its rung boundaries, and replica-exchange MD; config files go to ``workdir``."""
+    configs = {
+        "reverse-kl": template_with(
+            "toy-smoke", ["trainer.steps=400", "trainer.checkpoint_every=10"]
+        ),
+        "discrete": template_with(
+            "discrete-reverse-kl-score",
+            ["trainer.steps=300", "trainer.checkpoint_every=10", "trainer.log_every=10"],
+        ),
+        "tabg": _TABG_TOY,
+    }
+    cases = {}
+    for label, text in configs.items():
         config = workdir / f"{label}.toml"
-        config.write_text(template_with(template, overrides))
+        config.write_text(text)
+        cases[label] = KillCase(
+            lambda run, config=config: ["train", str(config), "-o", str(run), "--no-progress"],
+            _model_tensors,
+        )
+    md = ["md", "alanine-dipeptide-vacuum", "--steps", "1500", "--replicas", "4", "--rungs", "2"]
+    md += ["--t-max", "400", "--checkpoint-every", "100", "--report-every", "50", "--no-progress"]
+    cases["md"] = KillCase(lambda run: [*md, "-o", str(run)], _md_frames)
+    return cases
+
+
+def _boltzgen(arguments: list[str]) -> subprocess.Popen:
+    """``python -m boltzgen ARGS`` with one torch thread and the default SIGINT action."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "boltzgen", *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=_default_signals,
+    )
+
+
+def run_kill_cases(
+    workdir: Path, kills: int, rng: random.Random, only: list[str] | None = None
+) -> dict[str, int]:
+    """SIGKILL each run at random moments, rerun until it finishes, compare the final result
+    (parameters; MD frames) with an uninterrupted run's bit for bit (``kills`` sequences per
+    case; ``only``: these cases)."""
+    counts = Counter()
+    for label, case in kill_cases(workdir).items():
+        if only and label not in only:
+            continue
         reference = workdir / f"{label}-reference"
         started = time.monotonic()
-        _train(config, reference).communicate()
+        _, err = _boltzgen(case.arguments(reference)).communicate()
         duration = time.monotonic() - started
-        expected = _model_tensors(reference)
+        expected = case.result(reference)
         for k in range(kills):
             run = workdir / f"{label}-kill{k}"
             for _attempt in range(20):
-                process = _train(config, run)
+                process = _boltzgen(case.arguments(run))
                 try:
                     process.wait(timeout=rng.uniform(0.5, duration))
                 except subprocess.TimeoutExpired:
@@ -244,8 +331,8 @@ def run_kill_cases(workdir: Path, kills: int, rng: random.Random) -> dict[str, i
                     break
             if process.returncode != 0:
                 continue
-            got = _model_tensors(run)
-            counts[f"{label}: bit-identical final runs"] += all(
+            got = case.result(run)
+            counts[f"{label}: bit-identical final runs"] += got.keys() == expected.keys() and all(
                 torch.equal(got[n], expected[n]) for n in expected
             )
             counts[f"{label}: sequences"] += 1
@@ -343,6 +430,12 @@ def main_(argv: list[str] | None = None) -> None:
     parser.add_argument("--kills", type=int, default=20, help="SIGKILL sequences (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--only-kills",
+        nargs="*",
+        metavar="CASE",
+        help="run only the SIGKILL cases (these of reverse-kl, discrete, tabg, md; none: all)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rng = random.Random(args.seed)
@@ -350,13 +443,16 @@ def main_(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for name, run in [
+        cases = [
             ("configs", lambda d: run_config_cases(d)),
-            ("SIGKILL + resume", lambda d: run_kill_cases(d, args.kills, rng)),
+            ("SIGKILL + resume", lambda d: run_kill_cases(d, args.kills, rng, args.only_kills)),
             ("concurrent writers", lambda d: run_concurrent_cases(d)),
             ("signals", lambda d: run_signal_cases(d)),
             ("file-size limit", lambda d: run_disk_full_cases(d)),
-        ]:
+        ]
+        if args.only_kills is not None:
+            cases = cases[1:2]
+        for name, run in cases:
             folder = root / name.split()[0]
             folder.mkdir()
             t0 = time.perf_counter()
