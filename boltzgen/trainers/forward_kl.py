@@ -19,7 +19,22 @@ from torch import Tensor
 from ..errors import BoltzgenError
 from .objective import NONFINITE_SAMPLES, StepOutput, finite_mean
 
-__all__ = ["ForwardKL"]
+__all__ = ["ForwardKL", "check_data"]
+
+
+def check_data(data: Tensor, objective: str) -> Tensor:
+    """``data`` ``(n, ...)`` if every sample is finite; else one line naming the first bad one."""
+    if data.dim() < 2 or data.shape[0] < 1:
+        raise BoltzgenError(f"{objective} needs data of shape (n, ...), got {tuple(data.shape)}")
+    finite = torch.isfinite(data).flatten(1).all(dim=1)
+    n_bad = int((~finite).sum())
+    if n_bad:
+        first = int(torch.nonzero(~finite)[0, 0])
+        raise BoltzgenError(
+            f"{objective} data has {n_bad} of {data.shape[0]} samples with NaN or infinite "
+            f"values (the first is sample {first}): remove them from the data"
+        )
+    return data
 
 
 class ForwardKL:
@@ -34,19 +49,7 @@ class ForwardKL:
     temperature: float | None = None
 
     def __init__(self, data: Tensor) -> None:
-        if data.dim() < 2 or data.shape[0] < 1:
-            raise BoltzgenError(
-                f"forward-kl needs data of shape (n, ...), got {tuple(data.shape)}"
-            )
-        finite = torch.isfinite(data).flatten(1).all(dim=1)
-        n_bad = int((~finite).sum())
-        if n_bad:
-            first = int(torch.nonzero(~finite)[0, 0])
-            raise BoltzgenError(
-                f"forward-kl data has {n_bad} of {data.shape[0]} samples with NaN or infinite "
-                f"values (the first is sample {first}): remove them from the data"
-            )
-        self.data = data
+        self.data = check_data(data, self.name)
 
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
         """Mean negative log-likelihood of a random minibatch."""

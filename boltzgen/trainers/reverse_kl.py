@@ -63,12 +63,7 @@ class ReverseKL:
         energy_cap: float | None = None,
         drop_top_k: int = 0,
     ) -> None:
-        if target.is_discrete:
-            raise BoltzgenError(
-                "reverse-kl uses the pathwise gradient and needs a continuous target; "
-                "for discrete targets use the score-function objectives of "
-                "boltzgen.trainers.discrete_kl"
-            )
+        self._check_target(target)
         if drop_top_k < 0:
             raise BoltzgenError(f"drop_top_k must be >= 0, got {drop_top_k}")
         self.target = target
@@ -78,8 +73,41 @@ class ReverseKL:
         at_own_temperature = temperature is None or temperature == target.temperature
         self._log_z = target.log_z if at_own_temperature else None
 
+    @staticmethod
+    def _check_target(target: Energy) -> None:
+        if target.is_discrete:
+            raise BoltzgenError(
+                "reverse-kl uses the pathwise gradient and needs a continuous target; "
+                "for discrete targets use the score-function objectives of "
+                "boltzgen.trainers.discrete_kl"
+            )
+
     def loss(self, model: torch.nn.Module, batch_size: int) -> StepOutput:
         """Surrogate loss mean(log q + capped u) over the kept samples of one model batch."""
+        x, log_q, u, per_sample, keep = self._terms(model, batch_size)
+        loss, nonfinite = self._reduce(per_sample, keep)
+        if x.requires_grad:
+            x.register_hook(_drop_rows(keep & torch.isfinite(per_sample.detach()), nonfinite))
+        return loss, self._diagnostics(log_q.detach(), u.detach(), nonfinite)
+
+    def _diagnostics(self, log_q: Tensor, u: Tensor, nonfinite: Tensor) -> dict[str, Tensor]:
+        """The step's diagnostics from detached ``log_q`` and raw energies ``u`` ``(B,)``."""
+        raw = log_q + u
+        diagnostics = {
+            "kl_minus_log_z": raw.nanmean(),
+            "ess": reverse_ess(-raw, clip_fraction=0.0),  # NaN weights are dropped
+            "energy": u.nanmean(),
+            NONFINITE_SAMPLES: nonfinite,
+        }
+        if self._log_z is not None:
+            diagnostics["kl"] = raw.nanmean() + self._log_z
+        return diagnostics
+
+    def _terms(
+        self, model: torch.nn.Module, batch_size: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """One model batch: samples ``x``, ``log_q`` ``(B,)``, raw energies ``u`` ``(B,)``, the
+        per-sample loss terms log q + capped u ``(B,)`` and the top-k ``keep`` mask ``(B,)``."""
         if self.drop_top_k >= batch_size:
             raise BoltzgenError(
                 f"drop_top_k ({self.drop_top_k}) must be smaller than the batch size "
@@ -93,19 +121,11 @@ class ReverseKL:
             ranked = torch.nan_to_num(u.detach(), nan=math.inf)
             worst = torch.topk(ranked, self.drop_top_k).indices
             keep = keep.index_fill(0, worst, False)
-        loss, nonfinite = finite_mean(per_sample, keep)
-        if x.requires_grad:
-            x.register_hook(_drop_rows(keep & torch.isfinite(per_sample.detach()), nonfinite))
-        raw = (log_q + u).detach()
-        diagnostics = {
-            "kl_minus_log_z": raw.nanmean(),
-            "ess": reverse_ess(-raw, clip_fraction=0.0),  # NaN weights are dropped
-            "energy": u.detach().nanmean(),
-            NONFINITE_SAMPLES: nonfinite,
-        }
-        if self._log_z is not None:
-            diagnostics["kl"] = raw.nanmean() + self._log_z
-        return loss, diagnostics
+        return x, log_q, u, per_sample, keep
+
+    def _reduce(self, per_sample: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss from the per-sample terms: their finite mean (and the non-finite count)."""
+        return finite_mean(per_sample, keep)
 
     def energy_evaluations(self, batch_size: int) -> int:
         """One target energy per model sample."""

@@ -1,12 +1,12 @@
 """Runs from configs: the registry, run directories, and the train/sample/evaluate workflow.
 
 Importing the package registers every config factory (:mod:`.targets`, :mod:`.models`,
-:mod:`.objectives`, :mod:`.discrete`) in :mod:`.registry`.
+:mod:`.objectives`, :mod:`.discrete`, :mod:`.adversarial`) in :mod:`.registry`.
 """
 
 from __future__ import annotations
 
-from . import discrete, models, objectives, targets  # noqa: F401  (register the factories)
+from . import adversarial, discrete, models, objectives, targets  # noqa: F401  (registrations)
 from .registry import resolve_config
 from .runs import load_run, train_run
 

@@ -75,6 +75,17 @@ KEY_RANGES: dict[str, Range] = {
     "mcmc_thin": _count(1, 10**6),
     "skew_lambda": Range(0, 1, high_open=True),
     "mix_alpha": Range(0, 1, high_open=True),
+    # cumulant GAN and Renyi
+    "gamma": Range(0, 1e3),
+    "alpha": Range(0, 1, high_open=True),
+    "d_steps": _count(1, 1000),
+    "d_hidden": _count(1, 65_536),
+    "d_depth": _count(1, 64),
+    "d_seed": _SEED,
+    "d_lr": Range(0, 10, low_open=True),
+    "clip_value": _POSITIVE,
+    "gp_weight": Range(0, 1e6),
+    "likelihood_weight": Range(0, 1e6),
 }
 
 #: (section, factory name, key) -> range, where a factory needs other bounds than the key's.
