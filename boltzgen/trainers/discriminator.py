@@ -83,7 +83,9 @@ class Discriminator(nn.Module):
     def __init__(self, features: nn.Module, hidden: int = 128, depth: int = 2) -> None:
         super().__init__()
         if depth < 1 or hidden < 1:
-            raise BoltzgenError(f"discriminator needs depth >= 1 and hidden >= 1, got {depth}, {hidden}")
+            raise BoltzgenError(
+                f"discriminator needs depth >= 1 and hidden >= 1, got {depth} and {hidden}"
+            )
         self.features = features
         layers: list[nn.Module] = []
         width = features.dim

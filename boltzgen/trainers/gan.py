@@ -41,10 +41,45 @@ from .forward_kl import check_data
 from .objective import NONFINITE_SAMPLES, StepOutput, finite_mean
 from .optim import MaskedAdam
 
-__all__ = ["CumulantGAN", "LIPSCHITZ"]
+__all__ = ["CumulantGAN", "LIPSCHITZ", "generator_surrogate"]
 
 #: ``lipschitz`` values.
 LIPSCHITZ = ("none", "clip", "gp")
+
+
+def generator_surrogate(
+    model: torch.nn.Module, discriminator: Discriminator, gamma: float, n: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The generator's surrogate loss on ``n`` model samples at a frozen discriminator.
+
+    Its gradient estimates grad_theta of -(1/gamma) log E_q[exp(gamma D)]: pathwise for
+    reparameterized models, score-function (:func:`~.cumulant.score_coefficients`) for
+    normalized models with exact samples.
+
+    Returns:
+        ``(loss, value, scores, keep)``: the surrogate (0-d), the estimate of
+        -(1/gamma) log E_q[exp(gamma D)] (0-d, detached), D of the samples ``(n,)`` and the mask
+        of the finite ones ``(n,)``.
+    """
+    if getattr(model, "reparameterized", False):
+        y, _ = model.sample_and_log_prob(n)
+        scores = discriminator.score(discriminator.features(y), frozen=True)
+        keep = torch.isfinite(scores)
+        loss = -cumulant_term(scores, gamma, keep)
+        return loss, loss.detach(), scores.detach(), keep
+    if not getattr(model, "normalized", False):
+        raise BoltzgenError(
+            "cumulant-gan needs a generator with exact samples: a flow or a normalized "
+            f"discrete model (made, pixelcnn); {type(model).__name__} is neither"
+        )
+    y = model.sample(n)
+    log_q = model.log_prob(y)
+    with torch.no_grad():
+        scores = discriminator(y.to(log_q.dtype))
+    keep = torch.isfinite(scores) & torch.isfinite(log_q.detach())
+    c = -score_coefficients(scores, gamma, keep)
+    loss = torch.where(keep, c * log_q, torch.zeros_like(log_q)).sum() / keep.sum()
+    return loss, -cumulant_term(scores, gamma, keep), scores, keep
 
 
 class CumulantGAN:
@@ -147,32 +182,13 @@ class CumulantGAN:
         """``d_steps`` discriminator updates, then the generator's surrogate loss."""
         for _ in range(self.d_steps):
             objective = self._discriminator_step(model, batch_size)
-        d = self.discriminator
-        if getattr(model, "reparameterized", False):
-            y, _ = model.sample_and_log_prob(batch_size)
-            scores = d.score(d.features(y), frozen=True)
-            keep = torch.isfinite(scores)
-            loss = -cumulant_term(scores, self.gamma, keep)
-            value = loss.detach()
-        elif getattr(model, "normalized", False):
-            y = model.sample(batch_size)
-            log_q = model.log_prob(y)
-            with torch.no_grad():
-                scores = d(y.to(log_q.dtype))
-            keep = torch.isfinite(scores) & torch.isfinite(log_q.detach())
-            c = -score_coefficients(scores, self.gamma, keep)
-            loss = torch.where(keep, c * log_q, torch.zeros_like(log_q)).sum() / keep.sum()
-            value = -cumulant_term(scores, self.gamma, keep)
-        else:
-            raise BoltzgenError(
-                "cumulant-gan needs a generator with exact samples: a flow or a normalized "
-                f"discrete model (made, pixelcnn); {type(model).__name__} is neither"
-            )
+        loss, value, scores, keep = generator_surrogate(
+            model, self.discriminator, self.gamma, batch_size
+        )
         diagnostics = {
             "gan_objective": objective,
             "generator_loss": value,
-            "d_model": torch.where(keep, scores, torch.zeros_like(scores)).sum().detach()
-            / keep.sum(),
+            "d_model": torch.where(keep, scores, torch.zeros_like(scores)).sum() / keep.sum(),
             "d_skipped_steps": self.d_updates - self.optimizer.accepted,
             NONFINITE_SAMPLES: (~keep).sum().to(torch.float64),
         }
@@ -205,4 +221,3 @@ class CumulantGAN:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.d_updates = int(state["d_updates"])
-

@@ -1,4 +1,4 @@
-r"""The energy-informed Rényi objective: the cumulant GAN with its optimal discriminator plugged in.
+r"""The energy-informed Rényi objective: the cumulant GAN with its optimal discriminator inserted.
 
 When the target energy u is known (log p~ = -u), the cumulant GAN's optimal discriminator is
 known up to a constant, D* = (log p~ - log q)/(beta + gamma). Substituting it into the generator
@@ -28,13 +28,14 @@ KL). As for reverse KL, the soft energy cap and top-k dropping act in the loss o
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 from .cumulant import log_mean_exp, score_coefficients
-from .objective import NONFINITE_SAMPLES, StepOutput
+from .objective import StepOutput
 from .reverse_kl import ReverseKL, soft_energy_cap
 
 __all__ = ["Renyi"]
@@ -120,4 +121,3 @@ class Renyi(ReverseKL):
         if self._log_z is not None:
             diagnostics["renyi_divergence"] = renyi + self._log_z
         return diagnostics
-

@@ -41,7 +41,7 @@ def _continuous_data(target: Energy, data: TrainingData) -> Tensor:
     if data.data == "mcmc":
         raise BoltzgenError(
             '[trainer] data = "mcmc" is for discrete targets; give a file of samples (e.g. '
-            "from boltzgen reference) or \"exact\" for a target with an exact sampler"
+            'from boltzgen reference) or "exact" for a target with an exact sampler'
         )
     if data.data == "exact":
         if not target.can_sample:
@@ -77,7 +77,8 @@ def _cumulant_gan(
         d_depth: Hidden layers of the discriminator.
         d_seed: Seed of the discriminator's initial weights.
     """
-    data_keys = {k: options.pop(k) for k in list(options) if k in TrainingData.__dataclass_fields__}
+    fields = TrainingData.__dataclass_fields__
+    data_keys = {k: options.pop(k) for k in list(options) if k in fields}
     source = TrainingData(**data_keys)
     samples = source.samples(target) if target.is_discrete else _continuous_data(target, source)
     parameter = next(
