@@ -42,9 +42,9 @@ def _shrunk(name: str, tmp_path: Path) -> dict:
     overrides = ["sample.n=16", 'device="cpu"'] + (
         TABG_SHRINK if trainer == "tabg" else PLAIN_SHRINK
     )
-    if trainer == "reverse-kl":
+    if trainer in ("reverse-kl", "renyi"):
         overrides.append("trainer.drop_top_k=1")
-    if trainer == "forward-kl":
+    if trainer in ("forward-kl", "cumulant-gan"):
         molecule = Molecule.from_catalog(config["target"]["system"])
         noise = np.random.default_rng(0).normal(scale=0.002, size=(32, molecule.n_atoms, 3))
         np.savez(
@@ -64,6 +64,8 @@ def test_every_molecule_preset_is_listed() -> None:
         "tabg-ala5-paper",
         "reverse-kl-alanine-dipeptide",
         "forward-kl-alanine-dipeptide",
+        "gan-alanine-dipeptide",
+        "renyi-alanine-dipeptide",
     } <= set(MOLECULE_TEMPLATES)
 
 
@@ -75,7 +77,9 @@ def test_molecule_template_trains_and_counts_energy_evaluations(name: str, tmp_p
     expected = {
         "tabg": 2 * 8 + 2 * 24,  # pretraining batches + (n_rungs + extra_final_rungs) buffers
         "reverse-kl": 2 * 8,
+        "renyi": 2 * 8,
         "forward-kl": 0,
+        "cumulant-gan": 0,
     }[trainer["name"]]
     assert summary["energy_evaluations"] == expected
     assert summary["n_samples"] == 16 and 0.0 < summary["ess"] <= 1.0
