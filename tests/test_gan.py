@@ -248,3 +248,16 @@ def test_gan_templates_train_end_to_end(name: str, tmp_path: Path) -> None:
 
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert state["objective"]["d_updates"] == 3 * config["trainer"]["d_steps"]
+
+
+@pytest.mark.parametrize("template", ["van-sk", "van-ising"])
+def test_renyi_trains_autoregressive_models_from_a_config(template: str, tmp_path: Path) -> None:
+    """renyi on made (van-sk) and pixelcnn (van-ising): 3 steps from the config, energy
+    evaluations counted, the Rényi diagnostics in the metrics."""
+    config = parse_config_text(template_text(template))
+    config["trainer"] = {"name": "renyi", "alpha": 0.5, "steps": 3, "batch_size": 16}
+    config = apply_overrides(config, ["sample.n=64", 'device="cpu"'])
+    summary = train_run(config, tmp_path / "run", progress=False)
+    assert summary["energy_evaluations"] == 3 * 16
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "renyi" in header.split(",")

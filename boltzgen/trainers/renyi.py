@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
+from ..parallel import world
 from .cumulant import log_mean_exp, score_coefficients
 from .objective import StepOutput
 from .reverse_kl import ReverseKL, soft_energy_cap
@@ -69,6 +70,11 @@ class Renyi(ReverseKL):
     ) -> None:
         if not (math.isfinite(alpha) and 0.0 <= alpha < 1.0):
             raise BoltzgenError(f"renyi alpha = {alpha!r} must be in [0, 1) (0 is reverse KL)")
+        if alpha > 0 and world().size > 1:
+            raise BoltzgenError(
+                "renyi with alpha > 0 trains on one process (its self-normalised weights span "
+                "the whole batch): run it without --nproc / torchrun"
+            )
         super().__init__(target, temperature, energy_cap, drop_top_k)
         self.alpha = float(alpha)
 
