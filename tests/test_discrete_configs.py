@@ -373,7 +373,7 @@ def _replacing(**tables: dict[str, Any]) -> dict[str, Any]:
 BAD_CONFIGS = {
     "unknown key": (_with("trainer", k_step=3), "unknown key(s) for 'ratio-divergence': k_step"),
     "wrong type": (_with("trainer", n_data="many"), "n_data = 'many': expected an int"),
-    "unknown target": (_with("target", name="potts"), "name = 'potts' is unknown"),
+    "unknown target": (_with("target", name="clock"), "name = 'clock' is unknown"),
     "unknown mcmc method": (
         _with("trainer", data="mcmc", mcmc_method="wolff"),
         "mcmc_method = 'wolff'",
@@ -381,7 +381,7 @@ BAD_CONFIGS = {
     "out of range": (_with("trainer", mcmc_thin=0), "mcmc_thin = 0 is out of range"),
     "too large to enumerate": (
         _replacing(target={"name": "ising", "L": 5}, trainer={"name": "ratio-divergence"}),
-        'data = "exact" enumerates all 2**N states and needs N <= 24',
+        'data = "exact" enumerates all 2**N states and needs at most 2**24',
     ),
     "gibbs on a spin model": (
         _with("trainer", data="mcmc", mcmc_method="gibbs"),

@@ -32,7 +32,7 @@ from ..energy.exact import (
     enumerate_states,
     log_weights_by_enumeration,
 )
-from ..energy.lattice import PairwiseSpinEnergy
+from ..energy.lattice import DiscreteEnergy, PairwiseSpinEnergy
 from ..samplers.weights import variational_estimates
 from ..trainers.discrete_kl import inverse_temperature
 
@@ -237,12 +237,12 @@ def beta_schedule_metrics(target: Energy, results: list[dict[str, float]]) -> li
     """The estimates a beta schedule kept at each beta
     (:meth:`~boltzgen.trainers.ReverseKLScore.schedule_results`: one batch each, at the beta of
     that step) with the exact free energy per site and the errors at that beta where the target
-    knows its log Z there (:meth:`~boltzgen.energy.lattice.PairwiseSpinEnergy.with_beta`)."""
+    knows its log Z there (:meth:`~boltzgen.energy.lattice.DiscreteEnergy.with_beta`)."""
     rows = []
     for result in results:
         row: dict[str, Any] = dict(result)
         log_z = None
-        if isinstance(target, PairwiseSpinEnergy) and row["beta"] > 0:
+        if isinstance(target, DiscreteEnergy) and row["beta"] > 0:
             log_z = target.with_beta(row["beta"]).log_z
         rows.append(_with_exact_values(row, log_z, row["beta"], target.dim))
     return rows

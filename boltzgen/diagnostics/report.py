@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..energy.exact import ExactDistribution, enumerate_states
+from ..energy.exact import ExactDistribution
 from ..errors import BoltzgenError
 from ..io import MetricsLog, load_samples, read_metrics_columns
 from ..molecule.ramachandran import backbone_dihedrals, basin_populations
@@ -324,9 +324,7 @@ def run_figure(
             )
         exact = None
         if run.exact is not None:
-            means = torch.cat(
-                [s.mean(1) for s in enumerate_states(run.exact.n_units, run.exact.spin)]
-            )
+            means = torch.cat([s.mean(1).cpu() for s in run.exact.states()])
             log_prob = run.exact.log_prob.double().cpu()
             u = -(log_prob + run.exact.log_z.double().cpu()) / run.exact.n_units
             exact = (means.numpy(), u.numpy(), log_prob.exp().numpy())

@@ -1,10 +1,12 @@
 """Exact references for discrete targets: enumeration of all states, Kaufman's formula,
 Curie-Weiss.
 
-States of ``n`` binary units are numbered 0 .. 2**n - 1; unit k of state i is bit (n - 1 - k) of i
-(the first unit is the most significant bit). Units take the values ``(-1, +1)`` (spins) or
-``(0, 1)`` (binary units). Everything here works in float64 on the device the caller asks for and
-walks the 2**n states in chunks, so that n up to :data:`MAX_ENUMERATION_UNITS` fits in memory.
+States of ``n`` units with K levels each (``levels``, 2 unless stated) are numbered 0 .. K**n - 1;
+unit k of state i is digit (n - 1 - k) of i in base K (the first unit is the most significant
+digit). Two-level units take the values ``(-1, +1)`` (spins) or ``(0, 1)`` (binary units); units
+of K > 2 levels take the values 0 .. K - 1 (Potts states). Everything here works in float64 on the
+device the caller asks for and walks the K**n states in chunks, so that up to 2**24 states
+(:data:`MAX_ENUMERATION_UNITS` binary units) fit in memory.
 """
 
 from __future__ import annotations
@@ -36,8 +38,14 @@ MAX_ENUMERATION_UNITS = 24
 _CHUNK = 1 << 16
 
 
-def check_enumerable(n_units: int, what: str = "enumeration") -> None:
-    """Raise :class:`BoltzgenError` unless ``1 <= n_units <= MAX_ENUMERATION_UNITS``."""
+def check_enumerable(n_units: int, what: str = "enumeration", levels: int = 2) -> None:
+    """Raise :class:`BoltzgenError` unless ``n_units >= 1`` and ``levels**n_units <= 2**24``
+    (``1 <= n_units <= MAX_ENUMERATION_UNITS`` for two-level units)."""
+    if levels > 2 and n_units >= 1 and levels**n_units > 1 << MAX_ENUMERATION_UNITS:
+        raise BoltzgenError(
+            f"{what} needs at most 2**{MAX_ENUMERATION_UNITS} states, got {levels}**{n_units}; "
+            "use a smaller system, or Monte Carlo estimates for large ones"
+        )
     if not 1 <= n_units <= MAX_ENUMERATION_UNITS:
         raise BoltzgenError(
             f"{what} needs 1 <= N <= {MAX_ENUMERATION_UNITS} units (2**N states), got "
@@ -47,19 +55,29 @@ def check_enumerable(n_units: int, what: str = "enumeration") -> None:
 
 
 def states_from_indices(
-    indices: Tensor, n_units: int, spin: bool = True, dtype: torch.dtype = torch.float64
+    indices: Tensor,
+    n_units: int,
+    spin: bool = True,
+    dtype: torch.dtype = torch.float64,
+    levels: int = 2,
 ) -> Tensor:
     """The states numbered ``indices``.
 
     Arguments:
         indices: Integer tensor of state numbers, shape ``(batch,)``.
         n_units: Number of units n.
-        spin: Values ``(-1, +1)`` if true, ``(0, 1)`` otherwise.
+        spin: Two levels: values ``(-1, +1)`` if true, ``(0, 1)`` otherwise.
         dtype: Floating dtype of the result.
+        levels: Levels K per unit; K > 2 gives the values 0 .. K - 1 (``spin`` is ignored).
 
     Returns:
         States, shape ``(batch, n_units)``, on the device of ``indices``.
     """
+    if levels > 2:
+        powers = levels ** torch.arange(n_units - 1, -1, -1, device=indices.device)
+        return (
+            torch.div(indices[:, None], powers, rounding_mode="floor").remainder(levels).to(dtype)
+        )
     shifts = torch.arange(n_units - 1, -1, -1, device=indices.device)
     bits = ((indices[:, None] >> shifts) & 1).to(dtype)
     return 2 * bits - 1 if spin else bits
@@ -71,13 +89,14 @@ def enumerate_states(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
     chunk: int = _CHUNK,
+    levels: int = 2,
 ) -> Iterator[Tensor]:
-    """All 2**n states in index order, in chunks of shape ``(<= chunk, n_units)``."""
-    check_enumerable(n_units)
-    total = 1 << n_units
+    """All K**n states (K = ``levels``) in index order, in chunks ``(<= chunk, n_units)``."""
+    check_enumerable(n_units, levels=levels)
+    total = levels**n_units
     for start in range(0, total, chunk):
         indices = torch.arange(start, min(start + chunk, total), device=device)
-        yield states_from_indices(indices, n_units, spin, dtype)
+        yield states_from_indices(indices, n_units, spin, dtype, levels)
 
 
 def log_weights_by_enumeration(
@@ -86,40 +105,42 @@ def log_weights_by_enumeration(
     spin: bool = True,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
+    levels: int = 2,
 ) -> Tensor:
-    """Unnormalised log-probabilities of every state, shape ``(2**n_units,)``.
+    """Unnormalised log-probabilities of every state, shape ``(levels**n_units,)``.
 
     Arguments:
         log_weight: Maps states ``(batch, n_units)`` to log p~ ``(batch,)``, e.g. ``lambda s:
             -energy(s)``. Autograd flows through it (useful for exact objectives on few units).
-        n_units, spin, device, dtype: As in :func:`enumerate_states`.
+        n_units, spin, device, dtype, levels: As in :func:`enumerate_states`.
     """
-    return torch.cat(
-        [log_weight(states) for states in enumerate_states(n_units, spin, device, dtype)]
-    )
+    states = enumerate_states(n_units, spin, device, dtype, levels=levels)
+    return torch.cat([log_weight(chunk) for chunk in states])
 
 
 class ExactDistribution:
-    """A distribution over all 2**n states, held as normalised log-probabilities.
+    """A distribution over all K**n states, held as normalised log-probabilities.
 
     Arguments:
-        log_weights: Unnormalised log-probabilities of all states in index order, ``(2**n,)``.
-        spin: Whether units take values ``(-1, +1)`` (else ``(0, 1)``).
+        log_weights: Unnormalised log-probabilities of all states in index order, ``(K**n,)``.
+        spin: Two levels: whether units take values ``(-1, +1)`` (else ``(0, 1)``).
+        levels: Levels K per unit (K > 2: values 0 .. K - 1).
 
     Attributes:
         log_z: log of the normalising constant, 0-d tensor.
-        log_prob: Normalised log-probabilities, ``(2**n,)``.
+        log_prob: Normalised log-probabilities, ``(K**n,)``.
     """
 
-    def __init__(self, log_weights: Tensor, spin: bool = True) -> None:
+    def __init__(self, log_weights: Tensor, spin: bool = True, levels: int = 2) -> None:
         n_states = log_weights.shape[0]
-        n_units = n_states.bit_length() - 1
-        if log_weights.dim() != 1 or n_states != 1 << n_units:
+        n_units = round(math.log(max(n_states, 1), levels)) if levels >= 2 else 0
+        if log_weights.dim() != 1 or n_units < 1 or n_states != levels**n_units:
             raise BoltzgenError(
-                f"log_weights must have 2**n entries, got shape {tuple(log_weights.shape)}"
+                f"log_weights must have {levels}**n entries, got shape {tuple(log_weights.shape)}"
             )
         self.n_units = n_units
-        self.spin = spin
+        self.spin = spin and levels == 2
+        self.levels = levels
         self.log_z = torch.logsumexp(log_weights, dim=0)
         self.log_prob = log_weights - self.log_z
 
@@ -130,28 +151,30 @@ class ExactDistribution:
         n_units: int,
         spin: bool = True,
         device: torch.device | str | None = None,
+        levels: int = 2,
     ) -> ExactDistribution:
         """p(s) proportional to exp(-u(s)) for a reduced energy ``u`` (float64, by enumeration)."""
         with torch.no_grad():
-            return cls(
-                log_weights_by_enumeration(lambda s: -energy(s), n_units, spin, device), spin
+            log_weights = log_weights_by_enumeration(
+                lambda s: -energy(s), n_units, spin, device, levels=levels
             )
+        return cls(log_weights, spin, levels)
 
     @property
     def probs(self) -> Tensor:
-        """Probabilities of all states, ``(2**n,)``."""
+        """Probabilities of all states, ``(K**n,)``."""
         return self.log_prob.exp()
 
     def states(self, chunk: int = _CHUNK) -> Iterator[Tensor]:
         """All states in index order, in chunks (float64, device of the log-probabilities)."""
         return enumerate_states(
-            self.n_units, self.spin, self.log_prob.device, torch.float64, chunk
+            self.n_units, self.spin, self.log_prob.device, torch.float64, chunk, self.levels
         )
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Exact i.i.d. samples, shape ``(n, n_units)``, float64."""
         indices = torch.multinomial(self.probs, n, replacement=True, generator=generator)
-        return states_from_indices(indices, self.n_units, self.spin)
+        return states_from_indices(indices, self.n_units, self.spin, levels=self.levels)
 
     def expectation(self, observable: Callable[[Tensor], Tensor]) -> Tensor:
         """Exact E_p[f(s)] for ``f: (batch, n) -> (batch, ...)``."""

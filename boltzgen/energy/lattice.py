@@ -1,4 +1,4 @@
-"""Discrete spin targets: 2-D Ising, Curie-Weiss, Sherrington-Kirkpatrick, Edwards-Anderson.
+"""Discrete targets: 2-D Ising, Curie-Weiss, Sherrington-Kirkpatrick, Edwards-Anderson, 2-D Potts.
 
 Every target here is a pairwise spin model on spins s in {-1, +1}^N (float tensors, batch first,
 ``event_shape = (N,)``; lattice sites are numbered row-major, site = row * L + column):
@@ -11,6 +11,11 @@ p(s) = exp(-u(s)) / Z. Couplings are stored as a padded neighbour table (``neigh
 site indices, ``couplings``: (N, K) values, padding points at the site itself with coupling 0),
 which is all that the energy, the local fields and the Monte Carlo moves of :mod:`boltzgen.mcmc`
 need.
+
+The q-state Potts model (:class:`PottsModel2D`) has units in {0 .. q-1} (K-state units) and
+E(s) = -J sum_<ij> delta(s_i, s_j) on the torus; it shares the inverse-temperature handling and
+the exact references (enumeration of q**N states, Kaufman's formula at q = 2) through
+:class:`DiscreteEnergy`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from .exact import (
 )
 
 __all__ = [
+    "DiscreteEnergy",
     "PairwiseSpinEnergy",
+    "PottsModel2D",
     "IsingModel2D",
     "CurieWeiss",
     "SherringtonKirkpatrick",
@@ -61,7 +68,85 @@ def _neighbor_table(coupling_matrix: np.ndarray) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(neighbors), torch.from_numpy(couplings)
 
 
-class PairwiseSpinEnergy(Energy):
+def _check_beta(beta: float) -> float:
+    if not (math.isfinite(beta) and beta >= 0):
+        raise BoltzgenError(f"beta must be a finite number >= 0, got {beta!r}")
+    return float(beta)
+
+
+class DiscreteEnergy(Energy):
+    r"""A discrete target at inverse temperature ``beta``, u(s) = beta E(s), with N units of
+    ``levels`` values each (2: spins +-1; K > 2: 0 .. K - 1) and exact references.
+
+    Subclasses implement :meth:`coupling_energy` (E, not multiplied by beta) and may give a
+    closed-form log Z (:attr:`log_z_method`, :meth:`_closed_form_log_z`).
+
+    Arguments:
+        n_units: Number of units N.
+        beta: Inverse temperature (dimensionless, in units of 1/J).
+        levels: Values per unit.
+    """
+
+    def __init__(self, n_units: int, beta: float, levels: int = 2) -> None:
+        super().__init__(event_shape=(n_units,), temperature=1.0, discrete=True)
+        self.beta = _check_beta(beta)
+        self.levels = int(levels)
+
+    @property
+    def n_spins(self) -> int:
+        """Number of units N."""
+        return self.event_shape[0]
+
+    def coupling_energy(self, s: Tensor) -> Tensor:
+        """E(s) (not multiplied by beta) of states ``(batch, N)``: ``(batch,)``."""
+        raise NotImplementedError
+
+    def _energy(self, x: Tensor) -> Tensor:
+        return self.beta * self.coupling_energy(x)
+
+    def with_beta(self, beta: float) -> DiscreteEnergy:
+        """The same model at inverse temperature ``beta`` (couplings shared, not copied; its
+        exact log Z computed afresh)."""
+        other = copy.copy(self)
+        other.__dict__.pop("log_z", None)  # the cached value belongs to self's beta
+        other.beta = _check_beta(beta)
+        return other
+
+    def _device(self) -> torch.device:
+        return next(iter(self.buffers())).device
+
+    def exact(self) -> ExactDistribution:
+        """The exact distribution by enumeration of all levels**N states (<= 2**24), float64,
+        on the device of the energy's buffers."""
+        check_enumerable(self.n_spins, f"exact enumeration of {type(self).__name__}", self.levels)
+        return ExactDistribution.from_energy(
+            self.energy, self.n_spins, spin=True, device=self._device(), levels=self.levels
+        )
+
+    @functools.cached_property
+    def log_z(self) -> float | None:
+        """Exact log Z (computed once, by :attr:`log_z_method`), or ``None`` when there are
+        more than 2**24 states and no closed form applies."""
+        method = self.log_z_method
+        if method is None:
+            return None
+        return self._closed_form_log_z() if method != "enumeration" else float(self.exact().log_z)
+
+    @property
+    def log_z_method(self) -> str | None:
+        """How :attr:`log_z` is known: ``"enumeration"`` (<= 2**24 states), a closed form's
+        name, or ``None``."""
+        enumerable = self.levels**self.n_spins <= 1 << MAX_ENUMERATION_UNITS
+        return "enumeration" if enumerable else None
+
+    def _closed_form_log_z(self) -> float:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"n_spins={self.n_spins}, beta={self.beta:g}"
+
+
+class PairwiseSpinEnergy(DiscreteEnergy):
     r"""Reduced energy u(s) = beta [-(sum_{i<j} J_ij s_i s_j + h . s) + offset] of N Ising spins.
 
     Arguments:
@@ -82,10 +167,7 @@ class PairwiseSpinEnergy(Energy):
         n = coupling_matrix.shape[0]
         if coupling_matrix.shape != (n, n) or not np.allclose(coupling_matrix, coupling_matrix.T):
             raise BoltzgenError("the coupling matrix of a spin model must be square and symmetric")
-        if not (math.isfinite(beta) and beta >= 0):
-            raise BoltzgenError(f"beta must be a finite number >= 0, got {beta!r}")
-        super().__init__(event_shape=(n,), temperature=1.0, discrete=True)
-        self.beta = float(beta)
+        super().__init__(n, beta)
         self.offset = float(offset)
         neighbors, couplings = _neighbor_table(coupling_matrix)
         self.register_buffer("neighbors", neighbors)
@@ -93,11 +175,6 @@ class PairwiseSpinEnergy(Energy):
         self.register_buffer(
             "field", torch.as_tensor(np.broadcast_to(field, (n,)).copy(), dtype=torch.float64)
         )
-
-    @property
-    def n_spins(self) -> int:
-        """Number of spins N."""
-        return self.event_shape[0]
 
     @property
     def has_field(self) -> bool:
@@ -115,50 +192,9 @@ class PairwiseSpinEnergy(Energy):
         pair = (s[:, :, None] * s[:, self.neighbors] * self.couplings.to(s.dtype)).sum((1, 2))
         return -(0.5 * pair + s @ self.field.to(s.dtype)) + self.offset
 
-    def _energy(self, x: Tensor) -> Tensor:
-        return self.beta * self.coupling_energy(x)
-
-    def with_beta(self, beta: float) -> PairwiseSpinEnergy:
-        """The same model at inverse temperature ``beta`` (couplings shared, not copied; its
-        exact log Z computed afresh)."""
-        if not (math.isfinite(beta) and beta >= 0):
-            raise BoltzgenError(f"beta must be a finite number >= 0, got {beta!r}")
-        other = copy.copy(self)
-        other.__dict__.pop("log_z", None)  # the cached value belongs to self's beta
-        other.beta = float(beta)
-        return other
-
     def magnetization(self, s: Tensor) -> Tensor:
         """Mean spin m = sum_i s_i / N, shape (batch,)."""
         return s.mean(-1)
-
-    def exact(self) -> ExactDistribution:
-        """The exact distribution by enumeration of all 2**N states (N <= 24), float64, on the
-        device of the energy's couplings."""
-        check_enumerable(self.n_spins, f"exact enumeration of {type(self).__name__}")
-        device = self.couplings.device
-        return ExactDistribution.from_energy(self.energy, self.n_spins, spin=True, device=device)
-
-    @functools.cached_property
-    def log_z(self) -> float | None:
-        """Exact log Z (computed once, by :attr:`log_z_method`), or ``None`` when N > 24 and no
-        closed form applies."""
-        method = self.log_z_method
-        if method is None:
-            return None
-        return self._closed_form_log_z() if method != "enumeration" else float(self.exact().log_z)
-
-    @property
-    def log_z_method(self) -> str | None:
-        """How :attr:`log_z` is known: ``"enumeration"`` (N <= 24), a closed form's name, or
-        ``None``."""
-        return "enumeration" if self.n_spins <= MAX_ENUMERATION_UNITS else None
-
-    def _closed_form_log_z(self) -> float:
-        raise NotImplementedError
-
-    def extra_repr(self) -> str:
-        return f"n_spins={self.n_spins}, beta={self.beta:g}"
 
 
 def _torus_couplings(bonds_right: np.ndarray, bonds_down: np.ndarray) -> np.ndarray:
@@ -273,3 +309,53 @@ class EdwardsAnderson2D(PairwiseSpinEnergy):
         down = rng.choice([-1.0, 1.0], size=(L, L))
         super().__init__(_torus_couplings(right, down), beta)
         self.L, self.seed = int(L), int(seed)
+
+
+class PottsModel2D(DiscreteEnergy):
+    r"""q-state Potts model on a periodic L x L square lattice: E = -J sum_<ij> delta(s_i, s_j).
+
+    Units take the values 0 .. q-1 (float tensors, ``(batch, L * L)``, site = row * L + column);
+    the sum runs over the 2 L^2 bonds (every site's right and down neighbour).
+    beta_c J = ln(1 + sqrt q) (the transition is continuous for q <= 4, first order above).
+    At q = 2, delta(s, s') = (1 + sigma sigma') / 2 with sigma = 2 s - 1 maps it onto the Ising
+    model at coupling J / 2: log Z = beta J L^2 + log Z_Ising(beta J / 2), Kaufman's formula,
+    which :attr:`log_z` uses for any L.
+
+    Arguments:
+        L: Linear size (>= 3, so that the bonds join distinct pairs).
+        q: Number of states per site (>= 2).
+        beta: Inverse temperature.
+        J: Coupling (default 1, ferromagnetic).
+    """
+
+    def __init__(self, L: int, q: int, beta: float, J: float = 1.0) -> None:
+        if L < 3:
+            raise BoltzgenError(f"the 2-D Potts model needs L >= 3, got L={L}")
+        if q < 2:
+            raise BoltzgenError(f"the Potts model needs q >= 2 states per site, got q={q}")
+        super().__init__(L * L, beta, levels=q)
+        self.L, self.q, self.J = int(L), int(q), float(J)
+        site = torch.arange(L * L).view(L, L)
+        neighbors = torch.stack([site.roll(-1, 1).reshape(-1), site.roll(-1, 0).reshape(-1)], 1)
+        #: Right and down neighbour of every site, ``(N, 2)``.
+        self.register_buffer("neighbors", neighbors)
+        #: J as a 0-d float tensor: the device and dtype the target was moved to.
+        self.register_buffer("coupling", torch.tensor(float(J), dtype=torch.float64))
+
+    def coupling_energy(self, s: Tensor) -> Tensor:
+        """E(s) = -J (number of bonds joining equal states) of ``(batch, N)``: ``(batch,)``."""
+        equal = (s[:, :, None] == s[:, self.neighbors]).to(s.dtype)
+        return -self.coupling.to(s.dtype) * equal.sum((1, 2))
+
+    @property
+    def log_z_method(self) -> str | None:
+        """Kaufman's formula through the Ising mapping at q = 2 (any L); enumeration of the q**N
+        states (<= 2**24) otherwise."""
+        return "kaufman" if self.q == 2 else super().log_z_method
+
+    def _closed_form_log_z(self) -> float:
+        coupling = self.beta * self.J
+        return coupling * self.L**2 + ising_log_z_kaufman(self.L, coupling / 2)
+
+    def extra_repr(self) -> str:
+        return f"L={self.L}, q={self.q}, beta={self.beta:g}, J={self.J:g}"

@@ -1,4 +1,4 @@
-r"""Autoregressive models of N binary units: MADE and a PixelCNN for L x L lattices (VAN).
+r"""Autoregressive models of N discrete units: MADE and a PixelCNN for L x L lattices (VAN).
 
 A variational autoregressive network (Wu, Wang & Zhang, PRL 122, 080602 (2019)) factorises
 
@@ -9,13 +9,20 @@ over the sites in raster order (lattice site = row * L + column, the numbering o
 exact samples with one network pass per site. Units are spins +-1 (``visible="spin"``) or
 {0, 1} (``visible="binary"``); internally the network always sees spins s = 2x - 1.
 
+K-state units (``visible="categorical"``, ``n_states=K``: values 0 .. K-1, e.g. Potts states)
+replace the logit by K logits per site and the spin input by its one-hot code:
+q(s_i = k | s_<i) = softmax(logits_i(s_<i))_k. With one channel (two-state units) the networks
+are exactly the binary ones above; with K channels every per-site quantity (inputs, degrees of
+MADE, the channels of the PixelCNN's first layer and output) is repeated K times.
+
 Z2 symmetrisation (``z2=True``): q_sym(s) = (q(s) + q(-s)) / 2, i.e. ``log_prob`` is
 logsumexp(log q(s), log q(-s)) - log 2 (one pass over the doubled batch), and ``sample`` draws
 s ~ q and flips it with a random sign, which samples q_sym exactly. ``conditional_logits`` are
-always those of the unsymmetrised q.
+always those of the unsymmetrised q. Z2 needs two-state units.
 
 Sampling is free of host synchronisation: the uniforms of all sites are drawn up front and site
-i is set by ``uniform < sigmoid(logit_i)``; the loops run over sites (Python integers), never
+i is set by ``uniform < sigmoid(logit_i)`` (K states: the number of entries of the cumulative
+softmax below the uniform); the loops run over sites (Python integers), never
 over data. Both models have a cached sampler (the default) and the naive one
 (:meth:`AutoregressiveModel.sample_naive`: a full forward pass per site) which, given the same
 generator, return the same states.
@@ -36,35 +43,53 @@ from .base import Model
 
 __all__ = ["AutoregressiveModel", "MADE", "PixelCNN"]
 
-_VISIBLE_KINDS = ("spin", "binary")
+_VISIBLE_KINDS = ("spin", "binary", "categorical")
 
 
 class AutoregressiveModel(nn.Module, Model):
     """Base of the autoregressive models: normalized, discrete, exact samples.
 
-    Subclasses implement :meth:`_logits` (spins ``(B, N)`` -> logits ``(B, N)`` where logit i
-    depends on spins < i only) and may override :meth:`_sample_spins` with a faster exact
-    sampler.
+    Subclasses implement :meth:`_logits` (site features ``(B, N, C)`` -> logits ``(B, N, C)``
+    where the logits of site i depend on the features of sites < i only; C =
+    :attr:`channels`) and may override :meth:`_sample_spins` with a faster exact sampler.
 
     Arguments:
         n_sites: Number of units N.
-        z2: Symmetrise under the global flip s -> -s.
-        visible: ``"spin"`` (+-1) or ``"binary"`` ({0, 1}).
+        z2: Symmetrise under the global flip s -> -s (two-state units only).
+        visible: ``"spin"`` (+-1), ``"binary"`` ({0, 1}) or ``"categorical"`` (0 .. K-1).
+        n_states: K, the values of a categorical unit (2 for spin and binary units).
     """
 
     normalized = True
     discrete = True
     reparameterized = False
 
-    def __init__(self, n_sites: int, z2: bool = False, visible: str = "spin") -> None:
+    def __init__(
+        self, n_sites: int, z2: bool = False, visible: str = "spin", n_states: int = 2
+    ) -> None:
         super().__init__()
         if n_sites < 1:
             raise BoltzgenError(f"an autoregressive model needs >= 1 site, got {n_sites}")
         if visible not in _VISIBLE_KINDS:
             raise BoltzgenError(f"visible must be one of {_VISIBLE_KINDS}, got {visible!r}")
+        if visible == "categorical" and n_states < 2:
+            raise BoltzgenError(f"categorical units need n_states >= 2, got {n_states}")
+        if visible != "categorical" and n_states != 2:
+            raise BoltzgenError(
+                f"{visible} units have 2 states, got n_states = {n_states}: use visible = "
+                '"categorical" for K-state units'
+            )
+        if z2 and visible == "categorical":
+            raise BoltzgenError(
+                "z2 is the global flip of two-state units; categorical (K-state) units have no "
+                "such symmetry: set z2 = false"
+            )
         self.n_sites = int(n_sites)
         self.z2 = bool(z2)
         self.visible = visible
+        self.n_states = int(n_states)
+        #: Features per site and logits per site: K for categorical units, else 1.
+        self.channels = self.n_states if visible == "categorical" else 1
         self.event_shape = torch.Size((self.n_sites,))
 
     @property
@@ -76,25 +101,52 @@ class AutoregressiveModel(nn.Module, Model):
         """A parameter: the device and dtype of the model."""
         return next(self.parameters())
 
+    @property
+    def categorical(self) -> bool:
+        """Whether units take K values 0 .. K-1 (softmax conditionals)."""
+        return self.visible == "categorical"
+
     # ------------------------------------------------------------------------- the network
-    def _logits(self, s: Tensor) -> Tensor:
-        """Logits of q(s_i = +1 | s_<i) for spins ``(B, N)``: ``(B, N)``."""
+    def _logits(self, features: Tensor) -> Tensor:
+        """Logits of the conditionals from site features ``(B, N, C)``: ``(B, N, C)`` (C = 1:
+        logit of s_i = +1; C = K: the K logits of s_i)."""
         raise NotImplementedError
 
     def _spins(self, x: Tensor) -> Tensor:
+        """States ``(B, N)`` -> the internal values: spins +-1, or the levels 0 .. K-1."""
         x = x.to(self._reference().dtype)
-        return x if self.spin else 2 * x - 1
+        return 2 * x - 1 if self.visible == "binary" else x
 
     def _values(self, s: Tensor) -> Tensor:
-        return s if self.spin else (s + 1) / 2
+        return (s + 1) / 2 if self.visible == "binary" else s
+
+    def _site_features(self, s: Tensor) -> Tensor:
+        """Internal values ``(...)`` -> network features ``(..., C)``: the spin, or one-hot."""
+        if self.categorical:
+            return nnf.one_hot(s.long(), self.n_states).to(self._reference().dtype)
+        return s[..., None]
+
+    def _draw(self, logits: Tensor, uniforms: Tensor) -> Tensor:
+        """One site's values ``(B,)`` from its logits ``(B, C)`` and uniforms ``(B,)``."""
+        if not self.categorical:
+            return torch.where(uniforms < torch.sigmoid(logits[:, 0]), 1.0, -1.0)
+        below = torch.softmax(logits, -1).cumsum(-1) < uniforms[:, None]
+        return below.sum(-1).clamp(max=self.n_states - 1).to(logits.dtype)
 
     def conditional_logits(self, x: Tensor) -> Tensor:
-        """logit q(x_i = +1 (or 1) | x_<i) of the unsymmetrised q, per site: ``(B, N)`` from
-        states ``(B, N)``; entry i does not depend on x_j for j >= i."""
-        return self._logits(self._spins(x))
+        """Logits of the unsymmetrised q's conditionals per site from states ``(B, N)``:
+        logit q(x_i = +1 (or 1) | x_<i), ``(B, N)``, for two-state units; the K logits of
+        q(x_i = k | x_<i), ``(B, N, K)``, for categorical units. Entry i does not depend on x_j
+        for j >= i."""
+        logits = self._logits(self._site_features(self._spins(x)))
+        return logits if self.categorical else logits[..., 0]
 
     def _log_prob_spins(self, s: Tensor) -> Tensor:
-        return nnf.logsigmoid(s * self._logits(s)).sum(-1)
+        logits = self._logits(self._site_features(s))
+        if not self.categorical:
+            return nnf.logsigmoid(s * logits[..., 0]).sum(-1)
+        chosen = torch.log_softmax(logits, -1).gather(-1, s.long()[..., None])
+        return chosen[..., 0].sum(-1)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Normalized log q(x) (log q_sym with ``z2``) of states ``(B, N)``: ``(B,)``."""
@@ -112,7 +164,7 @@ class AutoregressiveModel(nn.Module, Model):
         )
 
     def _sample_spins(self, uniforms: Tensor) -> Tensor:
-        """Spins ``(n, N)`` of q from uniforms ``(n, N)`` (site i is +1 iff u_i < q(+1 | s_<i)).
+        """Internal values ``(n, N)`` of q from uniforms ``(n, N)`` (:meth:`_draw` per site).
 
         Subclasses override it with a cached version that returns the same states."""
         return self._sample_spins_naive(uniforms)
@@ -120,8 +172,7 @@ class AutoregressiveModel(nn.Module, Model):
     def _sample_spins_naive(self, uniforms: Tensor) -> Tensor:
         s = torch.zeros_like(uniforms)
         for i in range(self.n_sites):
-            probability = torch.sigmoid(self._logits(s)[:, i])
-            s[:, i] = torch.where(uniforms[:, i] < probability, 1.0, -1.0)
+            s[:, i] = self._draw(self._logits(self._site_features(s))[:, i], uniforms[:, i])
         return s
 
     def _finish(self, s: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -147,14 +198,20 @@ class AutoregressiveModel(nn.Module, Model):
 
     # ------------------------------------------------------------------------- enumeration
     def exact(self) -> ExactDistribution:
-        """The model's distribution over all 2**N states (N <= 24), by enumeration in float64."""
-        check_enumerable(self.n_sites, f"exact distribution of {type(self).__name__}")
+        """The model's distribution over all K**N states (<= 2**24), by enumeration in
+        float64."""
+        what = f"exact distribution of {type(self).__name__}"
+        check_enumerable(self.n_sites, what, self.n_states)
         model = copy.deepcopy(self).to(torch.float64).eval()
         with torch.no_grad():
             log_q = log_weights_by_enumeration(
-                model.log_prob, self.n_sites, self.spin, self._reference().device
+                model.log_prob,
+                self.n_sites,
+                self.spin,
+                self._reference().device,
+                levels=self.n_states,
             )
-        return ExactDistribution(log_q, self.spin)
+        return ExactDistribution(log_q, self.spin, self.n_states)
 
 
 # ============================================================================= MADE
@@ -180,7 +237,8 @@ class MADE(AutoregressiveModel):
     evenly spread (unit k of a layer of width W: 1 + floor(k (N - 1) / W)); a hidden unit of
     degree d sees inputs of degree <= d and hidden units of degree <= d, and output i sees hidden
     units of degree <= i (strictly below its own degree i + 1): logit i depends on s_<i only.
-    ``depth = 0`` is the linear autoregressive model logit_i = b_i + sum_{j<i} W_ij s_j.
+    ``depth = 0`` is the linear autoregressive model logit_i = b_i + sum_{j<i} W_ij s_j. With
+    K-state units each site has K inputs (its one-hot code) and K outputs, all of its degree.
 
     Arguments:
         n_sites: Number of units N.
@@ -188,7 +246,8 @@ class MADE(AutoregressiveModel):
         width: Units per hidden layer.
         residual: Hidden layers 2.. add their input (h <- h + act(W h + b)).
         z2: Z2-symmetrise (see the module docstring).
-        visible: ``"spin"`` or ``"binary"``.
+        visible: ``"spin"``, ``"binary"`` or ``"categorical"``.
+        n_states: K of categorical units.
 
     The cached sampler (:meth:`sample`) updates the first layer's pre-activations by one column
     per site and evaluates only the hidden units of degree <= i (a prefix, as degrees are
@@ -203,24 +262,26 @@ class MADE(AutoregressiveModel):
         residual: bool = False,
         z2: bool = False,
         visible: str = "spin",
+        n_states: int = 2,
     ) -> None:
-        super().__init__(n_sites, z2, visible)
+        super().__init__(n_sites, z2, visible, n_states)
         if depth < 0 or width < 1:
             raise BoltzgenError(f"made needs depth >= 0 and width >= 1, got {depth}, {width}")
         self.depth, self.width, self.residual = int(depth), int(width), bool(residual)
         n = self.n_sites
         inputs = torch.arange(1, n + 1)
+        units = inputs.repeat_interleave(self.channels)  # degree of each input and output unit
         hidden = 1 + torch.div(torch.arange(width) * max(n - 1, 1), width, rounding_mode="floor")
         if depth == 0:
             self.hidden_layers = nn.ModuleList()
             self.activations = nn.ModuleList()
-            self.output = _MaskedLinear((inputs[:, None] > inputs[None, :]).double())
+            self.output = _MaskedLinear((units[:, None] > units[None, :]).double())
         else:
-            masks = [(hidden[:, None] >= inputs[None, :]).double()]
+            masks = [(hidden[:, None] >= units[None, :]).double()]
             masks += [(hidden[:, None] >= hidden[None, :]).double()] * (depth - 1)
             self.hidden_layers = nn.ModuleList(_MaskedLinear(m) for m in masks)
             self.activations = nn.ModuleList(nn.PReLU(width, 0.5) for _ in range(depth))
-            self.output = _MaskedLinear((inputs[:, None] > hidden[None, :]).double())
+            self.output = _MaskedLinear((units[:, None] > hidden[None, :]).double())
         #: Hidden units of degree <= i for each site i (what output i sees), N Python ints.
         self.prefix: list[int] = (hidden[None, :] <= inputs[:, None] - 1).sum(1).tolist()
 
@@ -231,39 +292,42 @@ class MADE(AutoregressiveModel):
             h = h + update if self.residual and index > 0 else update
         return h
 
-    def _logits(self, s: Tensor) -> Tensor:
-        return self.output(self._hidden(s))
+    def _logits(self, features: Tensor) -> Tensor:
+        batch = features.shape[0]
+        out = self.output(self._hidden(features.reshape(batch, -1)))
+        return out.view(batch, self.n_sites, self.channels)
 
     def _sample_spins(self, uniforms: Tensor) -> Tensor:
-        n_sites = self.n_sites
+        n_sites, channels, batch = self.n_sites, self.channels, uniforms.shape[0]
         s = torch.zeros_like(uniforms)
         prefix = self.prefix
         if self.depth == 0:
-            weight = self.output.masked_weight  # (N, N), strictly lower triangular
-            logits = self.output.bias.expand(uniforms.shape[0], n_sites).clone()
+            weight = self.output.masked_weight  # (N C, N C), block strictly lower triangular
+            logits = self.output.bias.expand(batch, n_sites * channels).clone()
             for i in range(n_sites):
-                s[:, i] = torch.where(uniforms[:, i] < torch.sigmoid(logits[:, i]), 1.0, -1.0)
-                logits = logits + s[:, i : i + 1] * weight[:, i]
+                units = slice(i * channels, (i + 1) * channels)
+                s[:, i] = self._draw(logits[:, units], uniforms[:, i])
+                logits.addmm_(self._site_features(s[:, i]), weight[:, units].T)
             return s
         first = self.hidden_layers[0]
-        first_weight = first.masked_weight  # (W, N)
-        pre = first.bias.expand(uniforms.shape[0], self.width).clone()
+        first_weight = first.masked_weight  # (W, N C)
+        pre = first.bias.expand(batch, self.width).clone()
         out_weight, out_bias = self.output.masked_weight, self.output.bias
         hidden = [(layer.masked_weight, layer.bias) for layer in self.hidden_layers[1:]]
         slopes = [activation.weight for activation in self.activations]
         for i in range(n_sites):
-            k = prefix[i]
+            k, units = prefix[i], slice(i * channels, (i + 1) * channels)
             if k == 0:
-                logit = out_bias[i].expand(uniforms.shape[0])
+                logit = out_bias[units].expand(batch, channels)
             else:
                 h = nnf.prelu(pre[:, :k], slopes[0][:k])
                 for (weight, bias), slope in zip(hidden, slopes[1:]):
                     # degree-sorted: the prefix only sees the prefix
                     update = nnf.prelu(nnf.linear(h, weight[:k, :k], bias[:k]), slope[:k])
                     h = h + update if self.residual else update
-                logit = h @ out_weight[i, :k] + out_bias[i]
-            s[:, i] = torch.where(uniforms[:, i] < torch.sigmoid(logit), 1.0, -1.0)
-            pre.addr_(s[:, i], first_weight[:, i])  # the new site's column
+                logit = h @ out_weight[units, :k].T + out_bias[units]
+            s[:, i] = self._draw(logit, uniforms[:, i])
+            pre.addmm_(self._site_features(s[:, i]), first_weight[:, units].T)  # new site's inputs
         return s
 
 
@@ -307,7 +371,8 @@ class PixelCNN(AutoregressiveModel):
     itself) of half kernel size ``half_kernel_size`` (kernel (2k + 1) x (2k + 1), rows below
     masked), the others (type B: include the site's own features) of half size
     ``hidden_half_kernel_size``, each followed by a PReLU, then a 1 x 1 convolution to one logit
-    per site. ``residual`` adds each hidden layer's input to its output.
+    per site (K logits for categorical units, whose one-hot code is the K input channels).
+    ``residual`` adds each hidden layer's input to its output.
 
     Periodic inputs (``periodic=True``): the columns of the rows above are padded circularly (so
     a site near the left edge sees the right edge of the rows above, as on the torus), the
@@ -336,7 +401,8 @@ class PixelCNN(AutoregressiveModel):
         residual: Residual connections around the hidden layers.
         periodic: Circular column padding of the rows above (see above).
         z2: Z2-symmetrise.
-        visible: ``"spin"`` or ``"binary"``.
+        visible: ``"spin"``, ``"binary"`` or ``"categorical"``.
+        n_states: K of categorical units.
     """
 
     def __init__(
@@ -350,8 +416,9 @@ class PixelCNN(AutoregressiveModel):
         periodic: bool = True,
         z2: bool = False,
         visible: str = "spin",
+        n_states: int = 2,
     ) -> None:
-        super().__init__(L * L, z2, visible)
+        super().__init__(L * L, z2, visible, n_states)
         if depth < 1 or width < 1:
             raise BoltzgenError(f"pixelcnn needs depth >= 1 and width >= 1, got {depth}, {width}")
         for name, k in (
@@ -362,27 +429,30 @@ class PixelCNN(AutoregressiveModel):
                 raise BoltzgenError(f"pixelcnn needs 1 <= {name} <= L = {L}, got {k}")
         self.L, self.depth, self.width = int(L), int(depth), int(width)
         self.residual, self.periodic = bool(residual), bool(periodic)
-        layers = [_MaskedConv2d(1, width, half_kernel_size, False, periodic)]
+        channels = self.channels
+        layers = [_MaskedConv2d(channels, width, half_kernel_size, False, periodic)]
         layers += [
             _MaskedConv2d(width, width, hidden_half_kernel_size, True, periodic)
             for _ in range(depth - 1)
         ]
         self.layers = nn.ModuleList(layers)
         self.activations = nn.ModuleList(nn.PReLU(width, 0.5) for _ in range(depth))
-        self.output = nn.Conv2d(width, 1, 1)
-        #: First-layer weights of the wrap channels (down-wrap, right-wrap): ``(width, 2, 1, 1)``.
-        self.wrap = nn.Conv2d(2, width, 1, bias=False) if periodic else None
+        self.output = nn.Conv2d(width, channels, 1)
+        #: First-layer weights of the wrap channels (down-wrap, right-wrap; C each):
+        #: ``(width, 2 C, 1, 1)``.
+        self.wrap = nn.Conv2d(2 * channels, width, 1, bias=False) if periodic else None
 
     def _wrap_inputs(self, grid: Tensor) -> Tensor:
-        """The wrap channels of spins ``(B, 1, L, L)``: ``(B, 2, L, L)``, channel 0 holding
-        s(0, c) in the last row, channel 1 s(r, 0) in the last column, zeros elsewhere."""
-        batch, L = grid.shape[0], self.L
-        down = torch.cat([grid.new_zeros(batch, 1, L - 1, L), grid[:, :, :1, :]], dim=2)
-        right = torch.cat([grid.new_zeros(batch, 1, L, L - 1), grid[:, :, :, :1]], dim=3)
+        """The wrap channels of features ``(B, C, L, L)``: ``(B, 2 C, L, L)``, channels 0..C-1
+        holding f(0, c) in the last row, channels C..2C-1 f(r, 0) in the last column, zeros
+        elsewhere."""
+        batch, channels, L = grid.shape[0], grid.shape[1], self.L
+        down = torch.cat([grid.new_zeros(batch, channels, L - 1, L), grid[:, :, :1, :]], dim=2)
+        right = torch.cat([grid.new_zeros(batch, channels, L, L - 1), grid[:, :, :, :1]], dim=3)
         return torch.cat([down, right], dim=1)
 
     def _grid_logits(self, grid: Tensor) -> Tensor:
-        """Spins ``(B, 1, H, L)`` -> logits ``(B, H, L)``."""
+        """Features ``(B, C, H, L)`` -> logits ``(B, C, H, L)``."""
         first = self.layers[0](grid)
         if self.wrap is not None:
             first = first + self.wrap(self._wrap_inputs(grid))
@@ -390,20 +460,25 @@ class PixelCNN(AutoregressiveModel):
         for layer, activation in zip(self.layers[1:], self.activations[1:]):
             update = activation(layer(h))
             h = h + update if self.residual else update
-        return self.output(h)[:, 0]
+        return self.output(h)
 
-    def _logits(self, s: Tensor) -> Tensor:
-        return self._grid_logits(s.view(-1, 1, self.L, self.L)).reshape(s.shape[0], -1)
+    def _logits(self, features: Tensor) -> Tensor:
+        batch, channels = features.shape[0], self.channels
+        grid = features.view(batch, self.L, self.L, channels).permute(0, 3, 1, 2)
+        return self._grid_logits(grid).permute(0, 2, 3, 1).reshape(batch, -1, channels)
 
     def _sample_spins(self, uniforms: Tensor) -> Tensor:
         """Cached exact sampler: per row, the rows-above part of every layer at once; per site,
         only the current-row part of every layer at that site (a few small products)."""
-        L, batch = self.L, uniforms.shape[0]
-        channels = [1] + [self.width] * self.depth
+        L, batch, C = self.L, uniforms.shape[0], self.channels
+        channels = [C] + [self.width] * self.depth
         grids = [uniforms.new_zeros(batch, c, L, L) for c in channels]  # features f_0 .. f_D
+        values = uniforms.new_zeros(batch, L, L)
         halves = [layer.half for layer in self.layers]
         u = uniforms.view(batch, L, L)
-        out_weight, out_bias = self.output.weight[0, :, 0, 0], self.output.bias[0]
+        out_weight, out_bias = self.output.weight[:, :, 0, 0], self.output.bias  # (C, W), (C,)
+        if self.wrap is not None:
+            wrap_down, wrap_right = self.wrap.weight[:, :C, 0, 0], self.wrap.weight[:, C:, 0, 0]
         slopes = [activation.weight for activation in self.activations]
         for r in range(L):
             # the rows-above part of each layer at row r: depends on rows < r only (fixed now)
@@ -427,16 +502,17 @@ class PixelCNN(AutoregressiveModel):
                     )
                     if index == 0 and self.wrap is not None:
                         if r == L - 1:  # the bond to the first row, (0, c)
-                            pre = pre + grids[0][:, 0, 0, c, None] * self.wrap.weight[:, 0, 0, 0]
+                            pre = pre + grids[0][:, :, 0, c] @ wrap_down.T
                         if c == L - 1:  # the bond to the start of the row, (r, 0)
-                            pre = pre + grids[0][:, 0, r, 0, None] * self.wrap.weight[:, 1, 0, 0]
+                            pre = pre + grids[0][:, :, r, 0] @ wrap_right.T
                     update = nnf.prelu(pre, slopes[index])
                     h = h + update if (self.residual and index > 0) else update
                     grids[index + 1][:, :, r, c] = h
                     if index + 1 < self.depth:
                         rows[index + 1][:, :, halves[index + 1] + c] = h
-                logit = h @ out_weight + out_bias
-                spin = torch.where(u[:, r, c] < torch.sigmoid(logit), 1.0, -1.0)
-                grids[0][:, 0, r, c] = spin
-                rows[0][:, 0, halves[0] + c] = spin
-        return grids[0].reshape(batch, L * L)
+                value = self._draw(h @ out_weight.T + out_bias, u[:, r, c])
+                features = self._site_features(value)
+                values[:, r, c] = value
+                grids[0][:, :, r, c] = features
+                rows[0][:, :, halves[0] + c] = features
+        return values.reshape(batch, L * L)

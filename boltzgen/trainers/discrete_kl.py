@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from ..energy.base import Energy
-from ..energy.lattice import PairwiseSpinEnergy
+from ..energy.lattice import DiscreteEnergy
 from ..errors import BoltzgenError
 from ..parallel import all_reduce_sum, world
 from ..samplers.weights import variational_estimates
@@ -83,8 +83,9 @@ SCHEDULE_ESTIMATES = (
 
 
 def inverse_temperature(target: Energy) -> float:
-    """The beta of a spin target (``beta``), 1.0 for other targets (free energies in kT)."""
-    return target.beta if isinstance(target, PairwiseSpinEnergy) else 1.0
+    """The beta of a spin or Potts target (``beta``), 1.0 for other targets (free energies in
+    kT)."""
+    return target.beta if isinstance(target, DiscreteEnergy) else 1.0
 
 
 class FreeEnergyModel(Protocol):

@@ -7,18 +7,20 @@ Features, per kind of target (:func:`feature_map`):
   flow's prior widths (0.007 nm, 0.18 rad), torsions as (cos, sin): invariant under rigid
   motion and periodic in every torsion, so D cannot tell samples apart by frame or by the
   +-pi cut;
+* K-state units (a Potts target): their one-hot codes;
 * anything else (spins, 2-D toys): the flattened state.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
 
-__all__ = ["Discriminator", "MoleculeFeatures", "FlatFeatures", "feature_map"]
+__all__ = ["Discriminator", "MoleculeFeatures", "FlatFeatures", "OneHotFeatures", "feature_map"]
 
 
 class FlatFeatures(nn.Module):
@@ -30,6 +32,18 @@ class FlatFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.flatten(1)
+
+
+class OneHotFeatures(nn.Module):
+    """K-state units ``(B, N)`` with values 0 .. K-1 -> their one-hot codes ``(B, N K)``."""
+
+    def __init__(self, n_units: int, levels: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.dim = n_units * levels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nnf.one_hot(x.long(), self.levels).flatten(1).to(x.dtype)
 
 
 class MoleculeFeatures(nn.Module):
@@ -68,6 +82,8 @@ def feature_map(target: Energy) -> nn.Module:
     """The discriminator features of ``target``'s states (module docstring)."""
     if target.molecule is not None:
         return MoleculeFeatures(target.molecule)
+    if getattr(target, "levels", 2) > 2:
+        return OneHotFeatures(target.dim, target.levels)
     return FlatFeatures(target.dim)
 
 

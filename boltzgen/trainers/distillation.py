@@ -316,6 +316,11 @@ class Distill:
                 f'[trainer] divergence = "{divergence}" compares per-site conditionals: the '
                 "teacher must be an autoregressive model (made, pixelcnn) without z2"
             )
+        if divergence in _SITE_DIVERGENCES and getattr(teacher, "categorical", False):
+            raise BoltzgenError(
+                f'[trainer] divergence = "{divergence}" is written for two-state units; with '
+                'K-state (categorical) units use divergence = "forward" or "reverse"'
+            )
         self.teacher = teacher.eval().requires_grad_(False)
         self.divergence = divergence
         self.skew_lambda = float(skew_lambda)

@@ -2,12 +2,13 @@
 
 Importing this module (which :mod:`boltzgen.workflow` does) registers
 
-- targets ``ising``, ``curie-weiss``, ``sk``, ``edwards-anderson`` (:mod:`boltzgen.energy.lattice`)
-  and ``rbm`` (a frozen random RBM, :class:`~boltzgen.models.RBMEnergy`);
+- targets ``ising``, ``curie-weiss``, ``sk``, ``edwards-anderson``, ``potts`` (K-state units)
+  (:mod:`boltzgen.energy.lattice`) and ``rbm`` (a frozen random RBM,
+  :class:`~boltzgen.models.RBMEnergy`);
 - the models ``rbm`` (:class:`~boltzgen.models.RBM` over the target's units), ``made``
   (:class:`~boltzgen.models.MADE`) and ``pixelcnn`` (:class:`~boltzgen.models.PixelCNN`, for the
-  L x L lattice targets ``ising`` and ``edwards-anderson``): the autoregressive models are
-  normalized, so every objective below uses their exact samples and exact log q;
+  L x L lattice targets ``ising``, ``edwards-anderson`` and ``potts``): the autoregressive models
+  are normalized, so every objective below uses their exact samples and exact log q;
 - objectives ``forward-kl-pcd``, ``reverse-kl-score``, ``forward-reverse-kl``
   (:mod:`boltzgen.trainers.discrete_kl`) and ``ratio-divergence``
   (:mod:`boltzgen.trainers.ratio_divergence`);
@@ -41,6 +42,7 @@ from ..energy.lattice import (
     EdwardsAnderson2D,
     IsingModel2D,
     PairwiseSpinEnergy,
+    PottsModel2D,
     SherringtonKirkpatrick,
 )
 from ..errors import BoltzgenError
@@ -54,26 +56,34 @@ from ..trainers.ratio_divergence import RatioDivergence
 from .ranges import SCHEDULE_BETA
 from .registry import register
 
-__all__ = ["TrainingData", "MCMC_METHODS", "visible_kind"]
+__all__ = ["TrainingData", "MCMC_METHODS", "visible_kind", "unit_levels"]
 
 #: ``mcmc_method`` values; ``"auto"`` picks by target (see :meth:`TrainingData.mcmc_method_for`).
 MCMC_METHODS = ("auto", "swendsen-wang", "parallel-tempering", "gibbs")
 
 
 def visible_kind(target: Energy, section: str) -> str:
-    """``"spin"`` (+-1) or ``"binary"`` ({0, 1}): the unit values of a discrete target.
+    """``"spin"`` (+-1), ``"binary"`` ({0, 1}) or ``"categorical"`` (0 .. K-1, a Potts target):
+    the unit values of a discrete target.
 
     Raises:
-        BoltzgenError: naming ``[section]``, when the target is not a spin model or an RBM.
+        BoltzgenError: naming ``[section]``, when the target is not a spin, Potts or RBM model.
     """
     if isinstance(target, RBMEnergy):
         return target.rbm.visible
     if isinstance(target, PairwiseSpinEnergy):
         return "spin"
+    if isinstance(target, PottsModel2D):
+        return "categorical"
     raise BoltzgenError(
-        f"[{section}] needs a discrete target (ising, curie-weiss, sk, edwards-anderson, rbm), "
-        f"got {type(target).__name__}"
+        f"[{section}] needs a discrete target (ising, curie-weiss, sk, edwards-anderson, potts, "
+        f"rbm), got {type(target).__name__}"
     )
+
+
+def unit_levels(target: Energy) -> int:
+    """Values per unit of a discrete target: q of a Potts target, else 2."""
+    return target.q if isinstance(target, PottsModel2D) else 2
 
 
 def _device_and_dtype(target: Energy) -> tuple[torch.device, torch.dtype]:
@@ -87,9 +97,10 @@ class TrainingData:
     """Where an objective's target samples come from: the data keys of its ``[trainer]`` table.
 
     Attributes:
-        data: ``"exact"`` (enumeration of all 2**N states, N <= 24), ``"mcmc"``, or the path of
-            a ``.pt`` / ``.npy`` / ``.npz`` file holding states of shape (n, N) with the target's
-            unit values (+-1, or {0, 1} for a binary RBM target).
+        data: ``"exact"`` (enumeration of all K**N states, at most 2**24), ``"mcmc"`` (not for
+            a Potts target), or the path of a ``.pt`` / ``.npy`` / ``.npz`` file holding states
+            of shape (n, N) with the target's unit values (+-1, {0, 1} for a binary RBM target,
+            0 .. q-1 for a Potts target).
         n_data: Number of samples drawn for ``"exact"`` and ``"mcmc"`` (a file is used whole).
         data_seed: Seed of the generator that draws them (on the config's device).
         data_key: Entry / array name inside a ``.pt`` dict or ``.npz`` file.
@@ -136,18 +147,19 @@ class TrainingData:
         kind = visible_kind(target, "trainer")
         device, dtype = _device_and_dtype(target)
         generator = torch.Generator(device=device).manual_seed(self.data_seed)
+        levels = unit_levels(target)
         if self.data == "exact":
-            if target.dim > MAX_ENUMERATION_UNITS:
+            if levels**target.dim > 1 << MAX_ENUMERATION_UNITS:
                 raise BoltzgenError(
-                    '[trainer] data = "exact" enumerates all 2**N states and needs N <= '
-                    f"{MAX_ENUMERATION_UNITS}; "
-                    f'this target has N = {target.dim}: use data = "mcmc" or a file'
+                    f'[trainer] data = "exact" enumerates all {levels}**N states and needs at '
+                    f"most 2**{MAX_ENUMERATION_UNITS}; this target has N = {target.dim}: use "
+                    'data = "mcmc" or a file'
                 )
             states = target.exact().sample(self.n_data, generator)
         elif self.data == "mcmc":
             states = self._mcmc(target, generator, device)
         else:
-            states = self._from_file(target, kind)
+            states = self._from_file(target, kind, levels)
         return states.to(device, dtype)
 
     def mcmc_method_for(self, target: Energy) -> str:
@@ -160,6 +172,11 @@ class TrainingData:
         return "swendsen-wang" if ferromagnet else "parallel-tempering"
 
     def _mcmc(self, target: Energy, generator: torch.Generator, device: torch.device) -> Tensor:
+        if isinstance(target, PottsModel2D):
+            raise BoltzgenError(
+                '[trainer] data = "mcmc" has no sampler for the Potts model: use data = "exact" '
+                "(q**N <= 2**24) or a file of states"
+            )
         method = self.mcmc_method_for(target)
         if (method == "gibbs") != isinstance(target, RBMEnergy):
             raise BoltzgenError(
@@ -192,14 +209,15 @@ class TrainingData:
             records.append(states)
         return torch.cat(records)[: self.n_data]
 
-    def _from_file(self, target: Energy, kind: str) -> Tensor:
+    def _from_file(self, target: Energy, kind: str, levels: int) -> Tensor:
         states = load_samples(self.data, key=self.data_key)
         if states.dim() != 2 or states.shape[1] != target.dim or states.shape[0] < 1:
             raise BoltzgenError(
                 f"[trainer] data file {self.data} holds shape {tuple(states.shape)}; expected "
                 f"(n, {target.dim})"
             )
-        allowed = torch.tensor([-1.0, 1.0] if kind == "spin" else [0.0, 1.0], dtype=torch.float64)
+        values = {"spin": [-1.0, 1.0], "binary": [0.0, 1.0]}.get(kind, list(range(levels)))
+        allowed = torch.tensor(values, dtype=torch.float64)
         if not torch.isin(states.double(), allowed).all():
             raise BoltzgenError(
                 f"[trainer] data file {self.data} holds values other than {allowed.tolist()} "
@@ -258,6 +276,20 @@ def _edwards_anderson(L: int = 4, beta: float = 1.0, seed: int = 0) -> Energy:
     return EdwardsAnderson2D(L, beta, seed=seed)
 
 
+@register("target", "potts")
+def _potts(L: int = 3, q: int = 3, beta: float = 1.0050525, J: float = 1.0) -> Energy:
+    """q-state Potts model on a periodic L x L torus, E = -J sum_<ij> delta(s_i, s_j), units
+    0 .. q-1 (beta_c J = ln(1 + sqrt q): 1.0050525 at q = 3).
+
+    Arguments:
+        L: Side of the square lattice (N = L^2 sites, periodic).
+        q: States per site.
+        beta: Inverse temperature (1 / kT in units of J).
+        J: Coupling of nearest neighbours (> 0 ferromagnetic).
+    """
+    return PottsModel2D(L, q, beta, J=J)
+
+
 @register("target", "rbm")
 def _rbm_target(
     n_visible: int = 12,
@@ -287,6 +319,10 @@ def _rbm_model(
     One layer must have <= 24 units: the end-of-run summary needs its exact log Z_theta.
     """
     kind = visible_kind(target, "model")
+    if kind == "categorical":
+        raise BoltzgenError(
+            "[model] rbm has two-state units; for a potts target use made or pixelcnn"
+        )
     if min(target.dim, n_hidden) > MAX_ENUMERATION_UNITS:
         raise BoltzgenError(
             f"[model] rbm with {target.dim} visible and {n_hidden} hidden units: one layer needs "
@@ -296,23 +332,28 @@ def _rbm_model(
     return RBM(target.dim, n_hidden, kind, init_std=init_std, seed=seed)
 
 
-@register("model", "made", keys_from=[MADE], exclude=["n_sites", "visible"])
+def _units(target: Energy) -> dict[str, Any]:
+    """The ``visible`` and ``n_states`` arguments of an autoregressive model of ``target``."""
+    return {"visible": visible_kind(target, "model"), "n_states": unit_levels(target)}
+
+
+@register("model", "made", keys_from=[MADE], exclude=["n_sites", "visible", "n_states"])
 def _made(target: Energy, **options: Any) -> torch.nn.Module:
-    """MADE over the target's N units (+-1 or {0, 1} like the target); the other keys are
-    :class:`~boltzgen.models.MADE`'s arguments and defaults."""
-    return MADE(target.dim, visible=visible_kind(target, "model"), **options)
+    """MADE over the target's N units (+-1, {0, 1} or 0 .. q-1 like the target); the other keys
+    are :class:`~boltzgen.models.MADE`'s arguments and defaults."""
+    return MADE(target.dim, **_units(target), **options)
 
 
-@register("model", "pixelcnn", keys_from=[PixelCNN], exclude=["L", "visible"])
+@register("model", "pixelcnn", keys_from=[PixelCNN], exclude=["L", "visible", "n_states"])
 def _pixelcnn(target: Energy, **options: Any) -> torch.nn.Module:
-    """PixelCNN over the L x L sites of a lattice target (ising, edwards-anderson); the other
-    keys are :class:`~boltzgen.models.PixelCNN`'s arguments and defaults."""
-    if not isinstance(target, (IsingModel2D, EdwardsAnderson2D)):
+    """PixelCNN over the L x L sites of a lattice target (ising, edwards-anderson, potts); the
+    other keys are :class:`~boltzgen.models.PixelCNN`'s arguments and defaults."""
+    if not isinstance(target, (IsingModel2D, EdwardsAnderson2D, PottsModel2D)):
         raise BoltzgenError(
-            "[model] pixelcnn needs an L x L lattice target (ising, edwards-anderson), got "
-            f"{type(target).__name__}; use made for other discrete targets"
+            "[model] pixelcnn needs an L x L lattice target (ising, edwards-anderson, potts), "
+            f"got {type(target).__name__}; use made for other discrete targets"
         )
-    return PixelCNN(target.L, **options)
+    return PixelCNN(target.L, **_units(target), **options)
 
 
 # -- objectives -----------------------------------------------------------------------------

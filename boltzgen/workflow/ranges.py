@@ -42,6 +42,7 @@ KEY_RANGES: dict[str, Range] = {
     # sizes of targets
     "L": _count(2, 1024),
     "n": _count(1, 10**6),
+    "q": _count(2, 256),
     "n_visible": _count(1, 10**5),
     "n_hidden": _count(1, 10**5),
     "dim": _count(1, 10**5),
