@@ -17,6 +17,7 @@ from boltzgen.models import MADE, RBM
 from boltzgen.trainers.distillation import (
     DIVERGENCES,
     Distill,
+    class_logits,
     dkdr_loss,
     dkdr_weights,
     forward_kl,
@@ -115,9 +116,12 @@ def test_dkdr_loss_mixes_forward_and_reverse_kl_with_detached_weights() -> None:
 N_SPINS = 6
 
 
-def _made(seed: int, depth: int, width: int, scale: float, visible: str = "spin") -> MADE:
+def _made(
+    seed: int, depth: int, width: int, scale: float, visible: str = "spin", n_states: int = 2
+) -> MADE:
     torch.manual_seed(seed)
-    model = MADE(N_SPINS, depth=depth, width=width, visible=visible).double()
+    n_sites = N_SPINS if n_states == 2 else 5
+    model = MADE(n_sites, depth=depth, width=width, visible=visible, n_states=n_states).double()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(scale * torch.randn_like(parameter))
@@ -126,7 +130,9 @@ def _made(seed: int, depth: int, width: int, scale: float, visible: str = "spin"
 
 def _exact_objective(divergence: str, teacher: MADE, student: MADE, lam: float) -> torch.Tensor:
     """The divergence by enumeration of all 2^N states, differentiable in the student."""
-    states = torch.cat(list(enumerate_states(N_SPINS, spin=student.spin)))
+    states = torch.cat(
+        list(enumerate_states(student.n_sites, spin=student.spin, levels=student.n_states))
+    )
     log_p = teacher.log_prob(states).detach()
     log_q = student.log_prob(states)
     if divergence == "forward":
@@ -134,10 +140,7 @@ def _exact_objective(divergence: str, teacher: MADE, student: MADE, lam: float) 
     if divergence in ("reverse", "minillm"):
         return exact_reverse_kl(log_p, log_q)
     sites = site_divergence(
-        divergence,
-        teacher.conditional_logits(states).detach(),
-        student.conditional_logits(states),
-        lam,
+        divergence, class_logits(teacher, states).detach(), class_logits(student, states), lam
     ).sum(-1)
     weights = log_q.exp() if divergence == "skew-reverse" else log_p.exp()
     return (weights * sites).sum()
@@ -185,6 +188,31 @@ def test_estimators_on_binary_units_match_exact_gradient(divergence: str) -> Non
     mean, error = _batch_gradients(objective, student, 6)
     assert bool(((mean - exact).abs() <= 4 * error + 1e-12).all())
     assert float(exact.abs().max()) > 5 * float(error.max())
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+def test_estimators_on_k_state_units_match_exact_gradient(divergence: str) -> None:
+    """The same check on N = 5 categorical units with K = 3 states (3^5 states enumerated),
+    MiniLLM at alpha = 0.5 with exact prefix weights."""
+    teacher = _made(0, 2, 16, 0.5, "categorical", 3)
+    student = _made(1, 1, 8, 0.3, "categorical", 3)
+    objective = Distill(teacher, divergence, mix_alpha=0.5)
+    exact = _flat_grad(_exact_objective(divergence, teacher, student, 0.1), student)
+    mean, error = _batch_gradients(objective, student, 7)
+    z = (mean - exact).abs() / (error + 1e-15)
+    assert bool(((mean - exact).abs() <= 4 * error + 1e-12).all()), float(z.max())
+    assert float(exact.abs().max()) > 5 * float(error.max())
+
+
+def test_dkdr_weights_move_on_k_state_units() -> None:
+    """K = 3: unlike two-state units, g_F differs from 1/2 at the teacher's samples."""
+    teacher = _made(0, 2, 16, 0.5, "categorical", 3)
+    student = _made(1, 1, 8, 0.3, "categorical", 3)
+    x = teacher.sample(500)
+    g_forward, _ = dkdr_weights(
+        class_logits(teacher, x).softmax(-1), class_logits(student, x).softmax(-1)
+    )
+    assert float((g_forward - 0.5).abs().max()) > 0.1
 
 
 def test_skewed_objectives_at_zero_lambda_are_the_sequence_kls() -> None:

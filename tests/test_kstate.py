@@ -19,7 +19,6 @@ from boltzgen.energy.lattice import IsingModel2D, PottsModel2D
 from boltzgen.errors import BoltzgenError
 from boltzgen.models import MADE, PixelCNN
 from boltzgen.trainers.discrete_kl import reverse_kl_surrogate
-from boltzgen.trainers.distillation import Distill
 from boltzgen.workflow.config import apply_overrides, parse_config_text
 from boltzgen.workflow.runs import train_run
 from boltzgen.workflow.templates import template_text
@@ -249,8 +248,7 @@ def test_data_objectives_train_a_categorical_made(objective: str, tmp_path: Path
 
 def test_k_state_refusals(tmp_path: Path) -> None:
     """One-line errors: z2 and n_states on the wrong units, an rbm or mcmc data on a Potts
-    target, a data file with a value outside 0 .. q-1, a per-site distillation divergence on
-    K-state units."""
+    target, a data file with a value outside 0 .. q-1."""
     with pytest.raises(BoltzgenError, match="no such symmetry"):
         MADE(4, z2=True, visible="categorical", n_states=3)
     with pytest.raises(BoltzgenError, match='use visible = "categorical"'):
@@ -269,7 +267,3 @@ def test_k_state_refusals(tmp_path: Path) -> None:
     with pytest.raises(BoltzgenError, match=r"values other than \[0\.0, 1\.0, 2\.0\]"):
         train_run(apply_overrides(base, [f"trainer.data='{bad}'"]), tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
-    teacher = MADE(9, visible="categorical", n_states=3)
-    with pytest.raises(BoltzgenError, match='use divergence = "forward" or "reverse"'):
-        Distill(teacher, "dkdr")
-    assert Distill(teacher, "forward").divergence == "forward"

@@ -29,7 +29,9 @@ The objective :class:`Distill` trains an autoregressive student (:class:`~boltzg
 By the chain rule the site sums are sequence-level divergences where the divergence is a KL:
 at lam = 0 the skew-forward objective is KL(p||q) and the skew-reverse one KL(q||p). For binary
 units (K = 2) DKDR's head is always the teacher's top class alone and e_1 = e_2, so
-g_F = g_R = 1/2: the symmetric (Jeffreys) KL / 2.
+g_F = g_R = 1/2: the symmetric (Jeffreys) KL / 2; with K-state (categorical) units the weights
+move. Every divergence works on two-state and K-state units alike: the per-site conditionals
+are handled as class logits ``(B, N, K)`` (:func:`class_logits`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as nnf
 from torch import Tensor
 
 from ..errors import BoltzgenError
@@ -53,6 +54,7 @@ __all__ = [
     "dkdr_weights",
     "dkdr_loss",
     "binary_logits",
+    "class_logits",
     "site_divergence",
     "leave_one_out",
     "PREFIX_WEIGHTS",
@@ -152,12 +154,35 @@ def binary_logits(logits: Tensor) -> Tensor:
     return torch.stack([torch.zeros_like(logits), logits], -1)
 
 
+def class_logits(model: torch.nn.Module, x: Tensor) -> Tensor:
+    """Class logits ``(B, N, K)`` of an autoregressive model's conditionals at states ``(B, N)``:
+    K = 2 (:func:`binary_logits`, class 1 = +1 or 1) for two-state units, the model's K logits
+    for categorical ones."""
+    logits = model.conditional_logits(x)
+    return logits if getattr(model, "categorical", False) else binary_logits(logits)
+
+
+def _class_index(model: torch.nn.Module, x: Tensor) -> Tensor:
+    """The class of each unit ``(B, N)``, long: 0/1 for two-state units, the level for K."""
+    if getattr(model, "categorical", False):
+        return x.long()
+    return (x > 0).long() if model.spin else x.long()
+
+
+def _class_value(model: torch.nn.Module, classes: Tensor) -> Tensor:
+    """Unit values of classes (inverse of :func:`_class_index`), in the classes' dtype."""
+    if getattr(model, "categorical", False) or not model.spin:
+        return classes
+    return 2 * classes - 1
+
+
 def site_divergence(
     divergence: str, teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1
 ) -> Tensor:
     """The per-site divergence ``divergence`` (one of ``"skew-forward"``, ``"skew-reverse"``,
-    ``"dkdr"``) of binary conditionals given as per-site logits ``(B, N)``: ``(B, N)``."""
-    p, q = binary_logits(teacher_logits), binary_logits(student_logits)
+    ``"dkdr"``) of the conditionals given as class logits ``(B, N, K)``
+    (:func:`class_logits`): ``(B, N)``."""
+    p, q = teacher_logits, student_logits
     if divergence == "skew-forward":
         return skew_forward_kl(p, q, lam)
     if divergence == "skew-reverse":
@@ -176,10 +201,10 @@ def leave_one_out(values: Tensor) -> Tensor:
 
 
 def _site_log_probs(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-site logits ``(B, N)`` of an autoregressive model and log q(x_i | x_<i) ``(B, N)``."""
-    logits = model.conditional_logits(x)
-    spins = x if model.spin else 2 * x - 1
-    return logits, nnf.logsigmoid(spins.to(logits.dtype) * logits)
+    """Class logits ``(B, N, K)`` of an autoregressive model and log q(x_i | x_<i) ``(B, N)``."""
+    logits = class_logits(model, x)
+    chosen = logits.log_softmax(-1).gather(-1, _class_index(model, x)[..., None])
+    return logits, chosen[..., 0]
 
 
 @torch.no_grad()
@@ -194,12 +219,13 @@ def teacher_mixed_sample(
         return student.sample(n)
     reference = next(student.parameters())
     x = torch.zeros(n, student.n_sites, device=reference.device, dtype=reference.dtype)
-    low = -1.0 if student.spin else 0.0
     uniforms = torch.rand_like(x)
     for i in range(student.n_sites):
-        p_up = torch.sigmoid(teacher.conditional_logits(x)[:, i])
-        q_up = torch.sigmoid(student.conditional_logits(x)[:, i])
-        x[:, i] = torch.where(uniforms[:, i] < alpha * p_up + (1 - alpha) * q_up, 1.0, low)
+        p_i = class_logits(teacher, x)[:, i].softmax(-1)
+        q_i = class_logits(student, x)[:, i].softmax(-1)
+        below = (alpha * p_i + (1 - alpha) * q_i).cumsum(-1) < uniforms[:, i, None]
+        classes = below.sum(-1).clamp(max=p_i.shape[-1] - 1).to(x.dtype)
+        x[:, i] = _class_value(student, classes)
     return x
 
 
@@ -228,7 +254,7 @@ def minillm_surrogate(
     drawn by :func:`teacher_mixed_sample` with the same ``alpha``.
 
     With c_t = log q(y_t|y_<t) - log p(y_t|y_<t) (= -r_t), the gradient of E_q sum_t c_t is
-    the *single-step* part E_q sum_t grad KL(q_t||p_t)(y_<t) (exact sum over the two values of
+    the *single-step* part E_q sum_t grad KL(q_t||p_t)(y_<t) (exact sum over the K values of
     site t) plus the *long-term* part E_q sum_t (sum_{t'>t} c_t') grad log q(y_t|y_<t), here with
     a leave-one-out baseline. Under teacher-mixed sampling the expectations over q become
     weighted ones: ``prefix_weights = "exact"`` weights each term by the exact prefix product
@@ -259,7 +285,7 @@ def minillm_surrogate(
     if length_normalize:
         remaining = torch.arange(y.shape[-1] - 1, -1, -1, device=y.device, dtype=cost.dtype)
         future = future / remaining.clamp(min=1)
-    single = before * reverse_kl(binary_logits(teacher_logits), binary_logits(student_logits))
+    single = before * reverse_kl(teacher_logits, student_logits)
     long_term = (future - upto * leave_one_out(future)) * log_q
     loss = (single + long_term).sum(-1).mean()
     return loss, (upto * cost).sum(-1).mean().detach()
@@ -315,11 +341,6 @@ class Distill:
             raise BoltzgenError(
                 f'[trainer] divergence = "{divergence}" compares per-site conditionals: the '
                 "teacher must be an autoregressive model (made, pixelcnn) without z2"
-            )
-        if divergence in _SITE_DIVERGENCES and getattr(teacher, "categorical", False):
-            raise BoltzgenError(
-                f'[trainer] divergence = "{divergence}" is written for two-state units; with '
-                'K-state (categorical) units use divergence = "forward" or "reverse"'
             )
         self.teacher = teacher.eval().requires_grad_(False)
         self.divergence = divergence

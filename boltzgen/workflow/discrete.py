@@ -443,6 +443,7 @@ def _distill(
         and getattr(model, "normalized", False)
         and tuple(getattr(model, "event_shape", ())) == (target.dim,)
         and getattr(model, "visible", kind) == kind
+        and getattr(model, "n_states", 2) == unit_levels(target)
     ):
         raise BoltzgenError(
             f"[trainer] teacher = {teacher!r}: its model ({type(model).__name__}) is not a "
