@@ -89,7 +89,8 @@ class CumulantGAN:
         samples: Target samples (the data), shape ``(n, *event_shape)`` (moved to D's device
             and dtype).
         discriminator: The discriminator D (trained here), on the model's device and dtype.
-        beta, gamma: The cumulant orders (>= 0).
+        beta: The cumulant order of the data term (>= 0).
+        gamma: The cumulant order of the model term (>= 0).
         d_steps: Discriminator updates per generator step.
         lipschitz: ``"none"``, ``"clip"`` or ``"gp"``.
         clip_value: Weight-clipping bound for ``lipschitz = "clip"``.
