@@ -55,6 +55,8 @@ FIGURES = ROOT / "docs" / "figures"
 GRID = [(b, g) for b in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0)]
 ALPHAS = (0.0, 0.25, 0.5, 0.9)
 SEEDS = (0, 1, 2)
+#: The Ramachandran basins of :func:`boltzgen.molecule.ramachandran.basin_populations`.
+BASINS = ("C7eq/C5", "alphaR", "alphaL")
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -67,24 +69,26 @@ def _config(template: str, overrides: list[str], trainer: dict | None = None) ->
 
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one config (one thread) and measure it; returns the job plus its metrics."""
+    """Train one config (one thread; a finished run directory resumes at its last step and is
+    only sampled again) and measure it; returns the job plus its metrics, with the training
+    wall time that the run's summary records."""
     torch.set_num_threads(1)
     run_dir = Path(job["run_dir"])
-    started = time.perf_counter()
     summary = train_run(job["config"], run_dir, progress=False)
     result = {k: v for k, v in job.items() if k != "config"}
     result.update(
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=summary["wall_time_s"],
         ess=summary["ess"],
         energy_evaluations=summary["energy_evaluations"],
     )
+    if job["part"] == "alanine":  # a molecule's samples are a trajectory, not samples.pt
+        result.update(_alanine_metrics(run_dir, job["reference"]))
+        return result
     samples = load_samples(run_dir / "samples" / "samples.pt").double()
-    if job["part"] in ("mixture", "renyi"):
-        result.update(_mixture_metrics(job["weights"], samples))
-    elif job["part"] == "ising":
+    if job["part"] == "ising":
         result.update(_ising_metrics(summary, samples))
     else:
-        result.update(_alanine_metrics(run_dir, job["reference"]))
+        result.update(_mixture_metrics(job["weights"], samples))
     return result
 
 
@@ -201,18 +205,18 @@ def _jobs(part: str, folder: Path, quick: bool, reference: str | None) -> list[d
                         seed=seed,
                     )
     elif part == "renyi":
+        flow = [
+            "model.n_layers=6",
+            "model.hidden=64",
+            "model.prior_scale=2.0",
+            "sample.n=20000",
+        ]
         for alpha in ALPHAS:
             for seed in seeds:
                 add(
                     f"renyi-a{alpha}-s{seed}",
                     "toy-reverse-kl",
-                    [
-                        "model.n_layers=6",
-                        "model.hidden=64",
-                        "model.prior_scale=2.0",
-                        f"seed={seed}",
-                        "sample.n=20000",
-                    ],
+                    [*flow, f"seed={seed}"],
                     trainer={
                         "name": "renyi",
                         "alpha": alpha,
@@ -231,13 +235,7 @@ def _jobs(part: str, folder: Path, quick: bool, reference: str | None) -> list[d
             add(
                 f"tabg-s{seed}",
                 "toy-reverse-kl",
-                [
-                    "model.n_layers=6",
-                    "model.hidden=64",
-                    "model.prior_scale=2.0",
-                    f"seed={seed}",
-                    "sample.n=20000",
-                ],
+                [*flow, f"seed={seed}"],
                 trainer={
                     "name": "tabg",
                     "t_high": 4.0,
@@ -446,7 +444,7 @@ def _alanine_table(results: list[dict], reference: dict | None) -> list[str]:
                 "MD reference",
                 "",
                 "",
-                *(f"{100 * reference[k]:.2f} %" for k in ("C7eq", "alphaR", "alphaL")),
+                *(f"{100 * reference[k]:.2f} %" for k in BASINS),
                 "",
                 "",
             )
@@ -455,9 +453,14 @@ def _alanine_table(results: list[dict], reference: dict | None) -> list[str]:
         b = r["basins_reweighted"]
         nll = "n/a" if r["nll"] is None else f"{r['nll']:.2f} ± {r['nll_standard_error']:.2f}"
         lines.append(
-            f"| {r['method']} | {r['ess']:.3g} | {nll} | {100 * b['C7eq']:.2f} % "
-            f"| {100 * b['alphaR']:.2f} % | {100 * b['alphaL']:.3f} % "
-            f"| {r['energy_evaluations']:,} | {r['wall_time_s']:.0f} |"
+            _row(
+                r["method"],
+                f"{r['ess']:.3g}",
+                nll,
+                *(f"{100 * b[k]:.2f} %" for k in BASINS),
+                f"{r['energy_evaluations']:,}",
+                f"{r['wall_time_s']:.0f}",
+            )
         )
     return [*lines, ""]
 
