@@ -178,27 +178,22 @@ def test_estimator_matches_exact_gradient(divergence: str) -> None:
     assert float(exact.abs().max()) > 5 * float(error.max())
 
 
-@pytest.mark.parametrize("divergence", ["forward", "skew-reverse", "dkdr", "minillm"])
-def test_estimators_on_binary_units_match_exact_gradient(divergence: str) -> None:
-    """The same check on {0, 1} units (visible = "binary"), MiniLLM at alpha = 0.5."""
-    teacher = _made(0, 2, 16, 0.5, "binary")
-    student = _made(1, 1, 8, 0.3, "binary")
-    objective = Distill(teacher, divergence, mix_alpha=0.5)
-    exact = _flat_grad(_exact_objective(divergence, teacher, student, 0.1), student)
-    mean, error = _batch_gradients(objective, student, 6)
-    assert bool(((mean - exact).abs() <= 4 * error + 1e-12).all())
-    assert float(exact.abs().max()) > 5 * float(error.max())
+UNIT_CASES = [("binary", 2, d, 6) for d in ("forward", "skew-reverse", "dkdr", "minillm")]
+UNIT_CASES += [("categorical", 3, d, 7) for d in DIVERGENCES]
 
 
-@pytest.mark.parametrize("divergence", DIVERGENCES)
-def test_estimators_on_k_state_units_match_exact_gradient(divergence: str) -> None:
-    """The same check on N = 5 categorical units with K = 3 states (3^5 states enumerated),
-    MiniLLM at alpha = 0.5 with exact prefix weights."""
-    teacher = _made(0, 2, 16, 0.5, "categorical", 3)
-    student = _made(1, 1, 8, 0.3, "categorical", 3)
+@pytest.mark.parametrize(("visible", "n_states", "divergence", "seed"), UNIT_CASES)
+def test_estimators_on_other_units_match_exact_gradient(
+    visible: str, n_states: int, divergence: str, seed: int
+) -> None:
+    """The same check on {0, 1} units (visible = "binary", N = 6) and on N = 5 categorical units
+    with K = 3 states (3^5 states enumerated), MiniLLM at alpha = 0.5 with exact prefix
+    weights."""
+    teacher = _made(0, 2, 16, 0.5, visible, n_states)
+    student = _made(1, 1, 8, 0.3, visible, n_states)
     objective = Distill(teacher, divergence, mix_alpha=0.5)
     exact = _flat_grad(_exact_objective(divergence, teacher, student, 0.1), student)
-    mean, error = _batch_gradients(objective, student, 7)
+    mean, error = _batch_gradients(objective, student, seed)
     z = (mean - exact).abs() / (error + 1e-15)
     assert bool(((mean - exact).abs() <= 4 * error + 1e-12).all()), float(z.max())
     assert float(exact.abs().max()) > 5 * float(error.max())

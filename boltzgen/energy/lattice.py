@@ -334,13 +334,18 @@ class PottsModel2D(DiscreteEnergy):
         if q < 2:
             raise BoltzgenError(f"the Potts model needs q >= 2 states per site, got q={q}")
         super().__init__(L * L, beta, levels=q)
-        self.L, self.q, self.J = int(L), int(q), float(J)
+        self.L, self.J = int(L), float(J)
         site = torch.arange(L * L).view(L, L)
         neighbors = torch.stack([site.roll(-1, 1).reshape(-1), site.roll(-1, 0).reshape(-1)], 1)
         #: Right and down neighbour of every site, ``(N, 2)``.
         self.register_buffer("neighbors", neighbors)
         #: J as a 0-d float tensor: the device and dtype the target was moved to.
         self.register_buffer("coupling", torch.tensor(float(J), dtype=torch.float64))
+
+    @property
+    def q(self) -> int:
+        """States per site (the :attr:`levels` of the units)."""
+        return self.levels
 
     def coupling_energy(self, s: Tensor) -> Tensor:
         """E(s) = -J (number of bonds joining equal states) of ``(batch, N)``: ``(batch,)``."""

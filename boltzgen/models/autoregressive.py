@@ -123,7 +123,7 @@ class AutoregressiveModel(nn.Module, Model):
     def _site_features(self, s: Tensor) -> Tensor:
         """Internal values ``(...)`` -> network features ``(..., C)``: the spin, or one-hot."""
         if self.categorical:
-            return nnf.one_hot(s.long(), self.n_states).to(self._reference().dtype)
+            return nnf.one_hot(s.long(), self.n_states).to(s.dtype)
         return s[..., None]
 
     def _draw(self, logits: Tensor, uniforms: Tensor) -> Tensor:

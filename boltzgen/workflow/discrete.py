@@ -82,8 +82,9 @@ def visible_kind(target: Energy, section: str) -> str:
 
 
 def unit_levels(target: Energy) -> int:
-    """Values per unit of a discrete target: q of a Potts target, else 2."""
-    return target.q if isinstance(target, PottsModel2D) else 2
+    """Values per unit of a discrete target: its ``levels`` (q of a Potts target), else 2 (an
+    RBM target)."""
+    return getattr(target, "levels", 2)
 
 
 def _device_and_dtype(target: Energy) -> tuple[torch.device, torch.dtype]:
