@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from .group import (
     World,
+    all_gather_tensor,
+    all_reduce_max,
     all_reduce_sum,
+    all_to_all_rows,
     average_gradients,
     broadcast_module,
     broadcast_object,
@@ -25,6 +28,9 @@ __all__ = [
     "init_from_environment",
     "shutdown",
     "all_reduce_sum",
+    "all_reduce_max",
+    "all_gather_tensor",
+    "all_to_all_rows",
     "broadcast_object",
     "gather_objects",
     "rank_seed",

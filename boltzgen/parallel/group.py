@@ -30,6 +30,9 @@ __all__ = [
     "init_from_environment",
     "shutdown",
     "all_reduce_sum",
+    "all_reduce_max",
+    "all_gather_tensor",
+    "all_to_all_rows",
     "broadcast_object",
     "gather_objects",
     "rank_seed",
@@ -124,6 +127,49 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if world().distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of ``tensor`` over all ranks, in place (identity on one
+    process); returns it."""
+    if world().distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
+def all_gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` (the same shape on every rank) stacked in rank order: shape
+    ``(size, *tensor.shape)`` (``(1, ...)`` on one process)."""
+    if not world().distributed:
+        return tensor.unsqueeze(0)
+    parts = [torch.empty_like(tensor) for _ in range(world().size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.stack(parts)
+
+
+def all_to_all_rows(
+    rows: torch.Tensor, send_counts: list[int], receive_counts: list[int]
+) -> torch.Tensor:
+    """Exchange blocks of rows: this rank sends ``rows[offset_d : offset_d + send_counts[d]]``
+    to rank d (blocks in rank order) and receives ``receive_counts[s]`` rows from each rank s.
+
+    Arguments:
+        rows: Shape ``(sum(send_counts), *row_shape)``.
+        send_counts: Rows for each destination rank, length ``size``.
+        receive_counts: Rows from each source rank, length ``size``.
+
+    Returns:
+        Shape ``(sum(receive_counts), *row_shape)``, the blocks in source-rank order (``rows``
+        itself on one process).
+    """
+    if not world().distributed:
+        return rows
+    flat = rows.reshape(rows.shape[0], -1).contiguous()
+    received = flat.new_empty((sum(receive_counts), flat.shape[1]))
+    dist.all_to_all_single(
+        received, flat, output_split_sizes=receive_counts, input_split_sizes=send_counts
+    )
+    return received.reshape(-1, *rows.shape[1:])
 
 
 def broadcast_object(value: Any) -> Any:

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
-from .weights import clip_log_weights, importance_resample, reverse_ess
+from .sharded import ShardedWeights, sharded_resample
 
 __all__ = ["WeightedSamples", "BufferStatistics", "draw_weighted_samples", "resample_buffer"]
 
@@ -144,14 +144,19 @@ def resample_buffer(
     and indices are drawn with probabilities proportional to the clipped weights (multinomial,
     :func:`~boltzgen.diagnostics.metrics.importance_resample`).
 
+    Under several ranks (``torchrun``) ``drawn`` is this rank's share of the samples; the
+    clipping, the statistics and the multinomial draw are those of all ranks' samples together,
+    and this rank receives its ``size / K`` states of the buffer (:mod:`.sharded`; a collective).
+
     Arguments:
-        drawn: Weighted model samples.
-        size: Buffer size M.
+        drawn: Weighted model samples (this rank's).
+        size: Buffer size M (of all ranks).
         clip_fraction: Fraction of the largest log-weights to clip (1e-4 in TA-BG).
         generator: Random generator on the device of the weights (``None``: the global one).
 
     Returns:
-        The buffer, shape ``(size, *event_shape)``, on the samples' device, and its statistics.
+        The buffer, shape ``(size / K, *event_shape)`` (K ranks), on the samples' device, and
+        the statistics of the whole buffer.
 
     Raises:
         BoltzgenError: No sample has a positive finite weight (every energy NaN or infinite).
@@ -160,39 +165,36 @@ def resample_buffer(
         raise BoltzgenError(
             f"the resampled buffer needs at least one sample, got resample_size={size}"
         )
-    log_w = drawn.log_weights
-    clipped = clip_log_weights(log_w, clip_fraction)
-    n_kept = (~(torch.isnan(log_w) | torch.isposinf(log_w))).sum().to(torch.float64)
-    k = torch.floor(n_kept * clip_fraction)
+    weights = ShardedWeights(drawn.log_weights, clip_fraction)
     numbers = (
         torch.stack(
             [
-                torch.isfinite(clipped).sum().to(torch.float64),
-                n_kept,
-                torch.where(k > 1, k, torch.zeros_like(k)),
-                reverse_ess(log_w, clip_fraction),
-                torch.exp(clipped.max() - torch.logsumexp(clipped, 0)),
+                weights.n_finite,
+                weights.n_samples,
+                weights.n_kept,
+                weights.n_clipped,
+                weights.ess,
+                weights.max_weight_fraction,
             ]
         )
         .cpu()
         .tolist()
     )  # one device read per buffer
-    n_finite, n_kept_value, n_clipped, ess, max_fraction = numbers
+    n_finite, n_samples, n_kept, n_clipped, ess, max_fraction = numbers
     if n_finite == 0:
         raise BoltzgenError(
-            f"all {log_w.shape[0]} model samples have non-finite importance weights at T = "
+            f"all {int(n_samples)} model samples have non-finite importance weights at T = "
             f"{drawn.temperature:g} "
             "(NaN or infinite energies); lower the learning rate or cap the energies in training"
         )
-    index = importance_resample(clipped, size, generator)
-    buffer = drawn.samples[index.to(drawn.samples.device)]
+    buffer, unique = sharded_resample(drawn.samples, weights, size, generator)
     stats = BufferStatistics(
-        n_samples=int(log_w.shape[0]),
-        n_dropped=int(log_w.shape[0] - n_kept_value),
+        n_samples=int(n_samples),
+        n_dropped=int(n_samples - n_kept),
         n_clipped=int(n_clipped),
         ess=float(ess),
         max_weight_fraction=float(max_fraction),
         resample_size=int(size),
-        unique_samples=int(torch.unique(index).numel()),
+        unique_samples=unique,
     )
     return buffer, stats

@@ -1,0 +1,86 @@
+"""Sharded TA-BG buffers on torch.distributed (gloo, CPU; one thread per rank via torchrun).
+
+The same 1001 log-weights (normal with spread 3, some NaN, +inf and -inf) are split unevenly
+over 2 ranks: the clipping threshold, the clipped values, the normaliser, the ESS, the largest
+normalised weight and the counts computed with collectives equal the one-process functions of
+:mod:`boltzgen.samplers.weights` on all of them (to 1e-12), and the buffer resampled across the
+ranks passes a chi-square test against the global clipped weights. Then TA-BG itself runs on 2
+ranks end to end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from scipy import stats
+from torchrun import torchrun
+
+_SHARDED = r"""
+import json, math
+import torch
+from boltzgen.parallel import all_gather_tensor, init_from_environment, world
+from boltzgen.samplers.sharded import ShardedWeights, sharded_resample
+from boltzgen.samplers.weights import clip_log_weights, reverse_ess
+
+init_from_environment(torch.device("cpu"))
+N, FRACTION, M = 1001, 0.01, 60_000
+log_w = 3.0 * torch.randn(N, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+log_w[[3, 500, 700]] = math.nan
+log_w[[10, 900]] = math.inf
+log_w[[20, 21]] = -math.inf
+split = 400 if world().distributed else N  # rank 0: 400 values, rank 1: 601
+mine = slice(0, split) if world().rank == 0 else slice(split, N)
+weights = ShardedWeights(log_w[mine], FRACTION)
+clipped = clip_log_weights(log_w, FRACTION)
+reference = {
+    "threshold": float(clipped.max()),
+    "log_normalizer": float(torch.logsumexp(clipped, 0)),
+    "ess": float(reverse_ess(log_w, FRACTION)),
+    "max_weight_fraction": float(torch.exp(clipped.max() - torch.logsumexp(clipped, 0))),
+    "n_kept": 996.0, "n_clipped": 9.0, "n_samples": float(N),
+}
+sharded = {name: float(getattr(weights, name)) for name in reference}
+same_clipped = bool(torch.equal(weights.clipped, clipped[mine]))
+torch.manual_seed(1 + world().rank)
+ids = torch.arange(N, dtype=torch.float64)[mine].reshape(-1, 1)
+buffer, unique = sharded_resample(ids, weights, M)
+everything = all_gather_tensor(buffer).reshape(-1).long()
+if world().rank == 0:
+    counts = torch.bincount(everything, minlength=N).tolist()
+    print("RESULT " + json.dumps({
+        "reference": reference, "sharded": sharded, "same_clipped": same_clipped,
+        "local_size": buffer.shape[0], "unique": unique,
+        "distinct": int(torch.unique(everything).numel()), "counts": counts,
+        "probabilities": torch.softmax(clipped, 0).tolist()}))
+"""
+
+
+def _sharded(nproc: int, tmp_path) -> dict:
+    folder = tmp_path / f"n{nproc}"
+    folder.mkdir()
+    done = torchrun(_SHARDED, nproc, folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_sharded_weights_equal_the_one_process_statistics_and_resample_globally(tmp_path):
+    for nproc in (1, 2):
+        result = _sharded(nproc, tmp_path)
+        reference, sharded = result["reference"], result["sharded"]
+        for name, value in reference.items():
+            assert abs(sharded[name] - value) <= 1e-12 * max(1.0, abs(value)), (nproc, name)
+        assert result["same_clipped"], nproc
+        assert result["local_size"] == 60_000 // nproc
+        assert result["unique"] == result["distinct"]
+        counts = np.asarray(result["counts"], dtype=float)
+        p = np.asarray(result["probabilities"])
+        assert counts[p == 0].sum() == 0  # NaN, +inf and -inf states are never drawn
+        expected = 60_000 * p
+        big = expected >= 5  # cells with >= 5 expected draws; the rest pooled into one
+        observed = np.append(counts[big], counts[~big].sum())
+        wanted = np.append(expected[big], expected[~big].sum())
+        chi2 = ((observed - wanted) ** 2 / wanted).sum()
+        p_value = stats.chi2.sf(chi2, observed.size - 1)
+        assert p_value > 1e-3, (nproc, chi2, observed.size, p_value)
