@@ -53,16 +53,20 @@ from ..io import (
     save_checkpoint,
     write_json,
 )
+from ..parallel import all_reduce_sum, broadcast_object, collective_failure, world
 from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from ..samplers.importance import BufferStatistics, draw_weighted_samples, resample_buffer
+from ..samplers.sharded import local_share
 from .forward_kl import ForwardKL
 from .loop import (
+    ProcessLost,
     Trainer,
     TrainingInterrupted,
     TrainSettings,
     rng_state,
     set_rng_state,
     signal_number,
+    state_for_rank,
 )
 from .reverse_kl import ReverseKL
 
@@ -320,6 +324,14 @@ class TemperatureAnnealing:
         self.settings = settings
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.on_rung = on_rung
+        self.world = world()
+        if settings.resample_size % self.world.size or settings.buffer_samples < self.world.size:
+            raise BoltzgenError(
+                f"TA-BG settings buffer_samples = {settings.buffer_samples} and resample_size = "
+                f"{settings.resample_size} do not split over {self.world.size} processes: give "
+                f"at least {self.world.size} samples and a resample_size that is a multiple "
+                f"of {self.world.size}"
+            )
         self.temperature = float(
             settings.t_low if settings.t_low is not None else target.temperature
         )
@@ -354,10 +366,15 @@ class TemperatureAnnealing:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _load_record(self) -> None:
+        """Read ``ladder.json`` (rank 0; the others receive it) and check it is this run's."""
         path = self._path("ladder.json")
-        if path is None or not path.is_file():
+        if path is None:
             return
-        saved = json.loads(path.read_text())
+        saved = json.loads(path.read_text()) if self.world.is_main and path.is_file() else None
+        if self.world.distributed:
+            saved = broadcast_object(saved)
+        if saved is None:
+            return
         # Read back through from_params: records written before the stages had their own
         # settings (shared keys) compare equal when they describe the same protocol.
         try:
@@ -373,7 +390,7 @@ class TemperatureAnnealing:
 
     def _write_record(self) -> None:
         path = self._path("ladder.json")
-        if path is not None:
+        if path is not None and self.world.is_main:
             write_json(path, self.record)
 
     def _counters(self) -> dict[str, Any]:
@@ -399,10 +416,10 @@ class TemperatureAnnealing:
             return
         last = done[-1]
         path = self.run_dir / "checkpoints" / f"{last['stage']}.pt"
-        state = load_checkpoint(path, map_location=self._device, kind="stage-end")
+        state = self._load_on_rank_zero(path)
         try:
             self.model.load_state_dict(state["model"])
-            set_rng_state(state["rng"])
+            set_rng_state(state_for_rank(state, self.world)["rng"])
         except (RuntimeError, ValueError, TypeError) as error:
             raise BoltzgenError(
                 f"{path} does not fit this run ({first_line(error)}); "
@@ -412,6 +429,21 @@ class TemperatureAnnealing:
         self.wall_time_s = float(last["wall_time_s"])
         self.step = int(last["steps"])
         self.skipped = int(last["skipped_steps"])
+
+    def _load_on_rank_zero(self, path: Path) -> dict[str, Any]:
+        """The stage-end checkpoint at ``path``, read by rank 0 and broadcast to the others
+        (their run folder may be on another node); an error reaches every rank."""
+        state = error = None
+        if self.world.is_main:
+            try:
+                state = load_checkpoint(path, map_location="cpu", kind="stage-end")
+            except BoltzgenError as failure:
+                error = str(failure)
+        if self.world.distributed:
+            state, error = broadcast_object((state, error))
+        if error is not None:
+            raise BoltzgenError(error)
+        return state
 
     # -- stages --------------------------------------------------------------------------------
     def _pretrain(self) -> None:
@@ -434,33 +466,58 @@ class TemperatureAnnealing:
         }
         self._write_record()
 
-    def _buffer(self, stage: str, temperature: float) -> tuple[Tensor, BufferStatistics]:
-        """The rung's buffer: loaded if saved by an interrupted run, else drawn, resampled and
-        saved."""
-        path = self._path(f"checkpoints/buffer-{stage}.pt")
+    def _buffer_path(self, stage: str) -> Path | None:
+        """This rank's buffer checkpoint: ``checkpoints/buffer-{stage}.pt`` on one process,
+        ``buffer-{stage}.rank{r}-of-{K}.pt`` on K (each rank saves and reads its own share)."""
+        ranks = self.world
+        share = f".rank{ranks.rank}-of-{ranks.size}" if ranks.distributed else ""
+        return self._path(f"checkpoints/buffer-{stage}{share}.pt")
+
+    def _saved_buffer(self, stage: str) -> dict[str, Any] | None:
+        """The buffer an interrupted run saved, when every rank has its share (else ``None``:
+        draw it again); a damaged share stops every rank with one line."""
+        path = self._buffer_path(stage)
+        state, problem = None, None
         if path is not None and checkpoint_exists(path):
-            state = load_checkpoint(path, map_location=self._device, kind="buffer")
             try:
-                statistics = BufferStatistics(**state["statistics"])
-                set_rng_state(state["rng"])
-            except (RuntimeError, ValueError, TypeError) as error:
-                raise BoltzgenError(
-                    f"checkpoint {path} is incomplete or damaged "
-                    f"({first_line(error)}); delete it to draw the "
-                    "buffer again"
-                ) from None
-            self.energy_evaluations = int(state["energy_evaluations"])
-            self.wall_time_s = float(state["wall_time_s"])
-            return state["samples"], statistics
+                state = load_checkpoint(path, map_location=self._device, kind="buffer")
+                state["statistics"] = BufferStatistics(**state["statistics"])
+            except BoltzgenError as error:
+                problem = str(error)
+            except TypeError as error:  # statistics of another version
+                problem = (
+                    f"checkpoint {path} is incomplete or damaged ({first_line(error)}); "
+                    "delete it to draw the buffer again"
+                )
+        flags = torch.tensor([float(state is not None), float(problem is not None)])
+        loaded, damaged = all_reduce_sum(flags.to(self._device)).tolist()
+        if problem is not None:
+            raise BoltzgenError(problem)
+        if damaged:
+            raise BoltzgenError(
+                f"the saved buffer of stage {stage} is damaged on another process; delete "
+                f"{self.run_dir / 'checkpoints'}/buffer-{stage}.* to draw it again"
+            )
+        return state if loaded == self.world.size else None
+
+    def _buffer(self, stage: str, temperature: float) -> tuple[Tensor, BufferStatistics]:
+        """This rank's share of the rung's buffer: loaded if saved by an interrupted run, else
+        drawn (this rank's share of the N samples), resampled over all ranks and saved."""
+        saved = self._saved_buffer(stage)
+        if saved is not None:
+            set_rng_state(saved["rng"])
+            self.energy_evaluations = int(saved["energy_evaluations"])
+            self.wall_time_s = float(saved["wall_time_s"])
+            return saved["samples"], saved["statistics"]
         s = self.settings
         started = time.perf_counter()
-        drawn = draw_weighted_samples(
-            self.model, self.target, s.buffer_samples, temperature, s.chunk_size
-        )
+        n = local_share(s.buffer_samples, self.world.rank, self.world.size)
+        drawn = draw_weighted_samples(self.model, self.target, n, temperature, s.chunk_size)
         buffer, stats = resample_buffer(drawn, s.resample_size, s.clip_fraction)
         del drawn
         self.energy_evaluations += s.buffer_samples
         self.wall_time_s += time.perf_counter() - started
+        path = self._buffer_path(stage)
         if path is not None:
             save_checkpoint(
                 path,
@@ -473,6 +530,7 @@ class TemperatureAnnealing:
                     "wall_time_s": self.wall_time_s,
                 },
             )
+        if self.run_dir is not None and self.world.is_main:
             MetricsLog(self.run_dir / "metrics.csv").append(
                 {
                     "step": 0,
@@ -504,7 +562,7 @@ class TemperatureAnnealing:
         }
         self.record["rungs"].append(entry)
         self._write_record()
-        path = self._path(f"checkpoints/buffer-{stage}.pt")
+        path = self._buffer_path(stage)
         if path is not None:
             path.unlink(missing_ok=True)
         if self.on_rung is not None:
@@ -514,7 +572,7 @@ class TemperatureAnnealing:
         self.record["complete"] = True
         self._write_record()
         path = self._path("checkpoints/last.pt")
-        if path is not None:
+        if path is not None and self.world.is_main:
             save_checkpoint(
                 path,
                 {
@@ -534,7 +592,7 @@ class TemperatureAnnealing:
             TrainingInterrupted: On Ctrl-C (within a stage or between stages); rerun to resume.
         """
         self._load_record()
-        if self.run_dir is not None:  # left by a process killed while writing
+        if self.run_dir is not None and self.world.is_main:  # left by a killed process
             for folder in (self.run_dir, self.run_dir / "checkpoints"):
                 remove_stale_temporaries(folder)
         try:
@@ -552,6 +610,14 @@ class TemperatureAnnealing:
             raise TrainingInterrupted(
                 f"TA-BG interrupted after {len(self.record['rungs'])} rung(s){where}",
                 signal_number(error),
+            ) from None
+        except RuntimeError as error:
+            if not (self.world.distributed and collective_failure(error)):
+                raise
+            raise ProcessLost(
+                f"rank {self.world.rank} of {self.world.size}: another process of the TA-BG run "
+                f"stopped after {len(self.record['rungs'])} rung(s) ({first_line(error)[:100]}); "
+                "rerun the same command to resume"
             ) from None
         self._save_final()
         last = self.record["rungs"][-1]

@@ -53,6 +53,7 @@ from ..io import (
     save_checkpoint,
 )
 from ..parallel import (
+    World,
     all_reduce_sum,
     average_gradients,
     broadcast_module,
@@ -76,6 +77,7 @@ __all__ = [
     "CheckpointWarning",
     "rng_state",
     "set_rng_state",
+    "state_for_rank",
 ]
 
 
@@ -266,25 +268,8 @@ class Trainer:
         return state
 
     def _for_this_rank(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The checkpoint ``state`` with this rank's RNG and objective state in place of rank
-        0's: its own when the checkpoint has as many ranks as run now; else rank 0 keeps its
-        stream and the others start fresh ones derived from it. An objective with per-rank
-        state cannot change the number of ranks (one-line :class:`BoltzgenError`)."""
-        ranks = state.get(
-            "ranks", [{"rng": state.get("rng"), "objective": state.get("objective")}]
-        )
-        if len(ranks) == self.world.size:
-            return {**state, **ranks[self.world.rank]}
-        if any(entry.get("objective") for entry in ranks):
-            raise BoltzgenError(
-                f"the checkpoint was written by {len(ranks)} processes and its "
-                f"{getattr(self.objective, 'name', 'objective')} objective keeps per-process "
-                f"state; resume on {len(ranks)} processes"
-            )
-        if self.world.rank == 0:
-            return state
-        torch.manual_seed(rank_seed(_digest(state["rng"]["torch"]), self.world.rank))
-        return {**state, "rng": rng_state()}
+        """The checkpoint ``state`` as this rank continues it (:func:`state_for_rank`)."""
+        return state_for_rank(state, self.world, getattr(self.objective, "name", "objective"))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses (one :class:`BoltzgenError` line) a checkpoint of
@@ -630,6 +615,30 @@ class Trainer:
         """Add the time since ``started`` to the wall time and save."""
         self.wall_time_s += time.perf_counter() - started
         self.save()
+
+
+def state_for_rank(
+    state: dict[str, Any], current: World, objective: str = "objective"
+) -> dict[str, Any]:
+    """A checkpoint ``state`` with this rank's RNG and objective state in place of rank 0's.
+
+    Its own when the checkpoint has as many ranks (``state["ranks"]``) as run now; else rank 0
+    keeps its stream and the others start fresh ones derived from it (seeded here). An
+    objective with per-rank state cannot change the number of ranks (one-line
+    :class:`BoltzgenError` naming ``objective``).
+    """
+    ranks = state.get("ranks", [{"rng": state.get("rng"), "objective": state.get("objective")}])
+    if len(ranks) == current.size:
+        return {**state, **ranks[current.rank]}
+    if any(entry.get("objective") for entry in ranks):
+        raise BoltzgenError(
+            f"the checkpoint was written by {len(ranks)} processes and its {objective} "
+            f"objective keeps per-process state; resume on {len(ranks)} processes"
+        )
+    if current.rank == 0:
+        return state
+    torch.manual_seed(rank_seed(_digest(state["rng"]["torch"]), current.rank))
+    return {**state, "rng": rng_state()}
 
 
 def _without_source(error: BaseException) -> str:

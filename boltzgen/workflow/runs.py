@@ -36,7 +36,6 @@ from ..tensors import device_description
 from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
 from .registry import (
-    PROTOCOLS,
     build_model,
     build_target,
     build_training,
@@ -76,11 +75,6 @@ def train_run(
     resolved = resolve_config(config)  # every key, type and range: nothing is written before
     run_dir = Path(run_dir)
     ranks, device = init_from_environment(select_device(resolved["device"]))
-    if ranks.distributed and resolved["trainer"]["name"] in PROTOCOLS:
-        raise BoltzgenError(
-            f"[trainer] name = '{resolved['trainer']['name']}' runs on one process only; "
-            "launch it without torchrun / --nproc"
-        )
     target = build_target(resolved)  # bad values fail here, before the run directory exists
     effective = molecule_settings(target)
     resolved = with_molecule_settings(resolved, effective)
