@@ -11,15 +11,22 @@ ranks end to end.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import stats
-from torchrun import torchrun
+from torchrun import rank_environment, torchrun
 
 _SHARDED = r"""
 import json, math
 import torch
-from boltzgen.parallel import all_gather_tensor, init_from_environment, world
+from boltzgen.parallel import all_gather_tensor, init_from_environment, shutdown, world
 from boltzgen.samplers.sharded import ShardedWeights, sharded_resample
 from boltzgen.samplers.weights import clip_log_weights, reverse_ess
 
@@ -53,6 +60,7 @@ if world().rank == 0:
         "local_size": buffer.shape[0], "unique": unique,
         "distinct": int(torch.unique(everything).numel()), "counts": counts,
         "probabilities": torch.softmax(clipped, 0).tolist()}))
+shutdown()  # leave the group before exit (gloo aborts a process exiting inside it)
 """
 
 
@@ -84,3 +92,75 @@ def test_sharded_weights_equal_the_one_process_statistics_and_resample_globally(
         chi2 = ((observed - wanted) ** 2 / wanted).sum()
         p_value = stats.chi2.sf(chi2, observed.size - 1)
         assert p_value > 1e-3, (nproc, chi2, observed.size, p_value)
+
+
+def _rank_pids(launcher: int) -> dict[int, int]:
+    """The torchrun workers of ``launcher``: ``{rank: pid}`` read from ``/proc``."""
+    pids = {}
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"RANK="):
+                pids[int(entry[5:])] = int(pid)
+    return pids
+
+
+def _final_model(run: Path) -> dict:
+    return torch.load(run / "checkpoints/last.pt", weights_only=True)["model"]
+
+
+def test_tabg_on_two_ranks_end_to_end_and_after_a_killed_rank(tmp_path):
+    """``boltzgen train --nproc 2`` runs TA-BG sharded (each rank draws half of every buffer,
+    rank 0 alone writes); killing rank 1 while rung 2 trains stops rank 0 with one line within
+    seconds, and the rerun resumes and ends bit for bit where an uninterrupted 2-rank run ends."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+    from fault_injection import _TABG_TOY
+
+    (tmp_path / "tabg.toml").write_text(_TABG_TOY)
+
+    def train(run: str, **popen) -> subprocess.Popen:
+        command = [sys.executable, "-m", "boltzgen", "train", "tabg.toml", "-o", run, "--json"]
+        return subprocess.Popen(
+            [*command, "--nproc", "2", "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=rank_environment(),
+            cwd=tmp_path,
+            **popen,
+        )
+
+    whole = train("whole")
+    out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err[-3000:]
+    summary = json.loads(out)  # one JSON object: rank 0 alone reports
+    assert summary["processes"] == 2 and summary["steps"] == 150 + 3 * 40
+    ladder = json.loads((tmp_path / "whole/ladder.json").read_text())
+    assert ladder["complete"] and len(ladder["rungs"]) == 3
+    for rung in ladder["rungs"]:  # global statistics of all 4096 samples of both ranks
+        assert rung["n_samples"] == 4096 and 0 < rung["ess"] <= 1
+    left = sorted(p.name for p in (tmp_path / "whole/checkpoints").iterdir())
+    assert left == ["anneal-1-T2.pt", "anneal-2-T1.pt", "anneal-3-T1.pt", "last.pt", "pretrain.pt"]
+
+    killed = train("killed")
+    shares = [tmp_path / f"killed/checkpoints/buffer-anneal-2-T1.rank{r}-of-2.pt" for r in (0, 1)]
+    deadline = time.monotonic() + 240
+    while not all(share.exists() for share in shares) and killed.poll() is None:
+        assert time.monotonic() < deadline, "rung 2's buffer never appeared"
+        time.sleep(0.02)
+    os.kill(_rank_pids(killed.pid)[1], signal.SIGKILL)
+    stopped = time.monotonic()
+    _, err = killed.communicate(timeout=60)
+    assert killed.returncode != 0 and time.monotonic() - stopped < 30
+    assert "another process of the TA-BG run stopped after 1 rung(s)" in err
+    assert len(json.loads((tmp_path / "killed/ladder.json").read_text())["rungs"]) == 1
+    rerun = train("killed")
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    resumed, reference = _final_model(tmp_path / "killed"), _final_model(tmp_path / "whole")
+    for name, value in reference.items():
+        assert torch.equal(resumed[name], value), name

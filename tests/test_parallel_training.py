@@ -23,7 +23,7 @@ from boltzgen.energy.lattice import IsingModel2D
 from boltzgen.energy.toy import GaussianMixture2D
 from boltzgen.flows.coupling import CouplingFlow
 from boltzgen.models.autoregressive import MADE
-from boltzgen.parallel import init_from_environment, world
+from boltzgen.parallel import init_from_environment, shutdown, world
 from boltzgen.trainers import ForwardKL, ReverseKL, Trainer, TrainSettings
 from boltzgen.trainers.discrete_kl import ReverseKLScore
 from boltzgen.trainers.objective import NONFINITE_SAMPLES, finite_mean
@@ -86,6 +86,7 @@ results["reverse-kl-score"] = {
     "start": start, "loss": last["loss"], "energy_evaluations": trainer.energy_evaluations}
 if world().rank == 0:
     print("RESULT " + json.dumps(results))
+shutdown()  # leave the group before exit (gloo may abort a process exiting inside it)
 """
 
 
@@ -117,7 +118,7 @@ import os, sys
 import torch
 from boltzgen.energy.toy import GaussianMixture2D
 from boltzgen.flows.coupling import CouplingFlow
-from boltzgen.parallel import init_from_environment, world
+from boltzgen.parallel import init_from_environment, shutdown, world
 from boltzgen.trainers import ReverseKL, Trainer, TrainSettings
 
 init_from_environment(torch.device("cpu"))
@@ -145,6 +146,7 @@ except Exception as error:
 if world().rank == 0:
     torch.save(torch.nn.utils.parameters_to_vector(flow.parameters()).detach(),
                os.path.join(sys.argv[1], "params.pt"))
+shutdown()
 """
 
 
