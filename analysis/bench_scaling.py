@@ -16,6 +16,7 @@ bandwidths.
 Usage::
 
     python analysis/bench_scaling.py [--ranks 1 2] [--steps 30] [--batch 256] [--json-out F]
+    python analysis/bench_scaling.py --buffer 32768   # a sharded TA-BG buffer on 1 and 2 ranks
 """
 
 from __future__ import annotations
@@ -36,20 +37,13 @@ BUS_BANDWIDTH_GB_S = {"H100 NVLink (one node)": 450.0, "NDR InfiniBand (across n
 ALL_REDUCE_LATENCY_S = 30e-6
 
 
-def worker(steps: int, batch: int, hidden: int, out: Path) -> None:
-    """One rank: train ``steps`` reverse-KL steps of the alanine-dipeptide template."""
+def _workload(steps: int, batch: int, hidden: int):
+    """This rank's ``(resolved config, target, flow)`` of the alanine-dipeptide template."""
     import torch
 
-    from boltzgen.parallel import init_from_environment, world
-    from boltzgen.trainers import Trainer
+    from boltzgen.parallel import init_from_environment
     from boltzgen.workflow.config import parse_config_text
-    from boltzgen.workflow.registry import (
-        build_model,
-        build_objective,
-        build_target,
-        resolve_config,
-        train_settings,
-    )
+    from boltzgen.workflow.registry import build_model, build_target, resolve_config
     from boltzgen.workflow.templates import template_with
 
     text = template_with(
@@ -66,7 +60,16 @@ def worker(steps: int, batch: int, hidden: int, out: Path) -> None:
     resolved = resolve_config(parse_config_text(text, "bench"))
     init_from_environment(torch.device("cpu"))
     target = build_target(resolved)
-    model = build_model(resolved, target)
+    return resolved, target, build_model(resolved, target)
+
+
+def worker(steps: int, batch: int, hidden: int, out: Path) -> None:
+    """One rank: train ``steps`` reverse-KL steps of the alanine-dipeptide template."""
+    from boltzgen.parallel import world
+    from boltzgen.trainers import Trainer
+    from boltzgen.workflow.registry import build_objective, train_settings
+
+    resolved, target, model = _workload(steps, batch, hidden)
     trainer = Trainer(model, build_objective(resolved, target), train_settings(resolved, False))
     times: list[float] = []
     step = trainer._train_step
@@ -87,7 +90,31 @@ def worker(steps: int, batch: int, hidden: int, out: Path) -> None:
         )
 
 
-def launch(ranks: int, steps: int, batch: int, hidden: int) -> dict:
+def buffer_worker(samples: int, hidden: int, out: Path) -> None:
+    """One rank: draw its share of a TA-BG rung buffer of ``samples`` flow samples with their
+    weights at 300 K, and resample a buffer of ``samples // 4`` across the ranks (the sharded
+    path of :func:`boltzgen.samplers.importance.resample_buffer`); best of 3 draws."""
+    import torch
+
+    from boltzgen.parallel import all_reduce_max, world
+    from boltzgen.samplers.importance import draw_weighted_samples, resample_buffer
+    from boltzgen.samplers.sharded import local_share
+
+    _, target, model = _workload(1, 1, hidden)
+    ranks = world()
+    n = local_share(samples, ranks.rank, ranks.size)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        drawn = draw_weighted_samples(model, target, n, chunk_size=4096)
+        _, statistics = resample_buffer(drawn, samples // 4, 1e-4)
+        elapsed = torch.tensor([time.perf_counter() - started], dtype=torch.float64)
+        times.append(float(all_reduce_max(elapsed)[0]))  # the slowest rank's time
+    if ranks.is_main:
+        out.write_text(json.dumps({"buffer_s": min(times), "ess": statistics.ess}))
+
+
+def launch(ranks: int, steps: int, batch: int, hidden: int, buffer: int = 0) -> dict:
     """Run the worker on ``ranks`` ranks (one thread each); its rank-0 report."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "report.json"
@@ -105,11 +132,30 @@ def launch(ranks: int, steps: int, batch: int, hidden: int) -> dict:
                 f"--steps={steps}",
                 f"--batch={batch}",
                 f"--hidden={hidden}",
+                f"--buffer={buffer}",
             ],
             check=True,
             env=env,
         )
         return json.loads(out.read_text())
+
+
+def buffer_table(ranks: list[int], samples: int, hidden: int, json_out: str | None) -> None:
+    """Print (and optionally save) the sharded-buffer timings on each number of ranks."""
+    rows = []
+    print(
+        f"{'ranks':>5} {'samples':>8} {'buffer s':>9} {'samples/s':>10} {'speed-up':>8} {'ESS':>8}"
+    )
+    for k in ranks:
+        report = launch(k, 1, 1, hidden, buffer=samples)
+        rows.append({"ranks": k, "samples": samples, **report})
+        speed_up = rows[0]["buffer_s"] / report["buffer_s"]
+        print(
+            f"{k:5d} {samples:8d} {report['buffer_s']:9.2f} {samples / report['buffer_s']:10.0f}"
+            f" {speed_up:8.2f} {report['ess']:8.4f}"
+        )
+    if json_out:
+        Path(json_out).write_text(json.dumps({"buffer": rows}, indent=1))
 
 
 def main() -> None:
@@ -122,11 +168,26 @@ def main() -> None:
         "--gpu-fixed-s", type=float, help="batch-independent step time for the model, s"
     )
     parser.add_argument("--gpu-per-sample-s", type=float, help="step time per sample, s")
+    parser.add_argument(
+        "--buffer",
+        type=int,
+        default=0,
+        help="instead: time a sharded TA-BG buffer of this many samples on each --ranks",
+    )
     parser.add_argument("--json-out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.steps, args.batch, args.hidden, Path(args.worker))
+        from boltzgen.parallel import shutdown
+
+        if args.buffer:
+            buffer_worker(args.buffer, args.hidden, Path(args.worker))
+        else:
+            worker(args.steps, args.batch, args.hidden, Path(args.worker))
+        shutdown()  # leave the gloo group before exit (else a rank may abort at exit)
+        return
+    if args.buffer:
+        buffer_table(args.ranks, args.buffer, args.hidden, args.json_out)
         return
     rows = []
     for mode in ("strong", "weak"):
