@@ -14,6 +14,7 @@ import math
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -362,3 +363,54 @@ def test_cli_bad_input_exits_2_with_one_line_and_leaves_no_output(
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert not out.exists()
+
+
+_REFERENCE_KEYS = ("positions", "reduced_energies", "phi", "psi", "step", "chain")
+
+
+@given(
+    drop=st.sets(st.sampled_from(_REFERENCE_KEYS), max_size=2),
+    frames=st.integers(0, 4),
+    atoms=st.sampled_from([22, 5, 0]),
+    angles=st.sampled_from([(1, 1), (2, 2), (1, 0), (0, 0)]),
+    nan_rows=st.integers(0, 2),
+    fill=st.sampled_from([math.nan, math.inf]),
+    cut=st.one_of(st.none(), st.integers(0, 400)),
+)
+def test_damaged_reference_datasets_load_or_are_one_line(
+    tmp_path_factory, drop, frames, atoms, angles, nan_rows, fill, cut
+) -> None:
+    """A reference split (``boltzgen reference``'s ``.npz``) with keys missing, other shapes
+    (no frames, other atom counts, phi/psi of different widths), NaN / inf frames or truncated
+    bytes: every reader (the dataset loader, the report's and evaluate's) loads it or gives one
+    line; what loads holds only finite frames of consistent shapes."""
+    from boltzgen.diagnostics.report import load_reference as report_reference
+    from boltzgen.md.datasets import load_reference as dataset_split
+
+    folder = tmp_path_factory.mktemp("reference")
+    arrays = {
+        "positions": np.ones((frames, atoms, 3), np.float32),
+        "reduced_energies": np.zeros(frames),
+        "phi": np.zeros((frames, angles[0])),
+        "psi": np.zeros((frames, angles[1])),
+        "step": np.arange(frames),
+        "chain": np.zeros(frames, int),
+    }
+    for key in ("positions", "phi", "reduced_energies"):
+        arrays[key][: min(nan_rows, frames)] = fill
+    np.savez(folder / "train.npz", **{k: v for k, v in arrays.items() if k not in drop})
+    if cut is not None:
+        data = (folder / "train.npz").read_bytes()
+        (folder / "train.npz").write_bytes(data[:cut])
+    split = {}
+    if _one_line_error(lambda: split.update(dataset_split(folder, "train"))) is None:
+        n = split["positions"].shape[0]
+        assert split["positions"].ndim == 3 and np.isfinite(split["positions"]).all()
+        assert all(split[key].shape[0] == n for key in _REFERENCE_KEYS)
+    loaded = []
+    if _one_line_error(lambda: loaded.append(report_reference(folder / "train.npz"))) is None:
+        phi, psi = loaded[0].angles
+        assert phi.shape == psi.shape and np.isfinite(phi).all()
+        energies = loaded[0].reduced_energies
+        assert energies is None or (energies.shape == (phi.shape[0],))
+    _one_line_error(lambda: load_samples(folder / "train.npz", key="positions"))

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from ..energy.exact import ExactDistribution
 from ..errors import BoltzgenError
-from ..io import MetricsLog, load_samples, read_metrics_columns
+from ..io import MetricsLog, load_samples, read_arrays, read_metrics_columns
 from ..molecule.ramachandran import backbone_dihedrals, basin_populations
 from ..molecule.trajectories import read_trajectory
 from ..samplers.weights import reverse_ess, self_normalized_weights
@@ -239,18 +239,22 @@ def load_reference(path: str | Path, topology: str | Path | None = None) -> Refe
     if not path.is_file():
         raise BoltzgenError(f"reference dataset '{path}' does not exist")
     if path.suffix == ".npz":
-        with np.load(path) as archive:
-            if "phi" not in archive or "psi" not in archive:
-                raise BoltzgenError(
-                    f"reference '{path}' must contain arrays 'phi' and 'psi' (radians, shape (n, "
-                    "k))"
-                )
-            energies = archive["reduced_energies"] if "reduced_energies" in archive else None
-            return Reference(
-                path,
-                angle_pairs((archive["phi"], archive["psi"]), f"reference '{path}'"),
-                energies,
+        arrays = read_arrays(path, ("phi", "psi"), "reference dataset")
+        phi, psi = angle_pairs((arrays["phi"], arrays["psi"]), f"reference '{path}'")
+        energies = arrays.get("reduced_energies")
+        if energies is not None and energies.shape != (phi.shape[0],):
+            raise BoltzgenError(
+                f"reference '{path}': reduced_energies has shape {energies.shape}, the "
+                f"{phi.shape[0]} frames of phi need ({phi.shape[0]},)"
             )
+        if energies is not None and energies.dtype.kind not in "fiu":
+            raise BoltzgenError(f"reference '{path}': reduced_energies are {energies.dtype}")
+        finite = [np.isfinite(a).all() for a in (phi, psi, energies) if a is not None]
+        if not all(finite):
+            raise BoltzgenError(
+                f"reference '{path}' has non-finite phi, psi or reduced_energies: write it again"
+            )
+        return Reference(path, (phi, psi), energies)
     needs_topology = path.suffix not in {".pdb", ".h5", ".gz"}
     if needs_topology and (topology is None or not Path(topology).is_file()):
         raise BoltzgenError(

@@ -16,7 +16,7 @@ from .checkpoints import (
 from .files import atomic_write, atomic_write_text, remove_stale_temporaries, write_json
 from .metrics import MetricsLog, read_metrics_columns
 from .rundir import RunDir, dump_toml
-from .samples import load_samples, save_samples
+from .samples import load_samples, read_arrays, save_samples
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -30,6 +30,7 @@ __all__ = [
     "checkpoint_exists",
     "save_samples",
     "load_samples",
+    "read_arrays",
     "MetricsLog",
     "read_metrics_columns",
     "RunDir",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from torch import Tensor
 from ..errors import BoltzgenError, first_line
 from .files import atomic_write
 
-__all__ = ["save_samples", "load_samples"]
+__all__ = ["save_samples", "load_samples", "read_arrays"]
 
 
 def save_samples(path: str | os.PathLike, samples: Tensor, **extra: Tensor) -> None:
@@ -58,12 +59,7 @@ def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
         if path.suffix == ".npy":
             return torch.from_numpy(np.load(path, allow_pickle=False))
         if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                if key not in archive.files:
-                    raise BoltzgenError(
-                        f"{path} has no array '{key}' (has: {', '.join(archive.files)})"
-                    )
-                return torch.from_numpy(archive[key])
+            return torch.from_numpy(read_arrays(path, (key,), "samples")[key])
     except BoltzgenError:
         raise
     except Exception as error:
@@ -71,3 +67,37 @@ def load_samples(path: str | os.PathLike, key: str = "samples") -> Tensor:
     raise BoltzgenError(
         f"unknown data file type '{path.suffix}' for {path}: use .pt, .npy or .npz"
     )
+
+
+def read_arrays(
+    path: str | os.PathLike, required: Sequence[str], what: str
+) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (never unpickling objects), checked to hold the
+    ``required`` keys.
+
+    Arguments:
+        path: The archive.
+        required: Keys it must have.
+        what: What the file is, for the messages (``"reference split"``).
+
+    Raises:
+        BoltzgenError: One line: a missing or unreadable file (not an archive, truncated,
+            object arrays) or a missing key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BoltzgenError(f"{what} {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as error:  # numpy and zipfile raise many types for damaged archives
+        raise BoltzgenError(
+            f"cannot read {what} {path} ({first_line(error)[:120]}): write it again"
+        ) from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise BoltzgenError(
+            f"{what} {path} has no array {', '.join(repr(k) for k in missing)} "
+            f"(has: {', '.join(arrays) or 'none'})"
+        )
+    return arrays

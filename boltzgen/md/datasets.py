@@ -35,7 +35,7 @@ import mdtraj
 import numpy as np
 
 from ..errors import BoltzgenError
-from ..io import atomic_write, write_json
+from ..io import atomic_write, read_arrays, write_json
 from ..molecule.ramachandran import (
     BASIN_DEFINITION,
     backbone_dihedrals,
@@ -50,6 +50,8 @@ __all__ = [
     "decorrelation",
     "write_reference",
     "load_reference",
+    "check_split",
+    "SPLIT_ARRAYS",
     "read_metadata",
 ]
 
@@ -187,7 +189,8 @@ def load_reference(
         ``reduced_energies`` ``(n,)`` at the dataset's temperature, ``step``, ``chain`` ``(n,)``.
 
     Raises:
-        BoltzgenError: Unknown split, or a folder without that split.
+        BoltzgenError: Unknown split, a folder without that split, or a split that is not one
+            (unreadable, keys missing, shapes that disagree, frames that are not finite).
     """
     if split not in SPLITS:
         raise BoltzgenError(f"unknown split {split!r}: choose from {', '.join(SPLITS)}")
@@ -197,5 +200,41 @@ def load_reference(
             f"{path} does not exist: generate the dataset with 'boltzgen reference MOLECULE -o "
             f"{directory}'"
         )
-    with np.load(path, allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
+    arrays = read_arrays(path, SPLIT_ARRAYS, "reference split")
+    check_split(arrays, path)
+    return arrays
+
+
+#: The arrays of a split, as :func:`write_reference` writes them.
+SPLIT_ARRAYS = ("positions", "reduced_energies", "phi", "psi", "step", "chain")
+
+
+def check_split(arrays: Mapping[str, np.ndarray], path: Path) -> None:
+    """Refuse (one-line :class:`BoltzgenError`) a split whose arrays disagree in their frame
+    counts or shapes, or with non-finite positions, dihedrals or energies."""
+    positions = arrays["positions"]
+    n = positions.shape[0] if positions.ndim else 0
+    regenerate = f"generate it again with 'boltzgen reference MOLECULE -o {path.parent}'"
+    if positions.ndim != 3 or positions.shape[2] != 3 or n == 0 or positions.shape[1] == 0:
+        raise BoltzgenError(
+            f"{path}: positions must have shape (frames > 0, atoms > 0, 3), got "
+            f"{positions.shape}; {regenerate}"
+        )
+    width = arrays["phi"].shape[1:2]  # dihedral pairs per frame (0 without a backbone)
+    expected_shapes = {"reduced_energies": (n,), "step": (n,), "chain": (n,)}
+    expected_shapes |= {"phi": (n, *width), "psi": (n, *width)}
+    for key, expected in expected_shapes.items():
+        got = arrays[key].shape
+        if (
+            got != expected
+            or len(expected) != arrays[key].ndim
+            or arrays[key].dtype.kind not in "fiu"
+        ):
+            raise BoltzgenError(
+                f"{path}: {key} has shape {got} ({arrays[key].dtype}), the {n} frames of "
+                f"positions need {expected}; {regenerate}"
+            )
+    for key in ("positions", "reduced_energies", "phi", "psi"):
+        bad = int((~np.isfinite(arrays[key].reshape(n, -1))).any(axis=1).sum())
+        if bad:
+            raise BoltzgenError(f"{path}: {bad} of {n} frames have non-finite {key}; {regenerate}")
