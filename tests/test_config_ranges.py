@@ -3,6 +3,7 @@ locked; SIGTERM and Ctrl-C checkpoint and exit 143 / 130; a full disk is one lin
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import resource
@@ -271,3 +272,71 @@ def test_command_line_numbers_out_of_range_are_one_line(argv, expected, capsys) 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1, err
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 16 MB tmpfs mounted at ``tmp_path / "disk"`` (root only; skipped with the reason
+    otherwise), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root; the RLIMIT_FSIZE test covers it")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()[:120]}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write zeros into ``disk/filler`` until the file system is full; the filler's path."""
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+    return filler
+
+
+def test_a_really_full_disk_is_one_line_keeps_the_checkpoint_and_resumes(
+    small_disk: Path,
+) -> None:
+    """A run on a 16 MB tmpfs is stopped after its first checkpoint; the disk is then filled to
+    the last byte. The resumed run's next checkpoint fails with ENOSPC: one line, exit 2, the
+    previous checkpoint byte for byte intact, no temporary left. With space freed, the same
+    command resumes from that checkpoint and writes the next one."""
+    process, run = _start_training(small_disk, steps=100_000)
+    checkpoint = run / "checkpoints" / "last.pt"
+    _wait_for(checkpoint, process)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    before = checkpoint.read_bytes()
+    step = load_checkpoint(checkpoint)["step"]
+    filler = _fill(small_disk)
+    process, run = _start_training(small_disk, steps=100_000)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "Traceback" not in err, err
+    assert err.count("\n") == 1 and "No space left on device" in err, err
+    assert "previous version is kept" in err and "free some space" in err, err
+    assert checkpoint.read_bytes() == before
+    assert not list(checkpoint.parent.glob(".*.tmp"))
+    filler.unlink()
+    process, run = _start_training(small_disk, steps=100_000)  # the same command: resumes
+    deadline = time.monotonic() + 120
+    while checkpoint.read_bytes() == before:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert load_checkpoint(checkpoint)["step"] > step
