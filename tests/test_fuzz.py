@@ -266,10 +266,13 @@ def test_sample_files_of_any_shape_load_or_are_one_line(
 
 def _mutate_pdb(lines: list[str], data) -> list[str]:
     """One PDB damage: truncation, a deleted line, a coordinate set to NaN / 1e30 / an atom's
-    twin, a renamed residue or atom, a garbage line."""
+    twin, a renamed residue or atom, a garbage line, a chain break (a residue removed) or a TER
+    record inside the chain."""
     atoms = [i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM"))]
     mode = data.draw(
-        st.sampled_from(["truncate", "delete", "coord", "resname", "atomname", "junk"])
+        st.sampled_from(
+            ["truncate", "delete", "coord", "resname", "atomname", "junk", "break", "ter"]
+        )
     )
     lines = list(lines)
     i = data.draw(st.sampled_from(atoms))
@@ -277,6 +280,12 @@ def _mutate_pdb(lines: list[str], data) -> list[str]:
         cut = data.draw(st.integers(0, sum(map(len, lines))))
         text = "".join(lines)[:cut]
         return text.splitlines(keepends=True)
+    if mode == "break":  # a chain break: every atom of the residue of line i removed
+        residue = lines[i][17:27]
+        return [line for line in lines if not (line.startswith("ATOM") and line[17:27] == residue)]
+    if mode == "ter":  # a TER record (chain end) after line i
+        lines.insert(i + 1, "TER\n")
+        return lines
     if mode == "delete":
         del lines[i]
     elif mode == "coord":

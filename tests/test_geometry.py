@@ -67,6 +67,26 @@ def test_degenerate_pdb_files_are_refused_in_one_line(
     assert re.search(expected, captured.err), captured.err
 
 
+@pytest.mark.parametrize("command", [["systems", "show"], ["energy", "check"]])
+def test_a_chain_break_is_refused_in_one_line(
+    command: list[str], dipeptide: Molecule, tmp_path: Path, capsys
+) -> None:
+    """Alanine dipeptide without its ALA residue: OpenMM bonds ACE to NME across the gap (0.33 nm
+    here; it bonds consecutive residues whatever their distance), so the molecule would load as
+    a stretched N-methylacetamide; it is refused, naming the bond."""
+    path = _pdb(dipeptide, tmp_path / "gap.pdb", dipeptide.positions)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if " ALA " not in line))
+    assert main([*command, str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert re.search(
+        r"bonded atoms 4 \(ACE1:C\) and \d+ \(NME3:N\) are 0\.\d+ nm apart, longer than any "
+        r"bond \(0\.3 nm\): residues are missing between them \(a chain break\)",
+        captured.err,
+    ), captured.err
+
+
 def test_close_but_distinct_atoms_are_accepted(dipeptide: Molecule, tmp_path: Path) -> None:
     """0.02 nm apart is a clash, not a degenerate structure: the molecule loads."""
     positions = dipeptide.positions.copy()

@@ -1,5 +1,5 @@
-"""Refuse coordinates no force field can evaluate: non-finite, astronomically large, or atoms on
-top of each other.
+"""Refuse coordinates no force field can evaluate: non-finite, astronomically large, atoms on
+top of each other, or bonded atoms far apart (a chain break the topology bridges).
 
 OpenMM turns such structures into NaN forces and an ``OpenMMException`` deep inside the
 minimizer; :func:`check_geometry` names the offending atoms instead, when a molecule is made.
@@ -12,13 +12,17 @@ from openmm import app
 
 from ..errors import BoltzgenError
 
-__all__ = ["check_geometry", "MAX_COORDINATE_NM", "MIN_ATOM_DISTANCE_NM"]
+__all__ = ["check_geometry", "MAX_BOND_NM", "MAX_COORDINATE_NM", "MIN_ATOM_DISTANCE_NM"]
 
 #: Largest allowed |coordinate|, nm. The PDB format's coordinate fields end at 9999.999 A
 #: (1000 nm); a molecule is a few nm across.
 MAX_COORDINATE_NM = 1000.0
 #: Smallest allowed distance between two atoms, nm (0.1 A; the shortest bond, X-H, is ~0.1 nm).
 MIN_ATOM_DISTANCE_NM = 0.01
+#: Longest allowed bond, nm. Covalent bonds of biomolecules are at most ~0.21 nm (S-S, C-I);
+#: OpenMM bonds consecutive residues of a chain whatever their distance, so a residue missing
+#: from the file becomes a bond across the gap.
+MAX_BOND_NM = 0.3
 
 
 def _label(atom: app.topology.Atom) -> str:
@@ -60,8 +64,9 @@ def check_geometry(positions: np.ndarray, topology: app.Topology, source: str) -
 
     Raises:
         BoltzgenError: For a NaN or infinite coordinate, one larger than
-            :data:`MAX_COORDINATE_NM` in magnitude, or two atoms closer than
-            :data:`MIN_ATOM_DISTANCE_NM`.
+            :data:`MAX_COORDINATE_NM` in magnitude, two atoms closer than
+            :data:`MIN_ATOM_DISTANCE_NM`, or two bonded atoms further apart than
+            :data:`MAX_BOND_NM`.
     """
     atoms = list(topology.atoms())
     with np.errstate(invalid="ignore"):
@@ -82,4 +87,16 @@ def check_geometry(positions: np.ndarray, topology: app.Topology, source: str) -
             f"{source}: atoms {_label(atoms[i])} and {_label(atoms[j])} are {distance:.3g} nm "
             f"apart{more}, closer than {MIN_ATOM_DISTANCE_NM:g} nm: the structure has "
             "overlapping or duplicated atoms; fix the coordinates"
+        )
+    bonds = np.array([(a.index, b.index) for a, b in topology.bonds()], dtype=int).reshape(-1, 2)
+    lengths = np.linalg.norm(positions[bonds[:, 0]] - positions[bonds[:, 1]], axis=1)
+    long = np.flatnonzero(lengths > MAX_BOND_NM)
+    if long.size:
+        i, j = bonds[long[0]]
+        more = f" (and {long.size - 1} more bonds)" if long.size > 1 else ""
+        raise BoltzgenError(
+            f"{source}: bonded atoms {_label(atoms[i])} and {_label(atoms[j])} are "
+            f"{lengths[long[0]]:.3g} nm apart{more}, longer than any bond ({MAX_BOND_NM:g} nm): "
+            "residues are missing between them (a chain break); model the missing residues, "
+            "e.g. with PDBFixer"
         )
