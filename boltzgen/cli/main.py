@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from .._version import __version__
 from ..errors import EXIT_USER_ERROR, BoltzgenError, Terminated
@@ -88,8 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     finally:
-        for number, action in previous.items():
-            signal.signal(number, action)
+        try:
+            _restore(previous)
+        except (Terminated, KeyboardInterrupt):  # a signal after the work is done (a
+            _restore(previous)  # launcher stopping its ranks): the exit code stands
+
+
+def _restore(actions: dict[int, Any]) -> None:
+    """Put back the signal handlers ``main`` replaced."""
+    for number, action in actions.items():
+        signal.signal(number, action)
 
 
 def _forget_unhandled_interrupt() -> None:

@@ -63,6 +63,7 @@ from .loop import (
     Trainer,
     TrainingInterrupted,
     TrainSettings,
+    _without_source,
     rng_state,
     set_rng_state,
     signal_number,
@@ -542,6 +543,17 @@ class TemperatureAnnealing:
             )
         return buffer, stats
 
+    def _remove_buffers(self, stage: str) -> None:
+        """Delete the finished rung's buffer: this rank's share, and on rank 0 every share
+        (also those an interrupted run on another number of processes left)."""
+        path = self._buffer_path(stage)
+        if path is None:
+            return
+        path.unlink(missing_ok=True)
+        if self.world.is_main:
+            for share in path.parent.glob(f"buffer-{stage}.*"):
+                share.unlink(missing_ok=True)
+
     def _rung(self, k: int) -> None:
         stage = rung_stage(k, self.temperatures[k])
         buffer, stats = self._buffer(stage, self.temperatures[k])
@@ -562,9 +574,7 @@ class TemperatureAnnealing:
         }
         self.record["rungs"].append(entry)
         self._write_record()
-        path = self._buffer_path(stage)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        self._remove_buffers(stage)
         if self.on_rung is not None:
             self.on_rung(entry)
 
@@ -616,7 +626,7 @@ class TemperatureAnnealing:
                 raise
             raise ProcessLost(
                 f"rank {self.world.rank} of {self.world.size}: another process of the TA-BG run "
-                f"stopped after {len(self.record['rungs'])} rung(s) ({first_line(error)[:100]}); "
+                f"stopped after {len(self.record['rungs'])} rung(s) ({_without_source(error)}); "
                 "rerun the same command to resume"
             ) from None
         self._save_final()
