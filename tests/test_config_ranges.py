@@ -239,16 +239,22 @@ def _limit_file_size(limit: int):
     return apply
 
 
-def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
-    """The file-size limit (RLIMIT_FSIZE) makes writes fail like a full disk: EFBIG instead of
-    ENOSPC, the same path through the atomic writer. A run is stopped after its first
-    checkpoint, then resumed under a 4 kB limit that the next checkpoint cannot fit in."""
-    process, run = _start_training(tmp_path, steps=100_000)
+def _stopped_after_first_checkpoint(folder: Path) -> tuple[Path, bytes]:
+    """Start the toy run in ``folder``, stop it (SIGTERM) once its first checkpoint exists;
+    the checkpoint's path and bytes."""
+    process, run = _start_training(folder, steps=100_000)
     checkpoint = run / "checkpoints" / "last.pt"
     _wait_for(checkpoint, process)
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
-    before = checkpoint.read_bytes()
+    return checkpoint, checkpoint.read_bytes()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    """The file-size limit (RLIMIT_FSIZE) makes writes fail like a full disk: EFBIG instead of
+    ENOSPC, the same path through the atomic writer. A run is stopped after its first
+    checkpoint, then resumed under a 4 kB limit that the next checkpoint cannot fit in."""
+    checkpoint, before = _stopped_after_first_checkpoint(tmp_path)
     process, run = _start_training(tmp_path, steps=100_000, preexec_fn=_limit_file_size(4096))
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2 and "Traceback" not in err, err
@@ -281,14 +287,19 @@ def small_disk(tmp_path: Path):
     disk = tmp_path / "disk"
     disk.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root; the RLIMIT_FSIZE test covers it")
+        pytest.skip(
+            "not root: mounting a tmpfs needs root (test_a_full_disk_is_one_line_and_keeps_the_"
+            "last_checkpoint checks the same write path with RLIMIT_FSIZE, without root)"
+        )
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
         capture_output=True,
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()[:120]}")
+        pytest.skip(  # e.g. a container without CAP_SYS_ADMIN; the RLIMIT_FSIZE test still runs
+            f"the kernel refused to mount a tmpfs: {mounted.stderr.strip()[:120]}"
+        )
     try:
         yield disk
     finally:
@@ -315,12 +326,7 @@ def test_a_really_full_disk_is_one_line_keeps_the_checkpoint_and_resumes(
     the last byte. The resumed run's next checkpoint fails with ENOSPC: one line, exit 2, the
     previous checkpoint byte for byte intact, no temporary left. With space freed, the same
     command resumes from that checkpoint and writes the next one."""
-    process, run = _start_training(small_disk, steps=100_000)
-    checkpoint = run / "checkpoints" / "last.pt"
-    _wait_for(checkpoint, process)
-    process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
-    before = checkpoint.read_bytes()
+    checkpoint, before = _stopped_after_first_checkpoint(small_disk)
     step = load_checkpoint(checkpoint)["step"]
     filler = _fill(small_disk)
     process, run = _start_training(small_disk, steps=100_000)

@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 #: Dataset splits, in time order within each chain.
+#: The arrays of a split, as :func:`write_reference` writes them.
+SPLIT_ARRAYS = ("positions", "reduced_energies", "phi", "psi", "step", "chain")
 SPLITS = ("train", "val", "test")
 #: Fraction of each chain's production per split.
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -205,31 +207,30 @@ def load_reference(
     return arrays
 
 
-#: The arrays of a split, as :func:`write_reference` writes them.
-SPLIT_ARRAYS = ("positions", "reduced_energies", "phi", "psi", "step", "chain")
-
-
 def check_split(arrays: Mapping[str, np.ndarray], path: Path) -> None:
     """Refuse (one-line :class:`BoltzgenError`) a split whose arrays disagree in their frame
     counts or shapes, or with non-finite positions, dihedrals or energies."""
     positions = arrays["positions"]
     n = positions.shape[0] if positions.ndim else 0
     regenerate = f"generate it again with 'boltzgen reference MOLECULE -o {path.parent}'"
-    if positions.ndim != 3 or positions.shape[2] != 3 or n == 0 or positions.shape[1] == 0:
+    if (
+        positions.ndim != 3
+        or positions.shape[2] != 3
+        or n == 0
+        or positions.shape[1] == 0
+        or positions.dtype.kind != "f"
+    ):
         raise BoltzgenError(
-            f"{path}: positions must have shape (frames > 0, atoms > 0, 3), got "
-            f"{positions.shape}; {regenerate}"
+            f"{path}: positions must be floats of shape (frames > 0, atoms > 0, 3), got "
+            f"{positions.shape} ({positions.dtype}); {regenerate}"
         )
-    width = arrays["phi"].shape[1:2]  # dihedral pairs per frame (0 without a backbone)
+    phi = arrays["phi"]
+    width = phi.shape[1] if phi.ndim == 2 else 0  # dihedral pairs per frame (0: no backbone)
     expected_shapes = {"reduced_energies": (n,), "step": (n,), "chain": (n,)}
-    expected_shapes |= {"phi": (n, *width), "psi": (n, *width)}
+    expected_shapes |= {"phi": (n, width), "psi": (n, width)}
     for key, expected in expected_shapes.items():
         got = arrays[key].shape
-        if (
-            got != expected
-            or len(expected) != arrays[key].ndim
-            or arrays[key].dtype.kind not in "fiu"
-        ):
+        if got != expected or arrays[key].dtype.kind not in "fiu":
             raise BoltzgenError(
                 f"{path}: {key} has shape {got} ({arrays[key].dtype}), the {n} frames of "
                 f"positions need {expected}; {regenerate}"

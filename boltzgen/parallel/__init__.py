@@ -16,7 +16,9 @@ from .group import (
     collective_failure,
     gather_objects,
     init_from_environment,
+    peer_failure_text,
     rank_seed,
+    read_on_rank_zero,
     shutdown,
     world,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "all_gather_tensor",
     "all_to_all_rows",
     "broadcast_object",
+    "peer_failure_text",
+    "read_on_rank_zero",
     "gather_objects",
     "rank_seed",
     "broadcast_module",

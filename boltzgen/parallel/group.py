@@ -17,12 +17,13 @@ import dataclasses
 import datetime
 import hashlib
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from ..errors import BoltzgenError
+from ..errors import BoltzgenError, first_line
 
 __all__ = [
     "World",
@@ -34,6 +35,8 @@ __all__ = [
     "all_gather_tensor",
     "all_to_all_rows",
     "broadcast_object",
+    "read_on_rank_zero",
+    "peer_failure_text",
     "gather_objects",
     "rank_seed",
     "broadcast_module",
@@ -181,6 +184,27 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
+_Value = TypeVar("_Value")
+
+
+def read_on_rank_zero(read: Callable[[], _Value]) -> _Value:
+    """``read()`` on rank 0 (the run folder may exist on its node only), its result broadcast
+    to the other ranks (picklable; start-up and checkpoints only); a :class:`BoltzgenError`
+    that ``read`` raises is raised on every rank. On one process: ``read()``."""
+    if not world().distributed:
+        return read()
+    value = error = None
+    if world().is_main:
+        try:
+            value = read()
+        except BoltzgenError as failure:
+            error = str(failure)
+    value, error = broadcast_object((value, error))
+    if error is not None:
+        raise BoltzgenError(error)
+    return value
+
+
 def gather_objects(value: Any) -> list[Any]:
     """Every rank's ``value``, in rank order, on every rank (checkpoints only)."""
     if not world().distributed:
@@ -245,3 +269,12 @@ def collective_failure(error: BaseException) -> bool:
         return True
     text = str(error).lower()
     return any(word in text for word in _PEER_FAILURE_WORDS)
+
+
+def peer_failure_text(error: BaseException) -> str:
+    """The first line of a failed collective's error without the backend's ``[file.cc:line]``
+    prefix, shortened to 100 characters (for a one-line :class:`ProcessLost` message)."""
+    text = first_line(error)
+    if text.startswith("["):
+        text = text.split("]", 1)[-1].strip()
+    return text[:100]

@@ -53,7 +53,13 @@ from ..io import (
     save_checkpoint,
     write_json,
 )
-from ..parallel import all_reduce_sum, broadcast_object, collective_failure, world
+from ..parallel import (
+    all_reduce_sum,
+    collective_failure,
+    peer_failure_text,
+    read_on_rank_zero,
+    world,
+)
 from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
 from ..samplers.importance import BufferStatistics, draw_weighted_samples, resample_buffer
 from ..samplers.sharded import local_share
@@ -63,7 +69,6 @@ from .loop import (
     Trainer,
     TrainingInterrupted,
     TrainSettings,
-    _without_source,
     rng_state,
     set_rng_state,
     signal_number,
@@ -371,9 +376,7 @@ class TemperatureAnnealing:
         path = self._path("ladder.json")
         if path is None:
             return
-        saved = json.loads(path.read_text()) if self.world.is_main and path.is_file() else None
-        if self.world.distributed:
-            saved = broadcast_object(saved)
+        saved = read_on_rank_zero(lambda: json.loads(path.read_text()) if path.is_file() else None)
         if saved is None:
             return
         # Read back through from_params: records written before the stages had their own
@@ -417,7 +420,9 @@ class TemperatureAnnealing:
             return
         last = done[-1]
         path = self.run_dir / "checkpoints" / f"{last['stage']}.pt"
-        state = self._load_on_rank_zero(path)
+        state = read_on_rank_zero(  # the others' run folder may be on another node
+            lambda: load_checkpoint(path, map_location="cpu", kind="stage-end")
+        )
         try:
             self.model.load_state_dict(state["model"])
             set_rng_state(state_for_rank(state, self.world)["rng"])
@@ -430,21 +435,6 @@ class TemperatureAnnealing:
         self.wall_time_s = float(last["wall_time_s"])
         self.step = int(last["steps"])
         self.skipped = int(last["skipped_steps"])
-
-    def _load_on_rank_zero(self, path: Path) -> dict[str, Any]:
-        """The stage-end checkpoint at ``path``, read by rank 0 and broadcast to the others
-        (their run folder may be on another node); an error reaches every rank."""
-        state = error = None
-        if self.world.is_main:
-            try:
-                state = load_checkpoint(path, map_location="cpu", kind="stage-end")
-            except BoltzgenError as failure:
-                error = str(failure)
-        if self.world.distributed:
-            state, error = broadcast_object((state, error))
-        if error is not None:
-            raise BoltzgenError(error)
-        return state
 
     # -- stages --------------------------------------------------------------------------------
     def _pretrain(self) -> None:
@@ -506,7 +496,14 @@ class TemperatureAnnealing:
         drawn (this rank's share of the N samples), resampled over all ranks and saved."""
         saved = self._saved_buffer(stage)
         if saved is not None:
-            set_rng_state(saved["rng"])
+            try:
+                set_rng_state(saved["rng"])
+            except (RuntimeError, ValueError, TypeError) as error:
+                raise BoltzgenError(
+                    f"the saved buffer of stage {stage} has an unusable RNG state "
+                    f"({first_line(error)}); delete {self.run_dir / 'checkpoints'}/"
+                    f"buffer-{stage}.* to draw it again"
+                ) from None
             self.energy_evaluations = int(saved["energy_evaluations"])
             self.wall_time_s = float(saved["wall_time_s"])
             return saved["samples"], saved["statistics"]
@@ -626,7 +623,7 @@ class TemperatureAnnealing:
                 raise
             raise ProcessLost(
                 f"rank {self.world.rank} of {self.world.size}: another process of the TA-BG run "
-                f"stopped after {len(self.record['rungs'])} rung(s) ({_without_source(error)}); "
+                f"stopped after {len(self.record['rungs'])} rung(s) ({peer_failure_text(error)}); "
                 "rerun the same command to resume"
             ) from None
         self._save_final()

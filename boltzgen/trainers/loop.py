@@ -60,7 +60,9 @@ from ..parallel import (
     broadcast_object,
     collective_failure,
     gather_objects,
+    peer_failure_text,
     rank_seed,
+    read_on_rank_zero,
     world,
 )
 from ..ranges import MAX_BATCH, MAX_COUNT, Range, check_fields, field_range
@@ -345,41 +347,21 @@ class Trainer:
         path = self.checkpoint_path
         if path is None:
             return False
-        if not self.world.is_main:
-            return self._resume_from_rank_zero()
-        try:
+
+        def read() -> dict[str, Any] | None:
             if not checkpoint_exists(path):
                 self._warn_lost_progress(path)
-                state = None
-            else:
-                state = load_checkpoint(
-                    path, map_location=self.optimizer.accepted.device, kind="training"
-                )
-        except BoltzgenError as error:
-            if self.world.distributed:
-                broadcast_object(("error", str(error)))
-            raise
-        if self.world.distributed:  # the others take it over the group, from the CPU
-            broadcast_object(("state", None if state is None else _to_device(state, _CPU)))
+                return None
+            return load_checkpoint(path, map_location=_CPU, kind="training")
+
+        state = read_on_rank_zero(read)  # the others take it over the group
         if state is None:
             return False
+        state = _to_device(state, self.optimizer.accepted.device)
         try:
             self.load_state_dict(self._for_this_rank(state))
         except BoltzgenError as error:
             raise BoltzgenError(f"{path}: {error}") from None
-        self.checkpoint_step = self._logged_step = self.step
-        self._logged_skipped = int(self.skipped)
-        return True
-
-    def _resume_from_rank_zero(self) -> bool:
-        """Ranks other than 0: take the checkpoint rank 0 read (none: start from step 0)."""
-        kind, state = broadcast_object(None)
-        if kind == "error":
-            raise BoltzgenError(state)
-        if state is None:
-            return False
-        state = _to_device(state, self.optimizer.accepted.device)
-        self.load_state_dict(self._for_this_rank(state))
         self.checkpoint_step = self._logged_step = self.step
         self._logged_skipped = int(self.skipped)
         return True
@@ -577,7 +559,7 @@ class Trainer:
             )
             raise ProcessLost(
                 f"rank {self.world.rank} of {self.world.size}: another process of the run "
-                f"stopped during step {self.step + 1} ({_without_source(error)}); {kept}: "
+                f"stopped during step {self.step + 1} ({peer_failure_text(error)}); {kept}: "
                 "rerun the same command to resume"
             ) from None
         except KeyboardInterrupt as error:  # a second Ctrl-C inside a step: the last checkpoint
@@ -639,14 +621,6 @@ def state_for_rank(
         return state
     torch.manual_seed(rank_seed(_digest(state["rng"]["torch"]), current.rank))
     return {**state, "rng": rng_state()}
-
-
-def _without_source(error: BaseException) -> str:
-    """The first line of a backend's error without its ``[file.cc:line]`` prefix, shortened."""
-    text = first_line(error)
-    if text.startswith("["):
-        text = text.split("]", 1)[-1].strip()
-    return text[:100]
 
 
 def _digest(generator_state: torch.Tensor) -> int:
