@@ -122,6 +122,7 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.command_line = list(sys.argv[1:] if argv is None else argv)  # for --nproc launches
         if getattr(args, "run", None) is None:
             parser.print_help()
             return 0

@@ -15,13 +15,14 @@ from ..io import atomic_write_text, write_json
 from ..md import MDRun, ReplicaExchangeMD
 from ..molecule.molecule import Molecule
 from ..molecule.trajectories import write_trajectory
+from ..parallel import init_from_environment, launch_ranks, shutdown, without_option, world
 from ..samplers.ladders import geometric_ladder
 from ..tensors import DTYPES, select_device
 from .json_output import print_json
 from .molecule_args import add_molecule_arguments, molecule_from_args
-from .values import COUNT, FRICTION, REPLICAS, SEED, TEMPERATURE, TIME_STEP_PS
+from .values import COUNT, FRICTION, PROCESSES, REPLICAS, SEED, TEMPERATURE, TIME_STEP_PS
 
-__all__ = ["add_parser", "add_md_arguments", "simulation_from_args"]
+__all__ = ["add_parser", "add_md_arguments", "simulation_from_args", "on_ranks"]
 
 
 def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
@@ -81,6 +82,13 @@ def add_md_arguments(parser: argparse.ArgumentParser, replicas: int) -> None:
         ),
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--nproc",
+        type=PROCESSES,
+        metavar="K",
+        help="spread the replicas over K processes of this machine (launches torchrun; "
+        "--replicas must be a multiple of K; the run is the one a single process makes)",
+    )
 
 
 def simulation_from_args(
@@ -104,7 +112,11 @@ def simulation_from_args(
         if getattr(args, name) < 1:
             raise BoltzgenError(f"--{name.replace('_', '-')} must be at least 1")
     ladder = geometric_ladder(molecule.temperature, t_max, rungs)
-    device = select_device(args.device)
+    ranks, device = init_from_environment(select_device(args.device))
+    if args.replicas % ranks.size:
+        raise BoltzgenError(
+            f"--replicas ({args.replicas}) must be a multiple of the {ranks.size} processes"
+        )
     simulation = ReplicaExchangeMD.for_molecule(
         molecule,
         ladder,
@@ -216,7 +228,27 @@ def _energy_log(
     return buffer.getvalue()
 
 
+def on_ranks(command: Any, args: argparse.Namespace) -> int:
+    """Run ``command(args)`` as this rank of a torchrun launch (or alone), leaving the process
+    group afterwards; with ``--nproc K``, launch K ranks that run the same command line
+    instead."""
+    if args.nproc is not None:
+        if args.replicas % args.nproc:  # said once, before any rank starts
+            raise BoltzgenError(
+                f"--replicas ({args.replicas}) must be a multiple of --nproc ({args.nproc})"
+            )
+        return launch_ranks(args.nproc, without_option(args.command_line, "--nproc"))
+    try:
+        return command(args)
+    finally:
+        shutdown()
+
+
 def run(args: argparse.Namespace) -> int:
+    return on_ranks(_md, args)
+
+
+def _md(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.steps % args.report_every:
         raise BoltzgenError(
             f"--steps ({args.steps}) must be a positive multiple of --report-every "
@@ -238,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint_every,
         progress=not args.no_progress,
     )
+    if not world().is_main:  # rank 0 writes and reports
+        return 0
     frames = md_run.frames()
     out = Path(args.output)
     positions = frames["positions"].reshape(-1, molecule.n_atoms, 3)

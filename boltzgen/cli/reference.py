@@ -12,8 +12,9 @@ from typing import Any
 from ..errors import BoltzgenError
 from ..md import MDRun
 from ..md.datasets import read_metadata, write_reference
+from ..parallel import read_on_rank_zero, world
 from .json_output import print_json
-from .md import add_md_arguments, simulation_from_args
+from .md import add_md_arguments, on_ranks, simulation_from_args
 from .molecule_args import add_molecule_arguments, molecule_from_args
 from .values import COUNT, COUNT0
 
@@ -26,6 +27,10 @@ def _default_folder(name: str, settings: dict[str, Any]) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    return on_ranks(_reference, args)
+
+
+def _reference(args: argparse.Namespace) -> int:
     if args.frames < 10 or args.equilibration < 0:
         raise BoltzgenError("--frames must be at least 10 and --equilibration non-negative")
     molecule = molecule_from_args(args)
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     reports = -(-args.frames // simulation.n_chains)
     settings |= {"frames_requested": args.frames, "equilibration_steps": args.equilibration}
     folder = Path(args.output) if args.output else _default_folder(molecule.name, settings)
-    existing = read_metadata(folder)
+    existing = read_on_rank_zero(lambda: read_metadata(folder))
     if existing is not None:
         if existing.get("settings") != json.loads(json.dumps(settings)):
             raise BoltzgenError(
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint_every,
             progress=not args.no_progress,
         )
+        if not world().is_main:  # rank 0 writes the dataset and reports
+            return 0
         frames = md_run.frames()
         production = frames["step"] > args.equilibration
         metadata = {
@@ -77,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         )
         shutil.rmtree(folder / "md")
         result |= {"directory": str(folder), "reused": False}
+    if not world().is_main:
+        return 0
     if args.json:
         print_json(result)
     else:

@@ -7,11 +7,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..parallel import MAX_PROCESSES, launch_ranks, shutdown, world
+from ..parallel import launch_ranks, shutdown, world
 from ..workflow.config import load_config
 from ..workflow.registry import resolve_config
 from ..workflow.runs import default_run_dir, train_run
 from .json_output import print_json
+from .values import PROCESSES
 
 __all__ = ["add_parser"]
 
@@ -79,25 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
         "--nproc",
-        type=_process_count,
+        type=PROCESSES,
         metavar="K",
         help="train data parallel on K processes of this machine (launches torchrun; the "
         "global batch is the config's)",
     )
     p.set_defaults(run=run)
-
-
-def _process_count(text: str) -> int:
-    """``--nproc``'s value: a whole number of processes, 1..MAX_PROCESSES."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_PROCESSES:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of processes: give a whole number from 1 to {MAX_PROCESSES}"
-        )
-    return value
 
 
 def _rank_command(args: argparse.Namespace) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ..parallel import MAX_PROCESSES
 from ..ranges import MAX_BATCH, MAX_COUNT, MAX_SEED, Range
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "SECONDS",
     "THREADS",
     "REPLICAS",
+    "PROCESSES",
 ]
 
 
@@ -58,3 +60,16 @@ FRICTION = number(Range(0, 1e4))
 SECONDS = number(Range(0, 3600, low_open=True))
 THREADS = number(Range(1, 1024, integer=True))
 REPLICAS = number(Range(1, MAX_BATCH, integer=True))
+
+
+def PROCESSES(text: str) -> int:  # noqa: N802 (an argparse type, named like the others)
+    """``--nproc``'s value: a whole number of processes, 1..MAX_PROCESSES."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of processes: give a whole number from 1 to {MAX_PROCESSES}"
+        )
+    return value

@@ -20,6 +20,10 @@ half kicks merged into one full kick, so one force evaluation per step.
 
 Everything runs on the device and dtype of the positions; a step never synchronises with the
 device. Temperatures are per replica, so one batch can hold a whole replica-exchange ladder.
+A batch can also be part of a larger run (one rank's replicas of a run spread over ranks): with
+``noise_rows`` set, every step draws the Gaussian noise of all ``noise_count`` replicas of the run
+from the generator (which every rank seeds alike) and takes the rows of its own replicas, so the
+numbers a replica receives do not depend on how the run is split.
 """
 
 from __future__ import annotations
@@ -70,6 +74,14 @@ class LangevinMiddleIntegrator:
         constraints: Bond constraints, or ``None``.
         boltzmann_constant: k_B in energy units per temperature unit (kJ/mol/K by default; 1.0
             for dimensionless toy targets).
+
+    Attributes:
+        temperatures: ``(R,)`` thermostat temperatures; may be reassigned between steps (a
+            replica exchange that moves temperatures instead of configurations).
+        noise_rows: ``None`` (each step draws noise of the batch's shape), or ``(R,)`` long: the
+            rows of a draw of ``noise_count`` replicas' noise that this batch's replicas take.
+        noise_count: Replicas in the whole run (the rows of each draw when ``noise_rows`` is
+            set).
     """
 
     def __init__(
@@ -103,6 +115,8 @@ class LangevinMiddleIntegrator:
         self.constraints = constraints
         self.boltzmann_constant = float(boltzmann_constant)
         self.energy_kT = self.boltzmann_constant * energy.temperature
+        self.noise_rows: Tensor | None = None
+        self.noise_count = int(temperatures.numel())
 
     @property
     def n_replicas(self) -> int:
@@ -129,6 +143,15 @@ class LangevinMiddleIntegrator:
             u = self.energy.energy(x)
             (gradient,) = torch.autograd.grad(u.sum(), x)
         return u.detach(), -gradient * self.energy_kT
+
+    def _noise(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Standard normal noise of the shape of ``x`` ``(R, N, 3)`` (see ``noise_rows``)."""
+        if self.noise_rows is None:
+            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        shape = (self.noise_count, *x.shape[1:])
+        return torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)[
+            self.noise_rows
+        ]
 
     def _project_velocities(self, v: Tensor, x: Tensor) -> Tensor:
         return self.constraints.velocities(v, x) if self.constraints is not None else v
@@ -163,7 +186,7 @@ class LangevinMiddleIntegrator:
         sigma = torch.sqrt(
             self.boltzmann_constant * self._per_replica(self.temperatures, x) / self._masses(x)
         )
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = self._noise(x, generator)
         return self._project_velocities(sigma * noise, x)
 
     def step(self, state: MDState, generator: torch.Generator | None = None) -> MDState:
@@ -180,7 +203,7 @@ class LangevinMiddleIntegrator:
             * self._per_replica(self.temperatures, x)
             / masses
         )
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = self._noise(x, generator)
         v = a * v + sigma * noise
         moved = moved + half * v
         if self.constraints is not None:

@@ -11,14 +11,21 @@ Layout of a folder ``DIR``:
   ``reduced_energies`` ``(n, C)``, ``potential_energies`` and ``kinetic_temperatures``
   ``(n, R)``), each written atomically before the checkpoint that covers it; chunks newer than
   the checkpoint are deleted on resume.
+
+On several ranks (a ``torchrun`` launch, :class:`ReplicaExchangeMD` spread over them) every rank
+runs the same calls; rank 0 alone holds the folder's lock, reads (and broadcasts) the
+checkpoint, writes chunks and checkpoints and shows progress. A rank that dies stops the others
+with one :class:`~boltzgen.parallel.ProcessLost` line; the rerun resumes from the last
+checkpoint, on any number of ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,7 @@ from ..io import (
     remove_stale_temporaries,
     save_checkpoint,
 )
+from ..parallel import ProcessLost, collective_failure, peer_failure_text, read_on_rank_zero, world
 from .simulation import ReplicaExchangeMD
 
 __all__ = ["MDRun"]
@@ -58,19 +66,28 @@ class MDRun:
         self.checkpoint_path = self.directory / "checkpoint.pt"
         self.chunk_dir = self.directory / "chunks"
         self._folder = RunDir(self.directory, "settings.json")
+        self.world = world()
+        read_on_rank_zero(self._claim)
+        self.wall_time_s = 0.0
+
+    def _claim(self) -> None:
         with self._folder.lock():
             self._folder.claim(self.settings)
-        self.wall_time_s = 0.0
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The folder's lock on rank 0 (the one that writes); nothing on the other ranks."""
+        with self._folder.lock() if self.world.is_main else contextlib.nullcontext():
+            yield
 
     def resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
         """Load the checkpoint or start (:meth:`_resume_or_start`), holding the folder's lock."""
-        with self._folder.lock():
+        with self._locked():
             return self._resume_or_start(simulation, positions)
 
     def _resume_or_start(self, simulation: ReplicaExchangeMD, positions: np.ndarray) -> bool:
         """Load the checkpoint into ``simulation`` if there is one (returns ``True``), else start
-        it
-        from ``positions`` ``(N, 3)`` nm. Chunks newer than the checkpoint are deleted, and so
+        it from ``positions`` ``(N, 3)`` nm. Chunks newer than the checkpoint are deleted, and so
         are temporary files that a process killed while writing left behind.
 
         Raises:
@@ -78,21 +95,10 @@ class MDRun:
                 missing although more than one chunk was recorded (a killed run leaves at most
                 one chunk without a checkpoint), so that starting over would delete frames.
         """
-        for folder in (self.directory, self.chunk_dir):
-            remove_stale_temporaries(folder)
-        if not checkpoint_exists(self.checkpoint_path):
-            chunks = self._chunks()
-            if len(chunks) > 1:
-                raise BoltzgenError(
-                    f"{self.checkpoint_path} does not exist, although {self.chunk_dir} holds "
-                    f"{len(chunks)} chunks up to step {_chunk_step(chunks[-1])}: the recording "
-                    "cannot be resumed; move the folder away or use another output folder"
-                )
+        saved = read_on_rank_zero(self._read_checkpoint)
+        if saved is None:
             simulation.start(positions)
-            for chunk in chunks:
-                chunk.unlink()
             return False
-        saved = load_checkpoint(self.checkpoint_path, kind="md")
         try:
             simulation.load_state_dict(saved["simulation"])
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
@@ -104,10 +110,30 @@ class MDRun:
             ) from None
         # "wall_time": the key of checkpoints written before it was wall_time_s
         self.wall_time_s = float(saved.get("wall_time_s", saved.get("wall_time", 0.0)))
-        for chunk in self._chunks():
-            if _chunk_step(chunk) > simulation.step:
-                chunk.unlink()
+        if self.world.is_main:
+            for chunk in self._chunks():
+                if _chunk_step(chunk) > simulation.step:
+                    chunk.unlink()
         return True
+
+    def _read_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint (rank 0), or ``None`` after clearing the chunks of a run that wrote
+        none; temporary files of a killed writer are removed first (see
+        :meth:`_resume_or_start`)."""
+        for folder in (self.directory, self.chunk_dir):
+            remove_stale_temporaries(folder)
+        if checkpoint_exists(self.checkpoint_path):
+            return load_checkpoint(self.checkpoint_path, kind="md")
+        chunks = self._chunks()
+        if len(chunks) > 1:
+            raise BoltzgenError(
+                f"{self.checkpoint_path} does not exist, although {self.chunk_dir} holds "
+                f"{len(chunks)} chunks up to step {_chunk_step(chunks[-1])}: the recording "
+                "cannot be resumed; move the folder away or use another output folder"
+            )
+        for chunk in chunks:
+            chunk.unlink()
+        return None
 
     def run(
         self,
@@ -117,9 +143,22 @@ class MDRun:
         checkpoint_every: int,
         progress: bool = True,
     ) -> None:
-        """Advance the simulation (:meth:`_run`), holding the folder's lock."""
-        with self._folder.lock():
-            self._run(simulation, total_steps, report_every, checkpoint_every, progress)
+        """Advance the simulation (:meth:`_run`), holding the folder's lock.
+
+        Raises:
+            ProcessLost: Another rank of the run stopped (the last checkpoint is kept).
+        """
+        with self._locked():
+            try:
+                self._run(simulation, total_steps, report_every, checkpoint_every, progress)
+            except RuntimeError as error:
+                if not (self.world.distributed and collective_failure(error)):
+                    raise
+                raise ProcessLost(
+                    f"rank {self.world.rank} of {self.world.size}: another process of the run "
+                    f"stopped near step {simulation.step} ({peer_failure_text(error)}); the last "
+                    "checkpoint is kept: rerun the same command to resume"
+                ) from None
 
     def _run(
         self,
@@ -148,7 +187,7 @@ class MDRun:
             total=total_steps,
             initial=simulation.step,
             unit="step",
-            disable=not progress,
+            disable=not (progress and self.world.is_main),
             dynamic_ncols=True,
         )
         try:
@@ -168,6 +207,9 @@ class MDRun:
     def _write_chunk(
         self, buffer: list[dict[str, np.ndarray]], simulation: ReplicaExchangeMD
     ) -> None:
+        state = simulation.state_dict()  # a collective on several ranks
+        if not self.world.is_main:
+            return
         arrays = {
             key: np.stack([entry[key] for entry in buffer]) for key in ("step", *_OBSERVABLES)
         }
@@ -175,12 +217,12 @@ class MDRun:
         with atomic_write(self.chunk_dir / f"frames-{simulation.step:012d}.npz") as handle:
             np.savez(handle, **arrays)
         save_checkpoint(
-            self.checkpoint_path,
-            {"simulation": simulation.state_dict(), "wall_time_s": self.wall_time_s},
+            self.checkpoint_path, {"simulation": state, "wall_time_s": self.wall_time_s}
         )
 
     def frames(self) -> dict[str, np.ndarray]:
-        """All recorded observations in step order (see the module docstring for the arrays)."""
+        """All recorded observations in step order (see the module docstring for the arrays;
+        rank 0, which wrote them)."""
         chunks = self._chunks()
         if not chunks:
             raise BoltzgenError(

@@ -93,31 +93,34 @@ class ReplicaExchange:
         attempted)."""
         return self.accepted / self.attempted
 
-    def exchange(
-        self, state: MDState, attempt: int, generator: torch.Generator | None = None
-    ) -> MDState:
+    def permutation(
+        self, reduced_energies: Tensor, attempt: int, generator: torch.Generator | None = None
+    ) -> Tensor:
         """One round of swap attempts between rungs (k, k + 1) with k = attempt mod 2, 2 + attempt
-        mod 2, ...
+        mod 2, ..., as a permutation of the ladder's slots.
 
         Arguments:
-            state: R = K * C replicas, rung-major.
+            reduced_energies: ``(R,)`` u0 of the configuration in each slot, rung-major (slot
+                ``k * C + c`` is chain c at rung k).
             attempt: Index of this attempt; its parity picks the pairs.
-            generator: Random generator on the state's device.
+            generator: Random generator on the energies' device (draws ``(pairs, C)`` uniforms;
+                none when the parity leaves no pair).
 
         Returns:
-            The state with accepted pairs swapped (positions, forces, energies; velocities
-            rescaled).
+            ``order`` ``(R,)`` long: after the round, slot s holds the configuration that slot
+            ``order[s]`` held (the identity where nothing was swapped). The acceptance counters
+            are updated.
         """
         k_count, c = len(self.temperatures), self.n_chains
-        lower = list(range(attempt % 2, k_count - 1, 2))
+        device = reduced_energies.device
+        source = torch.arange(k_count * c, device=device).view(k_count, c)
+        lower = self.lower_rungs(attempt)
         if not lower:
-            return state
-        x = state.positions
-        device = x.device
+            return source.reshape(-1)
         self.accepted = self.accepted.to(device)
         self.attempted = self.attempted.to(device)
-        u = state.reduced_energies.view(k_count, c)
-        temperatures = torch.tensor(self.temperatures, dtype=u.dtype, device=device)
+        u = reduced_energies.view(k_count, c)
+        temperatures = self.ladder(u)
         low = torch.tensor(lower, device=device)
         log_p = exchange_log_acceptance(
             u[low],
@@ -130,17 +133,46 @@ class ReplicaExchange:
         accept = torch.log(uniform) < log_p  # (pairs, C)
         self.accepted[low] += accept.sum(-1).to(self.accepted)
         self.attempted[low] += c
-
-        source = torch.arange(k_count * c, device=device).view(k_count, c)
         new_source = source.clone()
         new_source[low] = torch.where(accept, source[low + 1], source[low])
         new_source[low + 1] = torch.where(accept, source[low], source[low + 1])
-        order = new_source.reshape(-1)
-        replica_t = temperatures.repeat_interleave(c)
-        scale = torch.sqrt(replica_t / replica_t[order]).to(x.dtype)[:, None, None]
+        return new_source.reshape(-1)
+
+    def lower_rungs(self, attempt: int) -> list[int]:
+        """The lower rung k of each pair (k, k + 1) that attempt ``attempt`` tries (empty when
+        its parity leaves no pair, as for K = 1)."""
+        return list(range(attempt % 2, len(self.temperatures) - 1, 2))
+
+    def ladder(self, like: Tensor) -> Tensor:
+        """``(K,)`` the rung temperatures in the dtype and on the device of ``like``."""
+        return torch.tensor(self.temperatures, dtype=like.dtype, device=like.device)
+
+    def velocity_scale(self, order: Tensor, like: Tensor) -> Tensor:
+        """``(R,)`` sqrt(T_s / T_order[s]): the factor that keeps the velocities of a
+        configuration that moved from slot ``order[s]`` to slot s Maxwell-Boltzmann at its new
+        rung (temperatures in the dtype of the energies ``like``)."""
+        replica_t = self.ladder(like).repeat_interleave(self.n_chains)
+        return torch.sqrt(replica_t / replica_t[order])
+
+    def exchange(
+        self, state: MDState, attempt: int, generator: torch.Generator | None = None
+    ) -> MDState:
+        """:meth:`permutation` applied to a state that holds all R replicas in slot order.
+
+        Arguments:
+            state: R = K * C replicas, rung-major.
+            attempt: Index of this attempt; its parity picks the pairs.
+            generator: Random generator on the state's device.
+
+        Returns:
+            The state with accepted pairs swapped (positions, forces, energies; velocities
+            rescaled).
+        """
+        order = self.permutation(state.reduced_energies, attempt, generator)
+        scale = self.velocity_scale(order, state.reduced_energies)
         return MDState(
-            x[order],
-            state.velocities[order] * scale,
+            state.positions[order],
+            state.velocities[order] * scale.to(state.velocities.dtype)[:, None, None],
             state.forces[order],
             state.reduced_energies[order],
             state.step,

@@ -5,6 +5,7 @@ launcher (:mod:`.launch`)."""
 from __future__ import annotations
 
 from .group import (
+    ProcessLost,
     World,
     all_gather_tensor,
     all_reduce_max,
@@ -22,7 +23,7 @@ from .group import (
     shutdown,
     world,
 )
-from .launch import MAX_PROCESSES, launch_ranks
+from .launch import MAX_PROCESSES, launch_ranks, without_option
 
 __all__ = [
     "World",
@@ -41,6 +42,8 @@ __all__ = [
     "broadcast_module",
     "average_gradients",
     "collective_failure",
+    "ProcessLost",
     "MAX_PROCESSES",
     "launch_ranks",
+    "without_option",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "broadcast_module",
     "average_gradients",
     "collective_failure",
+    "ProcessLost",
 ]
 
 #: How long a collective waits for a rank that does not answer before failing (a dead peer is
@@ -269,6 +270,10 @@ def collective_failure(error: BaseException) -> bool:
         return True
     text = str(error).lower()
     return any(word in text for word in _PEER_FAILURE_WORDS)
+
+
+class ProcessLost(BoltzgenError):
+    """A run on several processes stopped: a collective failed because another rank died."""
 
 
 def peer_failure_text(error: BaseException) -> str:

@@ -12,7 +12,7 @@ import logging
 import sys
 import uuid
 
-__all__ = ["MAX_PROCESSES", "launch_ranks"]
+__all__ = ["MAX_PROCESSES", "launch_ranks", "without_option"]
 
 #: The most processes ``--nproc`` starts on one machine.
 MAX_PROCESSES = 1024
@@ -60,3 +60,18 @@ def launch_ranks(nproc: int, arguments: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def without_option(arguments: list[str], option: str) -> list[str]:
+    """``arguments`` without ``option VALUE`` and ``option=VALUE`` (the command each rank of an
+    ``--nproc`` launch runs is the user's command without ``--nproc K``)."""
+    kept: list[str] = []
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == option:
+            skip = True
+        elif not argument.startswith(f"{option}="):
+            kept.append(argument)
+    return kept

@@ -53,6 +53,7 @@ from ..io import (
     save_checkpoint,
 )
 from ..parallel import (
+    ProcessLost,
     World,
     all_reduce_sum,
     average_gradients,
@@ -111,10 +112,6 @@ class TrainingInterrupted(Interrupted):
 
 class NonFiniteTraining(BoltzgenError):
     """Training stopped: ``max_nonfinite_steps`` consecutive steps were skipped as non-finite."""
-
-
-class ProcessLost(BoltzgenError):
-    """Data-parallel training stopped: a collective failed because another rank died."""
 
 
 class NonFiniteWarning(RuntimeWarning):
