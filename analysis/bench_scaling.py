@@ -17,6 +17,11 @@ Usage::
 
     python analysis/bench_scaling.py [--ranks 1 2] [--steps 30] [--batch 256] [--json-out F]
     python analysis/bench_scaling.py --buffer 32768   # a sharded TA-BG buffer on 1 and 2 ranks
+    python analysis/bench_scaling.py --md 512         # replica-exchange MD replica-steps/s
+
+``--md R``: alanine dipeptide (OBC1, torch force field, float32) on an 8-rung ladder 300..500
+K with exchanges every 10 steps, R replicas in all (strong) or R per rank (weak), spread over
+the ranks as ``boltzgen md --nproc K`` does; best of 3 calls of 100 steps, slowest rank.
 """
 
 from __future__ import annotations
@@ -114,7 +119,65 @@ def buffer_worker(samples: int, hidden: int, out: Path) -> None:
         out.write_text(json.dumps({"buffer_s": min(times), "ess": statistics.ess}))
 
 
-def launch(ranks: int, steps: int, batch: int, hidden: int, buffer: int = 0) -> dict:
+def md_worker(replicas: int, steps: int, out: Path) -> None:
+    """One rank of a replica-exchange run of ``replicas`` replicas in all (8 rungs): the best of
+    3 times of ``steps`` steps (the slowest rank's), after 20 steps of warm-up."""
+    import torch
+
+    from boltzgen.md import ReplicaExchangeMD
+    from boltzgen.molecule import Molecule
+    from boltzgen.parallel import all_reduce_max, init_from_environment
+    from boltzgen.samplers.ladders import geometric_ladder
+
+    ranks, _ = init_from_environment(torch.device("cpu"))
+    molecule = Molecule.from_catalog("alanine-dipeptide")
+    ladder = geometric_ladder(300.0, 500.0, 8)
+    md = ReplicaExchangeMD.for_molecule(molecule, ladder, replicas // 8, exchange_every=10)
+    md.start(molecule.positions)
+    md.advance(20)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        md.advance(steps)
+        elapsed = torch.tensor([time.perf_counter() - started], dtype=torch.float64)
+        times.append(float(all_reduce_max(elapsed)[0]))
+    if ranks.is_main:
+        out.write_text(json.dumps({"md_s": min(times)}))
+
+
+def md_table(ranks: list[int], replicas: int, steps: int, json_out: str | None) -> None:
+    """Print (and optionally save) replica-steps/s of replica-exchange MD on each number of
+    ranks, strong (``replicas`` in all) and weak (``replicas`` per rank)."""
+    rows = []
+    print(
+        f"{'mode':6} {'ranks':>5} {'replicas':>8} {'s/step':>8} {'replica-steps/s':>16} "
+        f"{'per rank':>9} {'efficiency':>10}"
+    )
+    for mode in ("strong", "weak"):
+        for k in ranks:
+            total = replicas if mode == "strong" else replicas * k
+            report = launch(k, steps, 1, 1, md=total)
+            rate = total * steps / report["md_s"]
+            first = next((row for row in rows if row["mode"] == mode), None)
+            efficiency = 1.0 if first is None else rate / (first["rate"] * k / first["ranks"])
+            rows.append(
+                {
+                    "mode": mode,
+                    "ranks": k,
+                    "replicas": total,
+                    "rate": rate,
+                    "efficiency": efficiency,
+                }
+            )
+            print(
+                f"{mode:6} {k:5d} {total:8d} {report['md_s'] / steps:8.4f} {rate:16.0f} "
+                f"{rate / k:9.0f} {efficiency:10.2f}"
+            )
+    if json_out:
+        Path(json_out).write_text(json.dumps({"md": rows}, indent=1))
+
+
+def launch(ranks: int, steps: int, batch: int, hidden: int, buffer: int = 0, md: int = 0) -> dict:
     """Run the worker on ``ranks`` ranks (one thread each); its rank-0 report."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "report.json"
@@ -133,6 +196,7 @@ def launch(ranks: int, steps: int, batch: int, hidden: int, buffer: int = 0) -> 
                 f"--batch={batch}",
                 f"--hidden={hidden}",
                 f"--buffer={buffer}",
+                f"--md={md}",
             ],
             check=True,
             env=env,
@@ -174,6 +238,13 @@ def main() -> None:
         default=0,
         help="instead: time a sharded TA-BG buffer of this many samples on each --ranks",
     )
+    parser.add_argument(
+        "--md",
+        type=int,
+        default=0,
+        help="instead: replica-steps/s of replica-exchange MD with this many replicas "
+        "(--steps steps per timing)",
+    )
     parser.add_argument("--json-out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,12 +253,17 @@ def main() -> None:
 
         if args.buffer:
             buffer_worker(args.buffer, args.hidden, Path(args.worker))
+        elif args.md:
+            md_worker(args.md, args.steps, Path(args.worker))
         else:
             worker(args.steps, args.batch, args.hidden, Path(args.worker))
         shutdown()  # leave the gloo group before exit (else a rank may abort at exit)
         return
     if args.buffer:
         buffer_table(args.ranks, args.buffer, args.hidden, args.json_out)
+        return
+    if args.md:
+        md_table(args.ranks, args.md, args.steps, args.json_out)
         return
     rows = []
     for mode in ("strong", "weak"):
