@@ -17,7 +17,7 @@ from boltzgen.diagnostics.report import load_reference as load_report_reference
 from boltzgen.errors import BoltzgenError
 from boltzgen.md.datasets import SPLITS, load_reference
 from boltzgen.molecule.molecule import Molecule
-from boltzgen.molecule.ramachandran import basin_populations
+from boltzgen.molecule.ramachandran import basin_populations, basin_standard_errors
 from boltzgen.molecule.units import BOLTZMANN_CONSTANT
 
 torch.set_num_threads(1)
@@ -44,6 +44,29 @@ def test_basins_partition_the_ramachandran_plane() -> None:
     assert basin_populations(phi, psi, weights) == pytest.approx(
         {"C7eq/C5": 9 / 20, "alphaR": 3 / 20, "alphaL": 8 / 20}
     )
+
+
+def test_basin_standard_errors_match_the_spread_of_reweighted_estimates() -> None:
+    """Equal weights: sqrt(p (1 - p) / n) exactly. Importance weights (uniform proposal in phi,
+    target ~ exp(2 cos phi)): over 400 replicates of 2000 samples the standard deviation of the
+    reweighted alphaL population equals the mean delta-method error within 10%, and the mean
+    estimate is the exact population within 4 standard errors of the mean."""
+    rng = np.random.default_rng(0)
+    phi = rng.uniform(-np.pi, np.pi, 1000)
+    psi = np.zeros_like(phi)
+    p = basin_populations(phi, psi)["alphaL"]
+    assert basin_standard_errors(phi, psi)["alphaL"] == pytest.approx(np.sqrt(p * (1 - p) / 1000))
+    grid = np.linspace(-np.pi, np.pi, 200_001)
+    density = np.exp(2 * np.cos(grid))
+    exact = density[(grid > 0) & (grid < np.radians(120))].sum() / density.sum()
+    estimates, errors = [], []
+    for _ in range(400):
+        phi = rng.uniform(-np.pi, np.pi, 2000)
+        weights = np.exp(2 * np.cos(phi))
+        estimates.append(basin_populations(phi, np.zeros_like(phi), weights)["alphaL"])
+        errors.append(basin_standard_errors(phi, np.zeros_like(phi), weights)["alphaL"])
+    assert np.std(estimates, ddof=1) == pytest.approx(np.mean(errors), rel=0.1)
+    assert abs(np.mean(estimates) - exact) < 4 * np.mean(errors) / np.sqrt(400)
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
             f"{name} {fraction:.1%}" for name, fraction in summary["basin_populations"].items()
         )
         print(f"  basin populations: {basins}")
+    if "reweighted_basin_populations" in summary:
+        basins = ", ".join(
+            f"{name} {100 * fraction:.2f} +- {100 * summary['reweighted_basin_se'][name]:.2f}%"
+            for name, fraction in summary["reweighted_basin_populations"].items()
+        )
+        print(f"  reweighted to {summary['sample_temperature']:g} K: {basins}")
     return 0
 
 

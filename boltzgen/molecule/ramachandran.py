@@ -26,6 +26,7 @@ __all__ = [
     "backbone_dihedrals",
     "basin_masks",
     "basin_populations",
+    "basin_standard_errors",
 ]
 
 #: The basin definition in words (stored with datasets and summaries).
@@ -67,6 +68,23 @@ def basin_populations(
         name: float(w[mask].sum())
         for name, mask in basin_masks(np.asarray(phi), np.asarray(psi)).items()
     }
+
+
+def basin_standard_errors(
+    phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """Standard errors of :func:`basin_populations` for independent frames: the delta-method
+    error of a self-normalised importance estimate, sqrt(sum w_i^2 (1[i in basin] - p)^2) /
+    sum w_i (with equal weights, sqrt(p (1 - p) / n)); correlated frames (MD) need their
+    effective count instead.
+    """
+    w = np.ones(len(np.asarray(phi))) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    errors = {}
+    for name, mask in basin_masks(np.asarray(phi), np.asarray(psi)).items():
+        p = float(w[mask].sum())
+        errors[name] = float(np.sqrt(np.sum(w * w * (mask - p) ** 2)))
+    return errors
 
 
 def backbone_dihedrals(

@@ -31,7 +31,7 @@ from ..errors import BoltzgenError, first_line
 from ..io import RunDir, load_checkpoint, remove_stale_temporaries, write_json
 from ..models.base import Model
 from ..parallel import broadcast_object, init_from_environment, world
-from ..samplers.weights import log_z_estimate, reverse_ess
+from ..samplers.weights import log_z_estimate, reverse_ess, self_normalized_weights
 from ..tensors import device_description
 from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
@@ -236,7 +236,11 @@ def _train_and_sample(
     if molecule is not None:
         summary.update(
             ramachandran_outputs(
-                run_dir / "samples", drawn["samples"], molecule, summary["sample_temperature"]
+                run_dir / "samples",
+                drawn["samples"],
+                molecule,
+                summary["sample_temperature"],
+                drawn["log_weights"],
             )
         )
     write_json(run_dir / "summary.json", summary)
@@ -244,14 +248,23 @@ def _train_and_sample(
 
 
 def ramachandran_outputs(
-    folder: Path, positions: torch.Tensor, molecule: Any, temperature: float
+    folder: Path,
+    positions: torch.Tensor,
+    molecule: Any,
+    temperature: float,
+    log_weights: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the basin populations
-    of
-    the first (phi, psi) pair (:func:`boltzgen.reference.basin_populations`, unweighted) and the
-    path."""
+    """Write ``ramachandran.png`` (+ ``.npz``) of molecular samples; return the path and the
+    basin populations of the first (phi, psi) pair
+    (:func:`boltzgen.molecule.ramachandran.basin_populations`): of the samples, and with
+    ``log_weights`` ``(n,)`` also reweighted to the target (clipped self-normalised weights)
+    with their standard errors."""
     from ..diagnostics.plots import plot_ramachandran, save_figure
-    from ..molecule.ramachandran import backbone_dihedrals, basin_populations
+    from ..molecule.ramachandran import (
+        backbone_dihedrals,
+        basin_populations,
+        basin_standard_errors,
+    )
 
     phi, psi = backbone_dihedrals(positions, molecule.topology)  # mdtraj works in float32
     ax, data = plot_ramachandran(
@@ -259,10 +272,15 @@ def ramachandran_outputs(
     )
     path = folder / "ramachandran.png"
     save_figure(ax.figure, path, data)
-    return {
+    outputs = {
         "basin_populations": basin_populations(phi[:, 0], psi[:, 0]),
         "ramachandran_plot": str(path),
     }
+    if log_weights is not None:
+        weights = self_normalized_weights(log_weights)
+        outputs["reweighted_basin_populations"] = basin_populations(phi[:, 0], psi[:, 0], weights)
+        outputs["reweighted_basin_se"] = basin_standard_errors(phi[:, 0], psi[:, 0], weights)
+    return outputs
 
 
 def exact_distribution_of_run(run_dir: str | Path) -> ExactDistribution | None:
