@@ -178,6 +178,24 @@ def test_bad_model_values_give_one_line_errors(keywords, message):
     assert "\n" not in str(error.value)
 
 
+def test_md_reference_belongs_to_the_catalog_settings_only():
+    """alanine-dipeptide carries the basin populations of its MD reference (fractions that sum
+    to 1, errors from the effective frames); a changed temperature or solvent drops them, the
+    catalog's own values given explicitly keep them; the vacuum entry has none."""
+    reference = Molecule.from_catalog("alanine-dipeptide").md_reference
+    assert reference is not None and sum(reference.populations.values()) == pytest.approx(
+        1, abs=1e-3
+    )
+    p = reference.populations["alphaR"]
+    assert reference.standard_errors()["alphaR"] == pytest.approx(
+        (p * (1 - p) / reference.effective_frames) ** 0.5
+    )
+    assert Molecule.from_catalog("alanine-dipeptide", temperature=300.0).md_reference == reference
+    assert Molecule.from_catalog("alanine-dipeptide", temperature=400.0).md_reference is None
+    assert Molecule.from_catalog("alanine-dipeptide", solvent="vacuum").md_reference is None
+    assert Molecule.from_catalog("alanine-dipeptide-vacuum").md_reference is None
+
+
 def test_unknown_catalog_name_and_missing_file():
     with pytest.raises(BoltzgenError, match="unknown catalog system 'ala4'.*alanine-dipeptide"):
         Molecule.from_catalog("ala4")

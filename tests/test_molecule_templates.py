@@ -84,3 +84,10 @@ def test_molecule_template_trains_and_counts_energy_evaluations(name: str, tmp_p
     assert summary["energy_evaluations"] == expected
     assert summary["n_samples"] == 16 and 0.0 < summary["ess"] <= 1.0
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    if "reweighted_basin_populations" in summary:  # one phi/psi pair: alanine dipeptide
+        assert sum(summary["reweighted_basin_populations"].values()) == pytest.approx(1.0)
+        assert all(0 <= se <= 0.5 for se in summary["reweighted_basin_se"].values())
+        at_reference = config["target"].get("system") == "alanine-dipeptide" and (
+            summary["sample_temperature"] == 300.0
+        )
+        assert ("md_reference_basin_populations" in summary) == at_reference, name

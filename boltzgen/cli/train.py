@@ -59,12 +59,25 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  basin populations: {basins}")
     if "reweighted_basin_populations" in summary:
-        basins = ", ".join(
-            f"{name} {100 * fraction:.2f} +- {100 * summary['reweighted_basin_se'][name]:.2f}%"
-            for name, fraction in summary["reweighted_basin_populations"].items()
+        print(
+            f"  reweighted to {summary['sample_temperature']:g} K: {_reweighted_basins(summary)}"
         )
-        print(f"  reweighted to {summary['sample_temperature']:g} K: {basins}")
     return 0
+
+
+def _reweighted_basins(summary: dict) -> str:
+    """``C7eq/C5 86.10 +- 0.40% (MD 86.40 +- 0.90%), ...``: the reweighted basin populations,
+    beside the MD reference's where the summary has them."""
+    md = summary.get("md_reference_basin_populations", {})
+    md_se = summary.get("md_reference_basin_se", {})
+    se = summary["reweighted_basin_se"]
+    parts = []
+    for name, fraction in summary["reweighted_basin_populations"].items():
+        part = f"{name} {100 * fraction:.2f} +- {100 * se[name]:.2f}%"
+        if name in md:
+            part += f" (MD {100 * md[name]:.2f} +- {100 * md_se[name]:.2f}%)"
+        parts.append(part)
+    return ", ".join(parts)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

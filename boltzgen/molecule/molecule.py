@@ -27,6 +27,7 @@ from ..io import atomic_write_text
 from .geometry import check_geometry
 from .openmm_setup import CONSTRAINTS, create_system, load_forcefield, one_line, solvent_files
 from .peptide import build_peptide
+from .ramachandran import BasinReference
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +46,7 @@ _CATALOG_KEYS = {
     "constraints",
     "temperature",
     "references",
+    "md_reference",
 }
 
 
@@ -107,6 +109,9 @@ class Molecule:
         self.source = source
         self.description = description
         self.references = references
+        #: Basin populations of boltzgen's own MD reference at exactly these settings (catalog
+        #: entries that have one, when no setting was overridden), else ``None``.
+        self.md_reference: BasinReference | None = None
         forcefield_object = load_forcefield(self.forcefield_files + self.solvent_files)
         self.system: openmm.System = create_system(topology, forcefield_object, self.constraints)
 
@@ -220,7 +225,7 @@ class Molecule:
         spec = _read_spec(folder / "system.toml", name)
         structure = folder / spec["structure"]
         with resources.as_file(structure) as path:
-            return cls.from_pdb(
+            molecule = cls.from_pdb(
                 path,
                 forcefield=spec["forcefield"] if forcefield is None else forcefield,
                 solvent=spec["solvent"] if solvent is None else solvent,
@@ -231,6 +236,16 @@ class Molecule:
                 description=spec.get("description", ""),
                 references=spec.get("references", ""),
             )
+        as_catalogued = (
+            molecule.forcefield_files == _file_list(spec["forcefield"])
+            and molecule.solvent == spec["solvent"]
+            and molecule.constraints == spec["constraints"]
+            and molecule.temperature == float(spec["temperature"])
+        )
+        if "md_reference" in spec and as_catalogued:
+            where = f"catalog system {name!r}"
+            molecule.md_reference = BasinReference.from_spec(spec["md_reference"], where)
+        return molecule
 
     @staticmethod
     def catalog_names() -> list[str]:

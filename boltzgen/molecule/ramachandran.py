@@ -10,7 +10,9 @@ that boltzgen reports (runs, reference datasets, studies):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -27,6 +29,7 @@ __all__ = [
     "basin_masks",
     "basin_populations",
     "basin_standard_errors",
+    "BasinReference",
 ]
 
 #: The basin definition in words (stored with datasets and summaries).
@@ -85,6 +88,40 @@ def basin_standard_errors(
         p = float(w[mask].sum())
         errors[name] = float(np.sqrt(np.sum(w * w * (mask - p) ** 2)))
     return errors
+
+
+@dataclasses.dataclass(frozen=True)
+class BasinReference:
+    """Basin populations of a reference MD dataset of a catalog molecule at its own settings.
+
+    Attributes:
+        populations: Fraction of frames per basin (:func:`basin_populations`).
+        effective_frames: Frames divided by the statistical inefficiency (correlated MD
+            frames count as this many independent ones).
+        source: How the dataset was made (a command and its documentation).
+    """
+
+    populations: dict[str, float]
+    effective_frames: float
+    source: str
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], where: str) -> BasinReference:
+        """From a catalog entry's ``[md_reference]`` table (``basins``, ``effective_frames``,
+        ``source``)."""
+        try:
+            populations = {str(k): float(v) for k, v in spec["basins"].items()}
+            return cls(populations, float(spec["effective_frames"]), str(spec["source"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise BoltzgenError(
+                f"{where}: [md_reference] needs basins (a table of fractions), "
+                "effective_frames and source"
+            ) from None
+
+    def standard_errors(self) -> dict[str, float]:
+        """sqrt(p (1 - p) / effective_frames) per basin."""
+        n = self.effective_frames
+        return {name: float(np.sqrt(p * (1 - p) / n)) for name, p in self.populations.items()}
 
 
 def backbone_dihedrals(

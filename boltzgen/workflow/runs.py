@@ -258,7 +258,9 @@ def ramachandran_outputs(
     basin populations of the first (phi, psi) pair
     (:func:`boltzgen.molecule.ramachandran.basin_populations`): of the samples, and with
     ``log_weights`` ``(n,)`` also reweighted to the target (clipped self-normalised weights)
-    with their standard errors."""
+    with their standard errors; and those of the molecule's MD reference at its temperature
+    (:attr:`~boltzgen.molecule.Molecule.md_reference`) when it has one and the samples are at
+    that temperature."""
     from ..diagnostics.plots import plot_ramachandran, save_figure
     from ..molecule.ramachandran import (
         backbone_dihedrals,
@@ -280,6 +282,10 @@ def ramachandran_outputs(
         weights = self_normalized_weights(log_weights)
         outputs["reweighted_basin_populations"] = basin_populations(phi[:, 0], psi[:, 0], weights)
         outputs["reweighted_basin_se"] = basin_standard_errors(phi[:, 0], psi[:, 0], weights)
+    reference = getattr(molecule, "md_reference", None)
+    if reference is not None and temperature == molecule.temperature:
+        outputs["md_reference_basin_populations"] = reference.populations
+        outputs["md_reference_basin_se"] = reference.standard_errors()
     return outputs
 
 
