@@ -113,23 +113,23 @@ def main() -> None:
                 color=line.get_color() if line is not None else None,
             )
             colour = line.get_color()
-            batch = [p for p in points if p["kind"] == "batch"]
-            axis.plot(
-                [p[key] / scale for p in batch],
-                [p["ess"] for p in batch],
-                ".",
-                color=colour,
-                alpha=0.35,
-                markersize=3,
+            lighter = (
+                ([p for p in points if p["kind"] == "batch"], ".", 3),
+                (
+                    [p for p in points if p["kind"] == "buffer" and p["temperature"] != target],
+                    "o",
+                    6,
+                ),
             )
-            other = [p for p in points if p["kind"] == "buffer" and p["temperature"] != target]
-            axis.plot(
-                [p[key] / scale for p in other],
-                [p["ess"] for p in other],
-                "o",
-                color=colour,
-                alpha=0.35,
-            )
+            for subset, marker, size in lighter:
+                axis.plot(
+                    [p[key] / scale for p in subset],
+                    [p["ess"] for p in subset],
+                    marker,
+                    color=colour,
+                    alpha=0.35,
+                    markersize=size,
+                )
             final = points[-1]
             axis.plot([final[key] / scale], [final["ess"]], "*", color=colour, markersize=14)
         reached = {level: first_reaching(points, target, level) for level in LEVELS}

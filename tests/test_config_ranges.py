@@ -297,8 +297,10 @@ def small_disk(tmp_path: Path):
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(  # e.g. a container without CAP_SYS_ADMIN; the RLIMIT_FSIZE test still runs
-            f"the kernel refused to mount a tmpfs: {mounted.stderr.strip()[:120]}"
+        pytest.skip(
+            f"the kernel refused to mount a tmpfs ({mounted.stderr.strip()[:120]}; e.g. a "
+            "container without CAP_SYS_ADMIN): test_a_full_disk_is_one_line_and_keeps_the_"
+            "last_checkpoint checks the same write path with RLIMIT_FSIZE"
         )
     try:
         yield disk

@@ -8,12 +8,14 @@ Each rank runs with one thread and joins the group through
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-__all__ = ["torchrun", "torchrun_command"]
+__all__ = ["torchrun", "torchrun_command", "rank_environment", "rank_pids", "kill_rank"]
 
 #: A rendezvous on the loopback device, never on the network.
 _LOOPBACK = ["--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0"]
@@ -56,3 +58,31 @@ def torchrun(
         env=rank_environment(),
         cwd=tmp_path,
     )
+
+
+def rank_pids(launcher: int) -> dict[int, int]:
+    """The torchrun workers of ``launcher``: ``{rank: pid}`` read from ``/proc``."""
+    pids = {}
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"RANK="):
+                pids[int(entry[5:])] = int(pid)
+    return pids
+
+
+def kill_rank(launch: subprocess.Popen, rank: int) -> str:
+    """SIGKILL rank ``rank`` of a running launch; assert that the launch then fails within 30 s
+    with one line from the surviving rank, one from the launcher naming the killed rank, and no
+    traceback; return its stderr."""
+    os.kill(rank_pids(launch.pid)[rank], signal.SIGKILL)
+    stopped = time.monotonic()
+    _, err = launch.communicate(timeout=60)
+    assert launch.returncode != 0 and time.monotonic() - stopped < 30
+    assert "Traceback" not in err and err.count("\n") == 2, err
+    assert f"rank {rank} of 2 stopped (signal 9)" in err
+    return err
