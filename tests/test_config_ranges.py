@@ -3,6 +3,7 @@ locked; SIGTERM and Ctrl-C checkpoint and exit 143 / 130; a full disk is one lin
 
 from __future__ import annotations
 
+import argparse
 import errno
 import math
 import os
@@ -228,6 +229,36 @@ def test_ctrl_c_while_starting_up_is_one_line(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 130 and "Traceback" not in err, err
+
+
+class _SignalsItselfWhenFreed:
+    """Sends this process ``signum`` from ``__del__``, as a launcher stopping the ranks of a
+    failed run does while the failed work (its progress bar) is freed."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), self.signum)
+        time.sleep(0.05)  # the handler runs here, inside __del__
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_a_failure_is_reported_is_not_a_second_error(
+    signum: int, monkeypatch, capsys
+) -> None:
+    def fail(args) -> int:
+        in_flight = _SignalsItselfWhenFreed(signum)  # freed with this frame, after the raise
+        raise BoltzgenError(f"the run stopped ({in_flight.signum})")
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(run=fail)
+    monkeypatch.setattr(sys.modules[main.__module__], "build_parser", lambda: parser)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err == f"boltzgen: error: the run stopped ({signum})\n" and not unraisable
 
 
 def _limit_file_size(limit: int):

@@ -62,13 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
 #: Signals received by this command (outside training, which handles its own).
 _received: list[int] = []
 
+#: Whether the command is still working. Once it has failed and is reporting why, a signal (a
+#: launcher stopping the other ranks of a run) is only recorded: raised then, it would surface
+#: inside the clean-up of the failed work, such as a progress bar's ``__del__``, as a traceback.
+_working: list[bool] = [True]
+
 
 def _on_signal(signum: int, frame: object) -> None:
-    """Record the signal and raise like Ctrl-C (:class:`Terminated` for SIGTERM). Recording
-    matters: an interrupt inside a C extension's import (NumPy, torch) can surface as a
-    different error, such as an ImportError, which is then still reported as the interrupt."""
+    """Record the signal and, while the command works, raise like Ctrl-C (:class:`Terminated`
+    for SIGTERM). Recording matters: an interrupt inside a C extension's import (NumPy, torch)
+    can surface as a different error, such as an ImportError, which is then still reported as
+    the interrupt."""
     _received.append(signum)
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    if _working[0]:
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():
         return _run(argv)
     _received.clear()
+    _working[0] = True
     previous = {
         number: signal.signal(number, _on_signal)
         for number in (signal.SIGINT, signal.SIGTERM)
@@ -127,6 +135,16 @@ def _run(argv: Sequence[str] | None) -> int:
             parser.print_help()
             return 0
         return int(args.run(args) or 0)
+    except BaseException as error:
+        _working[0] = False
+        return _report(error)
+
+
+def _report(error: BaseException) -> int:
+    """Print the one line for ``error`` raised by a command and return the exit code; re-raise
+    errors that are not the user's (bugs keep their traceback)."""
+    try:
+        raise error
     except BoltzgenError as error:
         print(f"boltzgen: error: {error}", file=sys.stderr)
         return error.exit_code
