@@ -58,6 +58,7 @@ __all__ = [
     "site_divergence",
     "leave_one_out",
     "PREFIX_WEIGHTS",
+    "TeacherSamples",
     "teacher_mixed_sample",
     "minillm_surrogate",
     "Distill",
@@ -89,12 +90,13 @@ def reverse_kl(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
     return _kl_from_log(student_logits.log_softmax(-1), teacher_logits.log_softmax(-1))
 
 
-def _check_lambda(lam: float) -> None:
+def check_lambda(lam: float) -> None:
+    """Refuse a skew lambda outside [0, 1) with one line."""
     if not 0.0 <= lam < 1.0:
         raise BoltzgenError(f"the skew lambda must be in [0, 1), got {lam!r}")
 
 
-def _mixture(log_a: Tensor, log_b: Tensor, lam: float) -> Tensor:
+def log_mixture(log_a: Tensor, log_b: Tensor, lam: float) -> Tensor:
     """log(lam a + (1 - lam) b) by logsumexp (lam in [0, 1))."""
     if lam == 0.0:
         return log_b
@@ -103,16 +105,16 @@ def _mixture(log_a: Tensor, log_b: Tensor, lam: float) -> Tensor:
 
 def skew_forward_kl(teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1) -> Tensor:
     """KL(p || lam p + (1 - lam) q): ``(..., K)`` -> ``(...,)``; lam in [0, 1)."""
-    _check_lambda(lam)
+    check_lambda(lam)
     log_p, log_q = teacher_logits.log_softmax(-1), student_logits.log_softmax(-1)
-    return _kl_from_log(log_p, _mixture(log_p, log_q, lam))
+    return _kl_from_log(log_p, log_mixture(log_p, log_q, lam))
 
 
 def skew_reverse_kl(teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1) -> Tensor:
     """KL(q || (1 - lam) p + lam q): ``(..., K)`` -> ``(...,)``; lam in [0, 1)."""
-    _check_lambda(lam)
+    check_lambda(lam)
     log_p, log_q = teacher_logits.log_softmax(-1), student_logits.log_softmax(-1)
-    return _kl_from_log(log_q, _mixture(log_q, log_p, lam))
+    return _kl_from_log(log_q, log_mixture(log_q, log_p, lam))
 
 
 def dkdr_weights(teacher_probs: Tensor, student_probs: Tensor) -> tuple[Tensor, Tensor]:
@@ -291,6 +293,37 @@ def minillm_surrogate(
     return loss, (upto * cost).sum(-1).mean().detach()
 
 
+class TeacherSamples:
+    """Teacher samples for the divergences evaluated on them: fresh ones at every draw, or
+    draws with replacement from a buffer sampled once.
+
+    Arguments:
+        teacher: A model with ``sample(n)``.
+        size: 0 for fresh samples; N > 0 for a buffer of N teacher samples, drawn here from the
+            global generator in chunks of ``chunk`` (so a run rebuilt from its seed rebuilds the
+            same buffer).
+        chunk: Samples per teacher call while the buffer is drawn.
+    """
+
+    def __init__(self, teacher: torch.nn.Module, size: int = 0, chunk: int = 4096) -> None:
+        if size < 0:
+            raise BoltzgenError(f"[trainer] teacher_samples = {size!r} must be >= 0")
+        self.teacher = teacher
+        self.buffer: Tensor | None = None
+        if size:
+            with torch.no_grad():
+                parts = [teacher.sample(min(chunk, size - i)) for i in range(0, size, chunk)]
+            self.buffer = torch.cat(parts)
+
+    def draw(self, n: int) -> Tensor:
+        """``n`` teacher samples ``(n, *event_shape)``, without a graph."""
+        if self.buffer is None:
+            with torch.no_grad():
+                return self.teacher.sample(n)
+        index = torch.randint(len(self.buffer), (n,), device=self.buffer.device)
+        return self.buffer[index]
+
+
 class Distill:
     """Distillation of a frozen normalized teacher into an autoregressive student.
 
@@ -303,6 +336,8 @@ class Distill:
         prefix_weights: MiniLLM's importance weights, "exact" (prefix products: unbiased) or
             "per-token" (the paper's approximation).
         length_normalize: MiniLLM's length-normalized future reward.
+        teacher_samples: For the divergences on teacher samples: 0 draws fresh ones every
+            step, N > 0 a buffer of N once (:class:`TeacherSamples`).
 
     ``loss(student, batch_size)`` draws ``batch_size`` teacher samples (``"forward"``,
     ``"skew-forward"``, ``"dkdr"``) or student samples (``"reverse"``, ``"skew-reverse"``) from
@@ -326,12 +361,13 @@ class Distill:
         mix_alpha: float = 0.2,
         prefix_weights: str = "exact",
         length_normalize: bool = False,
+        teacher_samples: int = 0,
     ) -> None:
         if divergence not in DIVERGENCES:
             raise BoltzgenError(
                 f"[trainer] divergence = {divergence!r}; choose one of: {', '.join(DIVERGENCES)}"
             )
-        _check_lambda(skew_lambda)
+        check_lambda(skew_lambda)
         if not 0.0 <= mix_alpha < 1.0:
             raise BoltzgenError(f"[trainer] mix_alpha = {mix_alpha!r} must be in [0, 1)")
         _check_prefix_weights(prefix_weights)
@@ -348,6 +384,8 @@ class Distill:
         self.mix_alpha = float(mix_alpha)
         self.prefix_weights = prefix_weights
         self.length_normalize = bool(length_normalize)
+        on_teacher = divergence in ("forward", "skew-forward", "dkdr")
+        self.teacher_samples = TeacherSamples(teacher, teacher_samples if on_teacher else 0)
         self.min_batch_size = 2 if divergence in ("reverse", "skew-reverse", "minillm") else 1
 
     def _check_student(self, student: torch.nn.Module) -> None:
@@ -365,7 +403,7 @@ class Distill:
     def loss(self, student: torch.nn.Module, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         self._check_student(student)
         if self.divergence == "forward":
-            nll = -student.log_prob(self.teacher.sample(batch_size)).mean()
+            nll = -student.log_prob(self.teacher_samples.draw(batch_size)).mean()
             return nll, {"divergence": nll.detach()}
         if self.divergence == "reverse":
             y = student.sample(batch_size)
@@ -385,7 +423,7 @@ class Distill:
             )
             return loss, {"divergence": estimate}
         on_teacher = self.divergence != "skew-reverse"
-        x = self.teacher.sample(batch_size) if on_teacher else student.sample(batch_size)
+        x = self.teacher_samples.draw(batch_size) if on_teacher else student.sample(batch_size)
         with torch.no_grad():
             teacher_logits, log_p_sites = _site_log_probs(self.teacher, x)
         student_logits, log_q_sites = _site_log_probs(student, x)

@@ -33,7 +33,7 @@ from ..errors import BoltzgenError
 from ..samplers.weights import reverse_ess
 from .objective import NONFINITE_SAMPLES, StepOutput, finite_mean
 
-__all__ = ["ReverseKL", "soft_energy_cap"]
+__all__ = ["ReverseKL", "soft_energy_cap", "drop_nonfinite_rows"]
 
 
 def soft_energy_cap(u: Tensor, cap: float | None) -> Tensor:
@@ -87,7 +87,8 @@ class ReverseKL:
         x, log_q, u, per_sample, keep = self._terms(model, batch_size)
         loss, nonfinite = self._reduce(per_sample, keep)
         if x.requires_grad:
-            x.register_hook(_drop_rows(keep & torch.isfinite(per_sample.detach()), nonfinite))
+            kept = keep & torch.isfinite(per_sample.detach())
+            x.register_hook(drop_nonfinite_rows(kept, nonfinite))
         return loss, self._diagnostics(log_q.detach(), u.detach(), nonfinite)
 
     def _diagnostics(self, log_q: Tensor, u: Tensor, nonfinite: Tensor) -> dict[str, Tensor]:
@@ -139,7 +140,7 @@ class ReverseKL:
         """Stateless."""
 
 
-def _drop_rows(kept: Tensor, nonfinite: Tensor) -> Callable[[Tensor], Tensor]:
+def drop_nonfinite_rows(kept: Tensor, nonfinite: Tensor) -> Callable[[Tensor], Tensor]:
     """A gradient hook for the samples ``x``: zero the rows of left-out samples and of kept
     samples whose gradient is not finite (a NaN force), counting the latter into ``nonfinite``
     (in place, on the device) so that one bad sample cannot spoil the step."""

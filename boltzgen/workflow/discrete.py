@@ -11,10 +11,9 @@ Importing this module (which :mod:`boltzgen.workflow` does) registers
   are normalized, so every objective below uses their exact samples and exact log q;
 - objectives ``forward-kl-pcd``, ``reverse-kl-score``, ``forward-reverse-kl``
   (:mod:`boltzgen.trainers.discrete_kl`) and ``ratio-divergence``
-  (:mod:`boltzgen.trainers.ratio_divergence`);
-- the objective ``distill`` (:mod:`boltzgen.trainers.distillation`): a trained normalized
-  discrete model of another run directory (``teacher = RUN_DIR``) as the target of an
-  autoregressive student.
+  (:mod:`boltzgen.trainers.ratio_divergence`).
+
+The objective ``distill``, for discrete and continuous students, is in :mod:`.distillation`.
 
 The objectives that learn from target samples take the :class:`TrainingData` keys in their
 ``[trainer]`` table: ``data = "exact"`` (exact samples by enumeration, N <= 24), ``"mcmc"``
@@ -51,12 +50,11 @@ from ..models.autoregressive import MADE, PixelCNN
 from ..models.rbm import RBM, RBMEnergy
 from ..samplers.mcmc import sample_parallel_tempering, sample_swendsen_wang
 from ..trainers.discrete_kl import ForwardKLPCD, ForwardReverseKL, ReverseKLScore
-from ..trainers.distillation import Distill
 from ..trainers.ratio_divergence import RatioDivergence
 from .ranges import SCHEDULE_BETA
 from .registry import register
 
-__all__ = ["TrainingData", "MCMC_METHODS", "visible_kind", "unit_levels"]
+__all__ = ["TrainingData", "MCMC_METHODS", "visible_kind", "unit_levels", "device_and_dtype"]
 
 #: ``mcmc_method`` values; ``"auto"`` picks by target (see :meth:`TrainingData.mcmc_method_for`).
 MCMC_METHODS = ("auto", "swendsen-wang", "parallel-tempering", "gibbs")
@@ -87,7 +85,7 @@ def unit_levels(target: Energy) -> int:
     return getattr(target, "levels", 2)
 
 
-def _device_and_dtype(target: Energy) -> tuple[torch.device, torch.dtype]:
+def device_and_dtype(target: Energy) -> tuple[torch.device, torch.dtype]:
     """Device and floating dtype of the target's tensors (what the config asked for)."""
     tensors = [t for t in (*target.parameters(), *target.buffers()) if t.is_floating_point()]
     return tensors[0].device, tensors[0].dtype
@@ -146,7 +144,7 @@ class TrainingData:
     def samples(self, target: Energy) -> Tensor:
         """The training states, shape ``(n, N)``, on the target's device and dtype."""
         kind = visible_kind(target, "trainer")
-        device, dtype = _device_and_dtype(target)
+        device, dtype = device_and_dtype(target)
         generator = torch.Generator(device=device).manual_seed(self.data_seed)
         levels = unit_levels(target)
         if self.data == "exact":
@@ -406,57 +404,3 @@ def _ratio_divergence(target: Energy, k_steps: int = 1, **data_options: Any) -> 
     samples."""
     data = TrainingData(**data_options).samples(target)
     return RatioDivergence(target, data, k_steps)
-
-
-@register("trainer", "distill")
-def _distill(
-    target: Energy,
-    divergence: str = "forward",
-    skew_lambda: float = 0.1,
-    mix_alpha: float = 0.2,
-    prefix_weights: str = "exact",
-    length_normalize: bool = False,
-    *,
-    teacher: str,
-) -> Any:
-    """Distil the trained model of the run directory ``teacher`` into the student
-    (:class:`~boltzgen.trainers.distillation.Distill`).
-
-    Arguments:
-        divergence: "forward" (maximum likelihood on teacher samples), "reverse" (score-function
-            KL(q||p_teacher) on student samples), "skew-forward", "skew-reverse" or "dkdr"
-            (per-site conditionals on teacher or student samples), "minillm" (KL(q||p) by
-            MiniLLM's estimator on teacher-mixed samples).
-        skew_lambda: lam of the skewed KLs, in [0, 1).
-        mix_alpha: MiniLLM: each site drawn from alpha p + (1 - alpha) q, in [0, 1).
-        prefix_weights: MiniLLM: "exact" prefix-product importance weights (unbiased) or the
-            paper's "per-token" approximation.
-        length_normalize: MiniLLM: the future reward divided by the remaining sites.
-        teacher: A finished or checkpointed run directory whose model is normalized and
-            discrete over the same units as this target.
-    """
-    from .runs import load_run  # runs imports the registry: no import loop at module level
-
-    _, _, model = load_run(teacher)
-    kind = visible_kind(target, "trainer")
-    if not (
-        getattr(model, "discrete", False)
-        and getattr(model, "normalized", False)
-        and tuple(getattr(model, "event_shape", ())) == (target.dim,)
-        and getattr(model, "visible", kind) == kind
-        and getattr(model, "n_states", 2) == unit_levels(target)
-    ):
-        raise BoltzgenError(
-            f"[trainer] teacher = {teacher!r}: its model ({type(model).__name__}) is not a "
-            f"normalized discrete model over {target.dim} {kind} units like this target; use "
-            "an autoregressive (made, pixelcnn) run of a target of the same size"
-        )
-    device, dtype = _device_and_dtype(target)
-    return Distill(
-        model.to(device, dtype),
-        divergence,
-        skew_lambda,
-        mix_alpha,
-        prefix_weights,
-        length_normalize,
-    )

@@ -35,6 +35,7 @@ from ..samplers.weights import log_z_estimate, reverse_ess, self_normalized_weig
 from ..tensors import device_description
 from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
+from .distillation import teacher_summary
 from .registry import (
     build_model,
     build_target,
@@ -229,6 +230,9 @@ def _train_and_sample(
         and target.dim <= MAX_ENUMERATION_UNITS
     ):
         summary.update(exact_discrete_metrics(target, model))
+    teacher = getattr(getattr(training, "objective", None), "teacher", None)
+    if teacher is not None:
+        summary.update(teacher_summary(teacher, drawn["samples"], drawn["log_q"]))
     schedule = getattr(getattr(training, "objective", None), "schedule_results", None)
     if schedule is not None and schedule():
         summary["beta_schedule"] = beta_schedule_metrics(target, schedule())

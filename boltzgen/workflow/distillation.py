@@ -1,0 +1,153 @@
+"""Config registration of the distillation objective ``[trainer] name = "distill"``.
+
+The teacher is the trained model of another run directory (``teacher = RUN_DIR``), loaded as
+``boltzgen sample`` loads one (:func:`~boltzgen.workflow.load_run`). A discrete target takes a
+normalized discrete teacher over the same units and an autoregressive student
+(:class:`~boltzgen.trainers.distillation.Distill`); a continuous target (a molecule) takes a
+normalized continuous teacher over the same states, such as a flow of the same molecule, and a
+flow student (:class:`~boltzgen.trainers.flow_distillation.FlowDistill`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..energy.base import Energy
+from ..errors import BoltzgenError
+from ..samplers.weights import reverse_ess
+from ..trainers.distillation import Distill
+from ..trainers.flow_distillation import FlowDistill
+from .discrete import device_and_dtype, unit_levels, visible_kind
+from .registry import register
+from .sampling import CPU_CHUNK
+
+__all__ = ["teacher_summary"]
+
+#: The teacher's own log-density quantile below which a student sample counts as landing where
+#: the teacher has (almost) no mass (MiniLLM's claim: reverse KD avoids such samples).
+LOW_DENSITY_QUANTILE = 0.01
+
+
+@register("trainer", "distill")
+def _distill(
+    target: Energy,
+    divergence: str = "forward",
+    skew_lambda: float = 0.1,
+    mix_alpha: float = 0.2,
+    prefix_weights: str = "exact",
+    length_normalize: bool = False,
+    teacher_samples: int = 0,
+    *,
+    teacher: str,
+) -> Any:
+    """Distil the trained model of the run directory ``teacher`` into the student.
+
+    Arguments:
+        divergence: "forward" (maximum likelihood on teacher samples), "reverse" (KL(q||p) on
+            student samples: score function for discrete students, pathwise for flows),
+            "skew-forward", "skew-reverse" (skewed KLs; per-site conditionals for discrete
+            students, densities for flows), "dkdr" (per-site dynamic forward/reverse mix) or
+            "minillm" (KL(q||p) by MiniLLM's estimator); the last two for discrete students only.
+        skew_lambda: lam of the skewed KLs, in [0, 1).
+        mix_alpha: MiniLLM: each site drawn from alpha p + (1 - alpha) q, in [0, 1).
+        prefix_weights: MiniLLM: "exact" prefix-product importance weights (unbiased) or the
+            paper's "per-token" approximation.
+        length_normalize: MiniLLM: the future reward divided by the remaining sites.
+        teacher_samples: The divergences on teacher samples ("forward", "skew-forward",
+            "dkdr"): 0 draws fresh teacher samples every step, N > 0 a buffer of N once.
+        teacher: A finished or checkpointed run directory whose model is normalized and over
+            the same states as this target.
+    """
+    from .runs import load_run  # runs imports the registry: no import loop at module level
+
+    _, teacher_target, model = load_run(teacher)
+    device, dtype = device_and_dtype(target)
+    if not target.is_discrete:
+        _check_continuous_teacher(teacher, model, teacher_target, target)
+        return FlowDistill(model.to(device, dtype), divergence, skew_lambda, teacher_samples)
+    kind = visible_kind(target, "trainer")
+    if not (
+        getattr(model, "discrete", False)
+        and getattr(model, "normalized", False)
+        and tuple(getattr(model, "event_shape", ())) == (target.dim,)
+        and getattr(model, "visible", kind) == kind
+        and getattr(model, "n_states", 2) == unit_levels(target)
+    ):
+        raise BoltzgenError(
+            f"[trainer] teacher = {teacher!r}: its model ({type(model).__name__}) is not a "
+            f"normalized discrete model over {target.dim} {kind} units like this target; use "
+            "an autoregressive (made, pixelcnn) run of a target of the same size"
+        )
+    return Distill(
+        model.to(device, dtype),
+        divergence,
+        skew_lambda,
+        mix_alpha,
+        prefix_weights,
+        length_normalize,
+        teacher_samples,
+    )
+
+
+def _check_continuous_teacher(
+    teacher: str, model: torch.nn.Module, teacher_target: Energy, target: Energy
+) -> None:
+    """Refuse, in one line, a teacher that is not a normalized continuous model over the
+    target's states (for a molecule: a model of a molecule with the same atoms)."""
+    shape = tuple(target.event_shape)
+    same_states = (
+        not getattr(model, "discrete", True)
+        and getattr(model, "normalized", False)
+        and tuple(getattr(model, "event_shape", ())) == shape
+        and _atoms(teacher_target) == _atoms(target)
+    )
+    if not same_states:
+        raise BoltzgenError(
+            f"[trainer] teacher = {teacher!r}: its model ({type(model).__name__}) is not a "
+            f"normalized continuous model over this target's states (shape {shape}); use a "
+            "trained flow run of the same target"
+        )
+
+
+def _atoms(target: Energy) -> list[tuple[str, str]] | None:
+    """(residue name, atom name) of every atom of a molecule target; ``None`` for others."""
+    molecule = getattr(target, "molecule", None)
+    if molecule is None:
+        return None
+    return [(atom.residue.name, atom.name) for atom in molecule.topology.atoms()]
+
+
+@torch.no_grad()
+def teacher_summary(
+    teacher: torch.nn.Module, samples: torch.Tensor, log_q: torch.Tensor, chunk: int = CPU_CHUNK
+) -> dict[str, float]:
+    """The student's final samples judged by the teacher, for ``summary.json``.
+
+    Arguments:
+        teacher: The normalized teacher (``log_prob``, ``sample_and_log_prob``).
+        samples: Student samples ``(n, *event_shape)`` (any device).
+        log_q: The student's log q of them ``(n,)``.
+        chunk: Samples per teacher call.
+
+    Returns:
+        ``ess_teacher``: reverse ESS fraction of the weights p/q (clipped like ``ess``);
+        ``teacher_low_density_fraction``: the fraction of student samples whose teacher
+        log-density is below the teacher's own :data:`LOW_DENSITY_QUANTILE` quantile, which is
+        estimated from n fresh teacher samples and reported as ``teacher_log_density_q01``.
+    """
+    parameter = next(teacher.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    log_p = torch.cat([teacher.log_prob(part.to(device)).cpu() for part in samples.split(chunk)])
+    n = samples.shape[0]
+    own = torch.cat(
+        [teacher.sample_and_log_prob(min(chunk, n - i))[1].cpu() for i in range(0, n, chunk)]
+    )
+    threshold = torch.quantile(own.double(), LOW_DENSITY_QUANTILE)
+    log_w = log_p.double() - log_q.double().cpu()
+    return {
+        "ess_teacher": float(reverse_ess(log_w)),
+        "teacher_low_density_fraction": float((log_p.double() < threshold).double().mean()),
+        "teacher_log_density_q01": float(threshold),
+    }
