@@ -179,3 +179,44 @@ def test_a_flow_teacher_run_distils_into_a_smaller_flow(tmp_path: Path) -> None:
     with pytest.raises(BoltzgenError, match="teacher") as raised:
         train_run(_toy_config(trainer, 1, 8), tmp_path / "bad", False)
     assert "\n" not in str(raised.value)
+
+
+def test_distill_alanine_dipeptide_template_trains_from_a_demo_run(tmp_path, monkeypatch) -> None:
+    """The distill-alanine-dipeptide template resolves, and from a tiny run of the demo template
+    (written to runs/demo, the template's teacher path) it trains 2 steps end to end, forward
+    (from a teacher buffer) and reverse: no energy evaluated in training, the final samples
+    reweighted to 300 K (basin populations summing to 1) and judged by the teacher; a teacher
+    of other states (the double well) is refused in one line."""
+    from boltzgen.workflow.config import parse_config_text
+    from boltzgen.workflow.runs import train_run
+    from boltzgen.workflow.templates import template_with
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["sample.n=64", "trainer.progress=false", "model.n_layers=2", "model.hidden=16"]
+    tiny_demo = [
+        *tiny,
+        "trainer.pretrain_steps=3",
+        "trainer.pretrain_batch_size=16",
+        "trainer.pretrain_warmup_steps=0",
+        "trainer.buffer_samples=64",
+        "trainer.resample_size=32",
+        "trainer.rung_steps=2",
+        "trainer.rung_batch_size=16",
+    ]
+    train_run(parse_config_text(template_with("alanine-dipeptide-demo", tiny_demo)), "runs/demo")
+    student = [*tiny, "trainer.steps=2", "trainer.batch_size=16", "trainer.warmup_steps=0"]
+    for divergence in ("forward", "reverse"):
+        overrides = [*student, f'trainer.divergence="{divergence}"', "trainer.teacher_samples=64"]
+        config = parse_config_text(template_with("distill-alanine-dipeptide", overrides))
+        summary = train_run(config, f"runs/{divergence}", False)
+        assert summary["steps"] == 2 and summary["energy_evaluations"] == 0
+        assert sum(summary["reweighted_basin_populations"].values()) == pytest.approx(1.0)
+        assert (
+            0 < summary["ess_teacher"] <= 1 and 0 <= summary["teacher_low_density_fraction"] <= 1
+        )
+    train_run(_toy_config({"name": "reverse-kl", "steps": 2}, 0, 8), "runs/well", False)
+    config = parse_config_text(template_with("distill-alanine-dipeptide", student))
+    config["trainer"]["teacher"] = "runs/well"
+    with pytest.raises(BoltzgenError, match="teacher") as raised:
+        train_run(config, "runs/bad", False)
+    assert "\n" not in str(raised.value)
