@@ -26,6 +26,7 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES: tuple[str, ...] = (
     "init",
     "train",
+    "federate",
     "sample",
     "exact",
     "systems",

@@ -183,6 +183,8 @@ CHECKPOINT_KINDS: dict[str, dict[str, Any]] = {
     },
     # what `boltzgen sample` / `evaluate` read from checkpoints/last.pt
     "model": {"model": _MODEL},
+    # a federated run's checkpoints/last.pt: the global model after `round` rounds
+    "federation": {"round": int, "model": _MODEL, "experts": TENSOR, "wall_time_s": _NUMBER},
     # an MD recording's checkpoint.pt
     "md": {
         "simulation": {

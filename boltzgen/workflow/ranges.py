@@ -87,6 +87,14 @@ KEY_RANGES: dict[str, Range] = {
     "clip_value": _POSITIVE,
     "gp_weight": Range(0, 1e6),
     "likelihood_weight": Range(0, 1e6),
+    # distillation and federated learning
+    "teacher_samples": _count(0, 10**8),
+    "clients": _count(1, 10**5),
+    "rounds": _count(1),
+    "local_steps": _count(1),
+    "samples_per_client": _count(1, 10**8),
+    "distill_weight": Range(0, 1e6),
+    "rank_fraction": Range(0, 1, low_open=True),
 }
 
 #: (section, factory name, key) -> range, where a factory needs other bounds than the key's.

@@ -28,6 +28,7 @@ import torch
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
+from ..federated.rounds import Federation, FederationSettings
 from ..tensors import select_device
 from ..trainers.annealing import AnnealingSettings, TemperatureAnnealing
 from ..trainers.loop import Trainer, TrainSettings
@@ -45,6 +46,7 @@ __all__ = [
     "build_objective",
     "train_settings",
     "build_training",
+    "domain_targets",
     "keys_of",
     "schema",
     "describe",
@@ -61,7 +63,7 @@ MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
 OBJECTIVES: dict[str, Callable[..., Any]] = {}
 #: Multi-stage training protocols: ``[trainer] name`` -> settings dataclass (whose fields are the
 #: table's keys); they run their own stages instead of one :class:`Trainer`.
-PROTOCOLS: dict[str, type] = {"tabg": AnnealingSettings}
+PROTOCOLS: dict[str, type] = {"tabg": AnnealingSettings, "federated": FederationSettings}
 _REGISTRIES = {"target": TARGETS, "model": MODELS, "trainer": OBJECTIVES}
 #: Positional context arguments of model/objective factories (not config keys).
 _CONTEXT = {"target"}
@@ -322,11 +324,24 @@ def build_training(
     """
     table = resolved["trainer"]
     if table["name"] in PROTOCOLS:
-        settings = AnnealingSettings.from_params(table)
+        settings = PROTOCOLS[table["name"]].from_params(table)
         settings = settings if progress else settings.without_progress()
+        if isinstance(settings, FederationSettings):
+            domains = domain_targets(resolved, settings)
+            return Federation(model, domains, settings, resolved["seed"], run_dir)
         return TemperatureAnnealing(model, target, settings, run_dir)
     objective = build_objective(resolved, target)
     return Trainer(model, objective, train_settings(resolved, progress), run_dir=run_dir)
+
+
+def domain_targets(resolved: Mapping[str, Any], settings: FederationSettings) -> list[Energy]:
+    """The domain targets of a federated run: the ``[target]`` table with each domain's keys
+    replaced, checked like a ``[target]`` table."""
+    targets = []
+    for overrides in settings.domains:
+        table = _resolve_section("target", {**resolved["target"], **overrides})
+        targets.append(build_target({**resolved, "target": table}))
+    return targets
 
 
 def train_settings(resolved: Mapping[str, Any], progress: bool = True) -> TrainSettings:

@@ -230,6 +230,9 @@ def _train_and_sample(
         and target.dim <= MAX_ENUMERATION_UNITS
     ):
         summary.update(exact_discrete_metrics(target, model))
+    federation_metrics = getattr(training, "summary_metrics", None)
+    if federation_metrics is not None:
+        summary.update(federation_metrics())
     teacher = getattr(getattr(training, "objective", None), "teacher", None)
     if teacher is not None:
         summary.update(teacher_summary(teacher, drawn["samples"], drawn["log_q"]))
