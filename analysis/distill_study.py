@@ -94,7 +94,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{row['parameters']:,}",
             f"{row['wall_time_s'] / 60:.1f} min",
             f"{row['ess']:.3f}",
-            *(f"{100 * basins[b]:.1f} +- {100 * errors[b]:.1f}" for b in BASINS),
+            *(f"{100 * basins[b]:.2f} +- {100 * errors[b]:.2f}" for b in BASINS),
             f"{row['ess_teacher']:.3f}" if "ess_teacher" in row else "1",
             f"{100 * row['teacher_low_density_fraction']:.2f} %"
             if "teacher_low_density_fraction" in row
@@ -106,7 +106,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     reference = rows[0].get("md_reference_basin_populations")
     if reference:
         se = rows[0]["md_reference_basin_se"]
-        md = " | ".join(f"{100 * reference[b]:.1f} +- {100 * se[b]:.1f}" for b in BASINS)
+        md = " | ".join(f"{100 * reference[b]:.2f} +- {100 * se[b]:.2f}" for b in BASINS)
         lines.append(f"| MD reference | | | | {md} | | | | |")
     return "\n".join(lines)
 
