@@ -31,11 +31,12 @@ RANKS = {
     "samplers": 5,
     "md": 6,
     "trainers": 7,
-    "diagnostics": 8,
-    "workflow": 9,
-    "cli": 10,
-    "__init__": 11,
-    "__main__": 11,
+    "federated": 8,
+    "diagnostics": 9,
+    "workflow": 10,
+    "cli": 11,
+    "__init__": 12,
+    "__main__": 12,
 }
 
 

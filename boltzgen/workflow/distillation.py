@@ -16,18 +16,12 @@ import torch
 
 from ..energy.base import Energy
 from ..errors import BoltzgenError
-from ..samplers.weights import reverse_ess
 from ..trainers.distillation import Distill
 from ..trainers.flow_distillation import FlowDistill
 from .discrete import device_and_dtype, unit_levels, visible_kind
 from .registry import register
-from .sampling import CPU_CHUNK
 
-__all__ = ["teacher_summary"]
-
-#: The teacher's own log-density quantile below which a student sample counts as landing where
-#: the teacher has (almost) no mass (MiniLLM's claim: reverse KD avoids such samples).
-LOW_DENSITY_QUANTILE = 0.01
+__all__: list[str] = []
 
 
 @register("trainer", "distill")
@@ -117,37 +111,3 @@ def _atoms(target: Energy) -> list[tuple[str, str]] | None:
     if molecule is None:
         return None
     return [(atom.residue.name, atom.name) for atom in molecule.topology.atoms()]
-
-
-@torch.no_grad()
-def teacher_summary(
-    teacher: torch.nn.Module, samples: torch.Tensor, log_q: torch.Tensor, chunk: int = CPU_CHUNK
-) -> dict[str, float]:
-    """The student's final samples judged by the teacher, for ``summary.json``.
-
-    Arguments:
-        teacher: The normalized teacher (``log_prob``, ``sample_and_log_prob``).
-        samples: Student samples ``(n, *event_shape)`` (any device).
-        log_q: The student's log q of them ``(n,)``.
-        chunk: Samples per teacher call.
-
-    Returns:
-        ``ess_teacher``: reverse ESS fraction of the weights p/q (clipped like ``ess``);
-        ``teacher_low_density_fraction``: the fraction of student samples whose teacher
-        log-density is below the teacher's own :data:`LOW_DENSITY_QUANTILE` quantile, which is
-        estimated from n fresh teacher samples and reported as ``teacher_log_density_q01``.
-    """
-    parameter = next(teacher.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    log_p = torch.cat([teacher.log_prob(part.to(device)).cpu() for part in samples.split(chunk)])
-    n = samples.shape[0]
-    own = torch.cat(
-        [teacher.sample_and_log_prob(min(chunk, n - i))[1].cpu() for i in range(0, n, chunk)]
-    )
-    threshold = torch.quantile(own.double(), LOW_DENSITY_QUANTILE)
-    log_w = log_p.double() - log_q.double().cpu()
-    return {
-        "ess_teacher": float(reverse_ess(log_w)),
-        "teacher_low_density_fraction": float((log_p.double() < threshold).double().mean()),
-        "teacher_log_density_q01": float(threshold),
-    }

@@ -35,7 +35,6 @@ from ..samplers.weights import log_z_estimate, reverse_ess, self_normalized_weig
 from ..tensors import device_description
 from ..trainers.loop import TrainingInterrupted
 from .config import parse_config_text
-from .distillation import teacher_summary
 from .registry import (
     build_model,
     build_target,
@@ -43,7 +42,7 @@ from .registry import (
     resolve_config,
     select_device,
 )
-from .sampling import draw_samples, write_samples
+from .sampling import draw_samples, teacher_summary, write_samples
 
 __all__ = [
     "default_run_dir",
