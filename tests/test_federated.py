@@ -164,7 +164,8 @@ def test_two_processes_make_the_simulated_run(tmp_path: Path) -> None:
 def test_an_interrupted_federation_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch) -> None:
     """Ctrl-C during round 2 of 3 (after round 1's checkpoint), then the same command again:
     the resumed run ends with the global model and experts of an uninterrupted run, bit for
-    bit, and metrics.csv has one row per round."""
+    bit, and metrics.csv has one row per round; the report shows the per-domain and pooled
+    KLs."""
     from boltzgen.federated.rounds import Federation
     from boltzgen.workflow.runs import train_run
 
@@ -185,6 +186,11 @@ def test_an_interrupted_federation_resumes_to_the_uninterrupted_run(tmp_path, mo
     assert _same(_model_state(whole), _model_state(tmp_path / "resumed"))
     rows = (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()
     assert [row.split(",")[1] for row in rows[1:]] == ["1", "2", "3"]
+    from boltzgen.cli.main import main
+
+    assert main(["report", str(whole), "-o", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "KL(p_pooled || q) [nats]" in page and "KL(p_domain 1 || q) [nats]" in page
 
 
 def test_federate_refuses_what_it_cannot_run(tmp_path: Path, capsys) -> None:

@@ -185,8 +185,8 @@ def test_distill_alanine_dipeptide_template_trains_from_a_demo_run(tmp_path, mon
     """The distill-alanine-dipeptide template resolves, and from a tiny run of the demo template
     (written to runs/demo, the template's teacher path) it trains 2 steps end to end, forward
     (from a teacher buffer) and reverse: no energy evaluated in training, the final samples
-    reweighted to 300 K (basin populations summing to 1) and judged by the teacher; a teacher
-    of other states (the double well) is refused in one line."""
+    reweighted to 300 K (basin populations summing to 1) and judged by the teacher (also in the
+    report); a teacher of other states (the double well) is refused in one line."""
     from boltzgen.workflow.config import parse_config_text
     from boltzgen.workflow.runs import train_run
     from boltzgen.workflow.templates import template_with
@@ -214,6 +214,10 @@ def test_distill_alanine_dipeptide_template_trains_from_a_demo_run(tmp_path, mon
         assert (
             0 < summary["ess_teacher"] <= 1 and 0 <= summary["teacher_low_density_fraction"] <= 1
         )
+    from boltzgen.cli.main import main
+
+    assert main(["report", "runs/reverse", "-o", "report.html"]) == 0
+    assert "reverse ESS to the teacher" in Path("report.html").read_text()
     train_run(_toy_config({"name": "reverse-kl", "steps": 2}, 0, 8), "runs/well", False)
     config = parse_config_text(template_with("distill-alanine-dipeptide", student))
     config["trainer"]["teacher"] = "runs/well"

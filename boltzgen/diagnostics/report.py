@@ -544,6 +544,7 @@ def _headline(run: RunData, reference: Reference | None) -> tuple[list[tuple[str
             rows.append((label, summary[key]))
     if summary.get("kl") is not None:
         rows.append(("KL(q||p) (exact log Z) [nats]", summary["kl"]))
+    rows.extend(_distillation_rows(summary))
     if summary.get("skipped_steps"):
         warnings.append(
             f"{summary['skipped_steps']} training steps were skipped (non-finite loss or "
@@ -552,6 +553,26 @@ def _headline(run: RunData, reference: Reference | None) -> tuple[list[tuple[str
     if reference is None and run.molecular:
         warnings.append("no reference MD given (--reference): no MD curves or populations")
     return rows, warnings
+
+
+def _distillation_rows(summary: dict) -> list[tuple[str, Any]]:
+    """Summary rows of a distillation run (the student judged by its teacher) and of a
+    federated run (exact KLs of the global model per domain and pooled)."""
+    rows: list[tuple[str, Any]] = []
+    if summary.get("ess_teacher") is not None:
+        rows.append(("reverse ESS to the teacher", f"{100 * summary['ess_teacher']:.2f}%"))
+        share = summary["teacher_low_density_fraction"]
+        rows.append(
+            ("samples below the teacher's 1st log-density percentile", f"{100 * share:.2f}%")
+        )
+    domains = sorted(k for k in summary if k.startswith("kl_domain_"))
+    for key in domains:
+        rows.append((f"KL(p_domain {key.removeprefix('kl_domain_')} || q) [nats]", summary[key]))
+    if summary.get("kl_pooled") is not None:
+        rows.append(("KL(p_pooled || q) [nats]", summary["kl_pooled"]))
+    if summary.get("domain_experts") is not None:
+        rows.append(("domain experts (last round)", summary["domain_experts"]))
+    return rows
 
 
 def _ramachandran_section(run: RunData, reference: Reference) -> str:
