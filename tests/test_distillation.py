@@ -25,6 +25,7 @@ from boltzgen.trainers.distillation import (
     site_divergence,
     skew_forward_kl,
     skew_reverse_kl,
+    teacher_mixed_sample,
 )
 
 LOG = torch.log
@@ -388,3 +389,70 @@ def test_a_resumed_distill_run_ends_with_the_uninterrupted_runs_student(tmp_path
         assert torch.equal(tensor, same[name]), name
     other = resumed(tmp_path / "other-rng", True)
     assert not all(torch.equal(tensor, other[name]) for name, tensor in reference.items())
+
+
+# ----------------------------------------------------------------------- MiniLLM with PPO
+def test_ppo_at_ratio_one_is_the_plain_minillm_gradient() -> None:
+    """On one teacher-mixed batch (alpha = 0.2, exact weights) with the sampling student's log q
+    equal to the current one (every ratio 1, PPO's first update), the surrogate's gradient
+    equals plain MiniLLM's to 1e-12 (the surrogates' values differ: A rho against A log q)."""
+    from boltzgen.trainers.distillation import _site_log_probs, minillm_surrogate
+
+    teacher, student = _made(0, 2, 16, 0.5), _made(1, 1, 8, 0.3)
+    torch.manual_seed(4)
+    y = teacher_mixed_sample(teacher, student, 500, 0.2)
+    with torch.no_grad():
+        sampling = _site_log_probs(student, y)[1]
+    plain, _ = minillm_surrogate(teacher, student, y, 0.2)
+    ppo, _ = minillm_surrogate(teacher, student, y, 0.2, sampling_log_q=sampling)
+    assert torch.allclose(_flat_grad(ppo, student), _flat_grad(plain, student), 0, 1e-12)
+
+
+def test_ppo_clipping_stops_the_gradient_of_a_moved_ratio() -> None:
+    """With the sampling student's log q one nat above the current one at every site (ratio
+    1/e, below 1 - 0.2), a term with a positive advantage (a costly future) is clipped to the
+    constant 0.8 A, so only the negative-advantage terms keep a long-term gradient; with a
+    clip of 0.99 nothing is clipped: the two gradients differ, and the clipped one equals the
+    gradient of the single-step part plus the unclipped negative-advantage terms."""
+    from boltzgen.trainers import distillation as d
+
+    teacher, student = _made(0, 2, 16, 0.5), _made(1, 1, 8, 0.3)
+    torch.manual_seed(5)
+    y = teacher_mixed_sample(teacher, student, 400, 0.0)
+    with torch.no_grad():
+        sampling = d._site_log_probs(student, y)[1] + 1.0
+        teacher_logits, log_p = d._site_log_probs(teacher, y)
+    clipped, _ = d.minillm_surrogate(teacher, student, y, sampling_log_q=sampling, clip_ratio=0.2)
+    loose, _ = d.minillm_surrogate(teacher, student, y, sampling_log_q=sampling, clip_ratio=0.99)
+    future = d._future_sum(sampling - log_p)
+    advantage = future - d.leave_one_out(future)
+    student_logits, log_q = d._site_log_probs(student, y)
+    ratio = (log_q - sampling).exp()
+    kept = torch.where(advantage < 0, advantage * ratio, torch.zeros_like(ratio))
+    expected = (d.reverse_kl(teacher_logits, student_logits) + kept).sum(-1).mean()
+    grad = _flat_grad(clipped, student)
+    assert torch.allclose(grad, _flat_grad(expected, student), 0, 1e-12)
+    assert float((grad - _flat_grad(loose, student)).norm()) > 0.1 * float(grad.norm())
+
+
+def test_ppo_reuses_each_batch_for_ppo_epochs_steps() -> None:
+    """ppo_epochs = 3: the generator advances on steps 1 and 4 only (a batch drawn, then reused
+    twice), and the objective's state holds the batch in use; ppo_epochs with another
+    divergence, or a clip outside (0, 1), is refused in one line."""
+    teacher, student = _made(0, 2, 16, 0.5), _made(1, 1, 8, 0.3)
+    objective = Distill(teacher, "minillm", ppo_epochs=3)
+    torch.manual_seed(6)
+    states = []
+    for _ in range(4):
+        objective.loss(student, 64)
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1]) and torch.equal(states[1], states[2])
+    assert not torch.equal(states[2], states[3])
+    saved = objective.state_dict()
+    assert saved["uses"] == 1 and saved["samples"].shape == (64, N_SPINS)
+    for kwargs, message in (
+        ({"divergence": "forward", "ppo_epochs": 2}, "ppo_epochs"),
+        ({"divergence": "minillm", "clip_ratio": 1.0}, "clip_ratio"),
+    ):
+        with pytest.raises(BoltzgenError, match=message):
+            Distill(teacher, **kwargs)

@@ -251,6 +251,8 @@ def minillm_surrogate(
     alpha: float = 0.0,
     prefix_weights: str = "exact",
     length_normalize: bool = False,
+    sampling_log_q: Tensor | None = None,
+    clip_ratio: float = 0.2,
 ) -> tuple[Tensor, Tensor]:
     r"""MiniLLM's surrogate for grad KL(q||p) (Gu et al., ICLR 2024) on states ``y`` ``(B, N)``
     drawn by :func:`teacher_mixed_sample` with the same ``alpha``.
@@ -265,6 +267,13 @@ def minillm_surrogate(
     (biased). ``length_normalize`` divides the future sum by the number of remaining sites
     (the paper's R^Norm: a different, biased objective for fixed-length sequences).
 
+    PPO (the paper's clipping, for several updates on one batch): ``sampling_log_q`` ``(B, N)``
+    is the per-site log q of the student that drew ``y``; costs, weights and the advantages
+    A_t (future cost minus its leave-one-out baseline) are then those of that student, and the
+    long-term part is max(A_t rho_t, A_t clip(rho_t, 1 - clip_ratio, 1 + clip_ratio)) with
+    rho_t = q(y_t|y_<t) / q_sampling(y_t|y_<t) (pessimistic for a cost). At rho = 1 its
+    gradient is the plain long-term part's; ``None`` (one update per batch) is that case.
+
     Returns:
         ``(loss, reverse_kl)``: the surrogate and the weighted estimate of KL(q||p) (detached).
     """
@@ -272,11 +281,12 @@ def minillm_surrogate(
     with torch.no_grad():
         teacher_logits, log_p = _site_log_probs(teacher, y)
     student_logits, log_q = _site_log_probs(student, y)
-    cost = (log_q - log_p).detach()
+    drawn_by = log_q.detach() if sampling_log_q is None else sampling_log_q
+    cost = drawn_by - log_p
     log_w = torch.zeros_like(cost)
     if alpha > 0.0:
-        log_mix = torch.logaddexp(math.log(alpha) + log_p, math.log1p(-alpha) + log_q.detach())
-        log_w = log_q.detach() - log_mix
+        log_mix = torch.logaddexp(math.log(alpha) + log_p, math.log1p(-alpha) + drawn_by)
+        log_w = drawn_by - log_mix
     if prefix_weights == "exact":
         upto = log_w.cumsum(-1).exp()  # W_{<=t}
         before = (log_w.cumsum(-1) - log_w).exp()  # W_{<t}
@@ -288,7 +298,13 @@ def minillm_surrogate(
         remaining = torch.arange(y.shape[-1] - 1, -1, -1, device=y.device, dtype=cost.dtype)
         future = future / remaining.clamp(min=1)
     single = before * reverse_kl(teacher_logits, student_logits)
-    long_term = (future - upto * leave_one_out(future)) * log_q
+    advantage = future - upto * leave_one_out(future)
+    if sampling_log_q is None:
+        long_term = advantage * log_q
+    else:
+        ratio = (log_q - sampling_log_q).exp()
+        clipped = ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio)
+        long_term = torch.maximum(advantage * ratio, advantage * clipped)
     loss = (single + long_term).sum(-1).mean()
     return loss, (upto * cost).sum(-1).mean().detach()
 
@@ -338,6 +354,9 @@ class Distill:
         length_normalize: MiniLLM's length-normalized future reward.
         teacher_samples: For the divergences on teacher samples: 0 draws fresh ones every
             step, N > 0 a buffer of N once (:class:`TeacherSamples`).
+        ppo_epochs: MiniLLM: optimiser steps per teacher-mixed batch (1: a fresh batch every
+            step); with more, the long-term part is PPO-clipped (:func:`minillm_surrogate`).
+        clip_ratio: MiniLLM with PPO: the ratio is clipped to [1 - clip_ratio, 1 + clip_ratio].
 
     ``loss(student, batch_size)`` draws ``batch_size`` teacher samples (``"forward"``,
     ``"skew-forward"``, ``"dkdr"``) or student samples (``"reverse"``, ``"skew-reverse"``) from
@@ -362,6 +381,8 @@ class Distill:
         prefix_weights: str = "exact",
         length_normalize: bool = False,
         teacher_samples: int = 0,
+        ppo_epochs: int = 1,
+        clip_ratio: float = 0.2,
     ) -> None:
         if divergence not in DIVERGENCES:
             raise BoltzgenError(
@@ -386,6 +407,16 @@ class Distill:
         self.length_normalize = bool(length_normalize)
         on_teacher = divergence in ("forward", "skew-forward", "dkdr")
         self.teacher_samples = TeacherSamples(teacher, teacher_samples if on_teacher else 0)
+        if ppo_epochs < 1 or (ppo_epochs > 1 and divergence != "minillm"):
+            raise BoltzgenError(
+                f"[trainer] ppo_epochs = {ppo_epochs!r}: give 1, or more than 1 with "
+                'divergence = "minillm" (several updates per teacher-mixed batch)'
+            )
+        if not 0.0 < clip_ratio < 1.0:
+            raise BoltzgenError(f"[trainer] clip_ratio = {clip_ratio!r} must be in (0, 1)")
+        self.ppo_epochs = int(ppo_epochs)
+        self.clip_ratio = float(clip_ratio)
+        self._ppo_batch: dict[str, Any] = {}  # MiniLLM's batch while it is reused (PPO)
         self.min_batch_size = 2 if divergence in ("reverse", "skew-reverse", "minillm") else 1
 
     def _check_student(self, student: torch.nn.Module) -> None:
@@ -412,7 +443,7 @@ class Distill:
             loss = ((cost - leave_one_out(cost)) * log_q).mean()
             return loss, {"divergence": cost.mean(), "ess_teacher": reverse_ess(-cost, 0.0)}
         if self.divergence == "minillm":
-            y = teacher_mixed_sample(self.teacher, student, batch_size, self.mix_alpha)
+            y, sampling_log_q = self._minillm_batch(student, batch_size)
             loss, estimate = minillm_surrogate(
                 self.teacher,
                 student,
@@ -420,6 +451,8 @@ class Distill:
                 self.mix_alpha,
                 self.prefix_weights,
                 self.length_normalize,
+                sampling_log_q,
+                self.clip_ratio,
             )
             return loss, {"divergence": estimate}
         on_teacher = self.divergence != "skew-reverse"
@@ -437,13 +470,28 @@ class Distill:
         log_w = (log_p_sites - log_q_sites).sum(-1).detach()
         return loss, {"divergence": objective.detach(), "ess_teacher": reverse_ess(log_w, 0.0)}
 
+    def _minillm_batch(self, student: torch.nn.Module, batch_size: int) -> tuple[Tensor, Any]:
+        """MiniLLM's teacher-mixed batch ``(B, N)``: a fresh one every step, or with
+        ``ppo_epochs`` K > 1 the same one for K consecutive steps, with the per-site log q of
+        the student that drew it (``None`` without PPO)."""
+        if self.ppo_epochs == 1:
+            return teacher_mixed_sample(self.teacher, student, batch_size, self.mix_alpha), None
+        if not self._ppo_batch or self._ppo_batch["uses"] >= self.ppo_epochs:
+            y = teacher_mixed_sample(self.teacher, student, batch_size, self.mix_alpha)
+            with torch.no_grad():
+                sampling_log_q = _site_log_probs(student, y)[1]
+            self._ppo_batch = {"samples": y, "sampling_log_q": sampling_log_q, "uses": 0}
+        self._ppo_batch["uses"] += 1
+        return self._ppo_batch["samples"], self._ppo_batch["sampling_log_q"]
+
     def energy_evaluations(self, batch_size: int) -> int:
         """No target-energy evaluations: the teacher stands in for the target."""
         return 0
 
     def state_dict(self) -> dict[str, Any]:
-        """Nothing beyond the global RNG state, which the trainer checkpoints."""
-        return {}
+        """MiniLLM's batch while PPO reuses it (the global RNG state is the trainer's)."""
+        return dict(self._ppo_batch)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore."""
+        """Restore what :meth:`state_dict` returned."""
+        self._ppo_batch = dict(state)

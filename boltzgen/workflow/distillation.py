@@ -33,6 +33,8 @@ def _distill(
     prefix_weights: str = "exact",
     length_normalize: bool = False,
     teacher_samples: int = 0,
+    ppo_epochs: int = 1,
+    clip_ratio: float = 0.2,
     *,
     teacher: str,
 ) -> Any:
@@ -51,6 +53,8 @@ def _distill(
         length_normalize: MiniLLM: the future reward divided by the remaining sites.
         teacher_samples: The divergences on teacher samples ("forward", "skew-forward",
             "dkdr"): 0 draws fresh teacher samples every step, N > 0 a buffer of N once.
+        ppo_epochs: MiniLLM: optimiser steps per teacher-mixed batch, PPO-clipped (1: none).
+        clip_ratio: MiniLLM with ppo_epochs > 1: the ratio is clipped to 1 -+ clip_ratio.
         teacher: A finished or checkpointed run directory whose model is normalized and over
             the same states as this target.
     """
@@ -60,6 +64,11 @@ def _distill(
     device, dtype = device_and_dtype(target)
     if not target.is_discrete:
         _check_continuous_teacher(teacher, model, teacher_target, target)
+        if ppo_epochs != 1:
+            raise BoltzgenError(
+                f'[trainer] ppo_epochs = {ppo_epochs} belongs to divergence = "minillm", which '
+                "flows do not have: leave it at 1"
+            )
         return FlowDistill(model.to(device, dtype), divergence, skew_lambda, teacher_samples)
     kind = visible_kind(target, "trainer")
     if not (
@@ -82,6 +91,8 @@ def _distill(
         prefix_weights,
         length_normalize,
         teacher_samples,
+        ppo_epochs,
+        clip_ratio,
     )
 
 

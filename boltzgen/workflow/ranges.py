@@ -89,6 +89,8 @@ KEY_RANGES: dict[str, Range] = {
     "likelihood_weight": Range(0, 1e6),
     # distillation and federated learning
     "teacher_samples": _count(0, 10**8),
+    "ppo_epochs": _count(1, 1000),
+    "clip_ratio": Range(0, 1, low_open=True, high_open=True),
     "clients": _count(1, 10**5),
     "rounds": _count(1),
     "local_steps": _count(1),
