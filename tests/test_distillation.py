@@ -345,10 +345,14 @@ def test_distill_ising_template_trains_from_the_van_ising_run(tmp_path, monkeypa
     assert summary["steps"] == 2 and summary["energy_evaluations"] == 0
 
 
-def test_a_resumed_distill_run_ends_with_the_uninterrupted_runs_student(tmp_path) -> None:
+@pytest.mark.parametrize("ppo_epochs", [1, 3])
+def test_a_resumed_distill_run_ends_with_the_uninterrupted_runs_student(
+    tmp_path, ppo_epochs: int
+) -> None:
     """MiniLLM with teacher-mixed sampling (teacher and student draws from torch's global
     generator): 10 steps with a plain Trainer, then resumed to 20 by train_run, gives exactly the
-    parameters of 20 uninterrupted steps (constant learning rate). Power check: the same resume
+    parameters of 20 uninterrupted steps (constant learning rate); with ppo_epochs = 3 the stop
+    falls inside a batch's reuse, which the checkpoint carries. Power check: the same resume
     from a checkpoint whose RNG state was replaced ends elsewhere."""
     from boltzgen.io import load_checkpoint, save_checkpoint
     from boltzgen.trainers.loop import Trainer
@@ -366,6 +370,7 @@ def test_a_resumed_distill_run_ends_with_the_uninterrupted_runs_student(tmp_path
 
     def config(steps: int) -> dict:
         trainer = {"name": "distill", "teacher": str(teacher_dir), "divergence": "minillm"}
+        trainer["ppo_epochs"] = ppo_epochs
         return _config({**trainer, "steps": steps, "min_lr_factor": 1.0}, 1, 8)
 
     def resumed(run: Path, new_rng: bool) -> dict:
