@@ -224,3 +224,25 @@ def test_distill_alanine_dipeptide_template_trains_from_a_demo_run(tmp_path, mon
     with pytest.raises(BoltzgenError, match="teacher") as raised:
         train_run(config, "runs/bad", False)
     assert "\n" not in str(raised.value)
+
+
+def test_init_from_starts_a_run_from_another_runs_model(tmp_path: Path) -> None:
+    """``init_from = RUN_DIR``: a 0-step-like warm start (1 step at lr 1e-12) ends with the other
+    run's parameters; a run of another model size, or a folder without a checkpoint, is refused
+    in one line."""
+    from boltzgen.io import load_checkpoint
+    from boltzgen.workflow.runs import train_run
+
+    train_run(_toy_config({"name": "reverse-kl", "steps": 20}, 0, 16), tmp_path / "a", False)
+    warm = _toy_config({"name": "reverse-kl", "steps": 1, "lr": 1e-12}, 5, 16)
+    warm["init_from"] = str(tmp_path / "a")
+    train_run(warm, tmp_path / "b", False)
+    a = load_checkpoint(tmp_path / "a/checkpoints/last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b/checkpoints/last.pt")["model"]
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-9) for k in a)
+    for source, message in ((tmp_path / "a", "does not fit"), (tmp_path / "none", "checkpoint")):
+        other = _toy_config({"name": "reverse-kl", "steps": 1}, 5, 8)
+        other["init_from"] = str(source)
+        with pytest.raises(BoltzgenError, match=message) as raised:
+            train_run(other, tmp_path / f"c-{source.name}", False)
+        assert "\n" not in str(raised.value)

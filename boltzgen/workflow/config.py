@@ -38,6 +38,7 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",
     "dtype": "float32",
+    "init_from": "",  # a run directory whose trained model starts this run's (a warm start)
 }
 SECTIONS = ("target", "model", "trainer", "sample")
 
@@ -128,6 +129,10 @@ def check_structure(config: Mapping[str, Any], source: str = "config") -> None:
     ).startswith("cuda:"):
         raise BoltzgenError(
             f"{source}: device must be 'auto', 'cpu' or 'cuda[:N]', got {config['device']!r}"
+        )
+    if not isinstance(config.get("init_from", ""), str):
+        raise BoltzgenError(
+            f"{source}: init_from = {config['init_from']!r} must be a run directory (a string)"
         )
     seed = config.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:

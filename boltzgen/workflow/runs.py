@@ -45,6 +45,7 @@ from .registry import (
 from .sampling import draw_samples, teacher_summary, write_samples
 
 __all__ = [
+    "warm_start",
     "default_run_dir",
     "train_run",
     "load_run",
@@ -79,6 +80,8 @@ def train_run(
     effective = molecule_settings(target)
     resolved = with_molecule_settings(resolved, effective)
     model = build_model(resolved, target)
+    if resolved["init_from"]:
+        warm_start(model, resolved["init_from"])
     training = build_training(resolved, target, model, run_dir, progress)
     folder = RunDir(
         run_dir,
@@ -313,6 +316,27 @@ def exact_distribution_of_run(run_dir: str | Path) -> ExactDistribution | None:
     if not target.is_discrete or target.dim > MAX_ENUMERATION_UNITS:
         return None
     return target.exact()
+
+
+def warm_start(model: torch.nn.Module, run_dir: str | Path) -> None:
+    """Load the trained model of ``run_dir`` (its ``checkpoints/last.pt``) into ``model``, the
+    start of a run with ``init_from = RUN_DIR`` (a run's own checkpoint, when it resumes,
+    replaces it).
+
+    Raises:
+        BoltzgenError: ``run_dir`` holds no readable checkpoint, or one of another model.
+    """
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else "cpu"
+    state = load_checkpoint(path, map_location=device, kind="model")
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as error:
+        raise BoltzgenError(
+            f"init_from = {str(run_dir)!r}: its model does not fit this config's [model] "
+            f"({first_line(error)}); use a run of the same model"
+        ) from None
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], Energy, torch.nn.Module]:
