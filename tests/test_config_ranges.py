@@ -24,8 +24,8 @@ from boltzgen.workflow.ranges import key_range
 from boltzgen.workflow.registry import _REGISTRIES, PROTOCOLS, resolve_config, schema
 from boltzgen.workflow.templates import template_with
 
-#: A valid value for each key of the tabg protocol that has no default.
-REQUIRED = {"t_high": 1000.0}
+#: Per factory, a valid value for each key that has no default.
+REQUIRED = {"tabg": {"t_high": 1000.0}, "distill": {"teacher": "runs/teacher"}}
 BASE = {
     "target": {"name": "gaussian-mixture"},
     "model": {"name": "coupling-flow"},
@@ -86,10 +86,8 @@ def test_bad_values_of_every_numeric_key_are_refused_naming_the_key(
     """NaN, inf, out-of-range, wrong-typed values: one BoltzgenError line naming the key."""
     for value in _bad_values(kind, section, name, key):
         config = {s: dict(t) for s, t in BASE.items()}
-        required = REQUIRED if name == "tabg" else {}
+        required = REQUIRED.get(name, {})
         config[section] = {"name": name, **{k: v for k, v in required.items() if k != key}}
-        if section == "trainer" and name not in PROTOCOLS:
-            config[section] = {"name": name}
         config[section][key] = value
         with pytest.raises(BoltzgenError) as raised:
             resolve_config(config)

@@ -59,6 +59,7 @@ __all__ = [
     "leave_one_out",
     "PREFIX_WEIGHTS",
     "TeacherSamples",
+    "TeacherObjective",
     "teacher_mixed_sample",
     "minillm_surrogate",
     "Distill",
@@ -340,7 +341,20 @@ class TeacherSamples:
         return self.buffer[index]
 
 
-class Distill:
+class TeacherObjective:
+    """What every distillation objective shares: its config name, no temperature of its own
+    (the teacher's) and no target-energy evaluation in training."""
+
+    name = "distill"
+    temperature: float | None = None
+    energy_calls_per_sample = 0
+
+    def energy_evaluations(self, batch_size: int) -> int:
+        """No target-energy evaluations: the teacher stands in for the target."""
+        return 0
+
+
+class Distill(TeacherObjective):
     """Distillation of a frozen normalized teacher into an autoregressive student.
 
     Arguments:
@@ -367,10 +381,6 @@ class Distill:
     the reverse ESS fraction of the weights p/q (unclipped). The ESS to the target is in the
     run's ``summary.json``.
     """
-
-    name = "distill"
-    temperature: float | None = None
-    energy_calls_per_sample = 0
 
     def __init__(
         self,
@@ -483,10 +493,6 @@ class Distill:
             self._ppo_batch = {"samples": y, "sampling_log_q": sampling_log_q, "uses": 0}
         self._ppo_batch["uses"] += 1
         return self._ppo_batch["samples"], self._ppo_batch["sampling_log_q"]
-
-    def energy_evaluations(self, batch_size: int) -> int:
-        """No target-energy evaluations: the teacher stands in for the target."""
-        return 0
 
     def state_dict(self) -> dict[str, Any]:
         """MiniLLM's batch while PPO reuses it (the global RNG state is the trainer's)."""

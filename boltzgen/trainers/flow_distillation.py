@@ -28,7 +28,7 @@ import torch
 
 from ..errors import BoltzgenError
 from ..samplers.weights import reverse_ess
-from .distillation import TeacherSamples, check_lambda, log_mixture
+from .distillation import TeacherObjective, TeacherSamples, check_lambda, log_mixture
 from .objective import NONFINITE_SAMPLES, StepOutput, finite_mean
 from .reverse_kl import drop_nonfinite_rows
 
@@ -41,7 +41,7 @@ FLOW_DIVERGENCES = ("forward", "reverse", "skew-forward", "skew-reverse")
 _ON_STUDENT = ("reverse", "skew-reverse")
 
 
-class FlowDistill:
+class FlowDistill(TeacherObjective):
     """Distillation of a frozen normalized continuous teacher into a flow student.
 
     Arguments:
@@ -58,10 +58,6 @@ class FlowDistill:
     ``"divergence"`` (for ``"forward"`` the cross-entropy KL(p||q) + H(p)); on student samples
     also ``"ess_teacher"``, the reverse ESS fraction of the weights p/q (unclipped).
     """
-
-    name = "distill"
-    temperature: float | None = None
-    energy_calls_per_sample = 0
 
     def __init__(
         self,
@@ -120,10 +116,6 @@ class FlowDistill:
             NONFINITE_SAMPLES: nonfinite,
         }
         return loss, diagnostics
-
-    def energy_evaluations(self, batch_size: int) -> int:
-        """No target-energy evaluations: the teacher stands in for the target."""
-        return 0
 
     def state_dict(self) -> dict[str, Any]:
         """Nothing beyond the global RNG state, which the trainer checkpoints (the buffer is

@@ -24,37 +24,14 @@ from .registry import register
 __all__: list[str] = []
 
 
-@register("trainer", "distill")
-def _distill(
-    target: Energy,
-    divergence: str = "forward",
-    skew_lambda: float = 0.1,
-    mix_alpha: float = 0.2,
-    prefix_weights: str = "exact",
-    length_normalize: bool = False,
-    teacher_samples: int = 0,
-    ppo_epochs: int = 1,
-    clip_ratio: float = 0.2,
-    *,
-    teacher: str,
-) -> Any:
-    """Distil the trained model of the run directory ``teacher`` into the student.
+@register("trainer", "distill", keys_from=[Distill])
+def _distill(target: Energy, *, teacher: str, **options: Any) -> Any:
+    """Distil the trained model of the run directory ``teacher`` into the student: a discrete
+    teacher into an autoregressive student (:class:`~boltzgen.trainers.distillation.Distill`'s
+    keys), a flow into a flow (``divergence`` "forward", "reverse", "skew-forward" or
+    "skew-reverse", ``skew_lambda``, ``teacher_samples``; :class:`FlowDistill`).
 
     Arguments:
-        divergence: "forward" (maximum likelihood on teacher samples), "reverse" (KL(q||p) on
-            student samples: score function for discrete students, pathwise for flows),
-            "skew-forward", "skew-reverse" (skewed KLs; per-site conditionals for discrete
-            students, densities for flows), "dkdr" (per-site dynamic forward/reverse mix) or
-            "minillm" (KL(q||p) by MiniLLM's estimator); the last two for discrete students only.
-        skew_lambda: lam of the skewed KLs, in [0, 1).
-        mix_alpha: MiniLLM: each site drawn from alpha p + (1 - alpha) q, in [0, 1).
-        prefix_weights: MiniLLM: "exact" prefix-product importance weights (unbiased) or the
-            paper's "per-token" approximation.
-        length_normalize: MiniLLM: the future reward divided by the remaining sites.
-        teacher_samples: The divergences on teacher samples ("forward", "skew-forward",
-            "dkdr"): 0 draws fresh teacher samples every step, N > 0 a buffer of N once.
-        ppo_epochs: MiniLLM: optimiser steps per teacher-mixed batch, PPO-clipped (1: none).
-        clip_ratio: MiniLLM with ppo_epochs > 1: the ratio is clipped to 1 -+ clip_ratio.
         teacher: A finished or checkpointed run directory whose model is normalized and over
             the same states as this target.
     """
@@ -64,12 +41,13 @@ def _distill(
     device, dtype = device_and_dtype(target)
     if not target.is_discrete:
         _check_continuous_teacher(teacher, model, teacher_target, target)
-        if ppo_epochs != 1:
+        if options["ppo_epochs"] != 1:
             raise BoltzgenError(
-                f'[trainer] ppo_epochs = {ppo_epochs} belongs to divergence = "minillm", which '
-                "flows do not have: leave it at 1"
+                f"[trainer] ppo_epochs = {options['ppo_epochs']} belongs to divergence = "
+                '"minillm", which flows do not have: leave it at 1'
             )
-        return FlowDistill(model.to(device, dtype), divergence, skew_lambda, teacher_samples)
+        flow_keys = ("divergence", "skew_lambda", "teacher_samples")
+        return FlowDistill(model.to(device, dtype), **{k: options[k] for k in flow_keys})
     kind = visible_kind(target, "trainer")
     if not (
         getattr(model, "discrete", False)
@@ -83,17 +61,7 @@ def _distill(
             f"normalized discrete model over {target.dim} {kind} units like this target; use "
             "an autoregressive (made, pixelcnn) run of a target of the same size"
         )
-    return Distill(
-        model.to(device, dtype),
-        divergence,
-        skew_lambda,
-        mix_alpha,
-        prefix_weights,
-        length_normalize,
-        teacher_samples,
-        ppo_epochs,
-        clip_ratio,
-    )
+    return Distill(model.to(device, dtype), **options)
 
 
 def _check_continuous_teacher(
