@@ -216,31 +216,12 @@ def test_two_nodes_on_one_machine_make_the_simulated_run(tmp_path: Path) -> None
     """Two torchrun invocations (``--nnodes 2``, one client each) meet at a c10d rendezvous on
     the loopback device, as two machines would, and end with the simulated run's global model
     and experts bit for bit."""
-    import socket
-
-    from torchrun import rank_environment, torchrun_command
+    from torchrun import rank_environment, two_nodes
 
     from boltzgen.workflow.config import dump_config
 
     (tmp_path / "fed.toml").write_text(dump_config(_config(["trainer.clients=2"])))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=fed"]
-    train = ["-m", "boltzgen", "train", "fed.toml", "-o", "nodes", "--no-progress"]
-    nodes = [
-        subprocess.Popen(
-            torchrun_command(1, *rendezvous, *train, nnodes=2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=rank_environment(),
-            cwd=tmp_path,
-        )
-        for _ in range(2)
-    ]
-    outputs = [node.communicate(timeout=120) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    two_nodes(tmp_path, "-m", "boltzgen", "train", "fed.toml", "-o", "nodes", "--no-progress")
     simulated = subprocess.run(
         [sys.executable, "-m", "boltzgen", "train", "fed.toml", "-o", "one", "--no-progress"],
         capture_output=True,

@@ -220,32 +220,12 @@ def test_cli_nproc_trains_on_two_ranks_and_reports_once(tmp_path):
 def test_two_nodes_on_one_machine_train_together(tmp_path):
     """Two torchrun invocations (``--nnodes 2``, one rank each) meet at a c10d rendezvous on
     the loopback device, as two machines would, and train one run."""
-    import socket
-    import subprocess
-
-    from torchrun import rank_environment, torchrun_command
+    from torchrun import two_nodes
 
     from boltzgen.workflow.templates import template_with
 
     (tmp_path / "smoke.toml").write_text(template_with("toy-smoke", []))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two"]
-    train = ["-m", "boltzgen", "train", "smoke.toml", "-o", "run", "--json"]
-    nodes = [
-        subprocess.Popen(
-            [*torchrun_command(1, *rendezvous, *train, nnodes=2)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=rank_environment(),
-            cwd=tmp_path,
-        )
-        for _ in range(2)
-    ]
-    outputs = [node.communicate(timeout=120) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    outputs = two_nodes(tmp_path, "-m", "boltzgen", "train", "smoke.toml", "-o", "run", "--json")
     reports = [json.loads(out) for out, _ in outputs if out.strip()]
     assert len(reports) == 1 and reports[0]["processes"] == 2  # rank 0's node reports
     assert json.loads((tmp_path / "run/summary.json").read_text())["processes"] == 2

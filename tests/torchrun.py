@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-__all__ = ["torchrun", "torchrun_command", "rank_environment", "rank_pids", "kill_rank"]
+__all__ = [
+    "torchrun",
+    "torchrun_command",
+    "rank_environment",
+    "rank_pids",
+    "kill_rank",
+    "two_nodes",
+]
 
 #: A rendezvous on the loopback device, never on the network.
 _LOOPBACK = ["--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0"]
@@ -86,3 +94,27 @@ def kill_rank(launch: subprocess.Popen, rank: int) -> str:
     assert "Traceback" not in err and err.count("\n") == 2, err
     assert f"rank {rank} of 2 stopped (signal 9)" in err
     return err
+
+
+def two_nodes(cwd: Path, *arguments: str, timeout: float = 120) -> list[tuple[str, str]]:
+    """Two torchrun invocations (``--nnodes 2``, one rank each) of ``python ARGUMENTS`` in
+    ``cwd`` that meet at a c10d rendezvous on a free loopback port, as two machines would;
+    assert both succeed and return their ``(stdout, stderr)``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=two"]
+    nodes = [
+        subprocess.Popen(
+            torchrun_command(1, *rendezvous, *arguments, nnodes=2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=rank_environment(),
+            cwd=cwd,
+        )
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=timeout) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    return outputs

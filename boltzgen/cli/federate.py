@@ -46,14 +46,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="config file (TOML) with [trainer] name = 'federated'")
     p.add_argument("--clients", type=COUNT, required=True, metavar="K", help="number of clients")
     p.add_argument("--simulate", action="store_true", help="run the K clients in this one process")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. trainer.rounds=10 (repeatable)",
-    )
-    p.add_argument("-o", "--output", help="run directory (default: runs/<config stem>)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    train.add_run_options(p, "trainer.rounds=10")
     p.set_defaults(run=run)

@@ -14,7 +14,7 @@ from ..workflow.runs import default_run_dir, train_run
 from .json_output import print_json
 from .values import PROCESSES
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "add_run_options"]
 
 
 def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
@@ -87,16 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model from a TOML config (see 'boltzgen init --list').",
     )
     p.add_argument("config", help="config file (TOML)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. trainer.steps=500 (repeatable)",
-    )
-    p.add_argument("-o", "--output", help="run directory (default: runs/<config stem>)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_run_options(p, "trainer.steps=500")
     p.add_argument(
         "--nproc",
         type=PROCESSES,
@@ -105,6 +96,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "global batch is the config's)",
     )
     p.set_defaults(run=run)
+
+
+def add_run_options(p: argparse.ArgumentParser, example: str) -> None:
+    """The options of a command that trains a run directory: ``--set`` (``example`` in its
+    help), ``-o``, ``--no-progress``, ``--json``."""
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config value, e.g. {example} (repeatable)",
+    )
+    p.add_argument("-o", "--output", help="run directory (default: runs/<config stem>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
 def _rank_command(args: argparse.Namespace) -> list[str]:
