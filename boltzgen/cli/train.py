@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():  # restores the default display afterwards
             warnings.showwarning = _show_warning
             summary = train_run(config, run_dir, progress=not args.no_progress and not args.json)
-        if not world().is_main:  # rank 0 of a torchrun launch reports
+        reports = world().is_main  # rank 0 of a torchrun launch reports
+        shutdown(together=True)  # every rank finished: leave at once (then a no-op below)
+        if not reports:
             return 0
     finally:
         shutdown()

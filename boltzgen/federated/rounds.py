@@ -206,7 +206,7 @@ class Federation:
         self.data = {k: self._client_data(k, reference) for k in self.local_clients}
         self.sizes = torch.full((settings.clients,), float(settings.samples_per_client))
         self.experts: Tensor | None = None  # (C, P) of the last round
-        self._exact = [self._exact_log_p(domain) for domain in self.domains]
+        self._exact = self._domain_log_probs()
 
     # ------------------------------------------------------------------ data and metrics
     def domain_of(self, client: int) -> int:
@@ -220,36 +220,43 @@ class Federation:
         states = domain.exact().sample(self.settings.samples_per_client, generator)
         return states.to(reference.device, reference.dtype)
 
-    @staticmethod
-    def _exact_log_p(domain: Energy) -> Tensor | None:
-        if domain.dim > MAX_ENUMERATION_UNITS:
+    def _domain_log_probs(self) -> Tensor | None:
+        """log p of every state ``(D + 1, S)`` (float64): each domain's, then their mixture
+        weighted by the clients' data; ``None`` when the domains are too large to enumerate."""
+        if any(domain.dim > MAX_ENUMERATION_UNITS for domain in self.domains):
             return None
-        return domain.exact().log_prob
+        log_p = torch.stack([domain.exact().log_prob.double() for domain in self.domains])
+        clients = torch.tensor([self.domain_of(k) for k in range(self.settings.clients)])
+        share = torch.bincount(clients, minlength=len(self.domains)).double()
+        pooled = torch.logsumexp(log_p + (share / share.sum()).log().to(log_p)[:, None], dim=0)
+        return torch.cat([log_p, pooled[None]])
 
     def exact_kls(self) -> dict[str, float]:
         """KL(p_d || q) of the global model for each domain d (``kl_domain_d``) and for their
         pooled mixture, weighted by the clients' data (``kl_pooled``), by enumeration; empty
         when the domains are too large to enumerate."""
-        if any(log_p is None for log_p in self._exact):
+        if self._exact is None:
             return {}
         with torch.no_grad():
-            log_q = self.model.exact().log_prob.to(torch.float64)
-        weights = torch.bincount(
-            torch.tensor([self.domain_of(k) for k in range(self.settings.clients)]),
-            minlength=len(self.domains),
-        ).double()
-        log_p = torch.stack([p.to(log_q.device) for p in self._exact])
-        pooled = torch.logsumexp(log_p + (weights / weights.sum()).log()[:, None], dim=0)
-        result = {}
-        for d, log_p_d in enumerate(log_p):
-            result[f"kl_domain_{d}"] = float((log_p_d.exp() * (log_p_d - log_q)).sum())
-        result["kl_pooled"] = float((pooled.exp() * (pooled - log_q)).sum())
-        return result
+            log_q = self.model.exact().log_prob.to(self._exact)
+        kls = (self._exact.exp() * (self._exact - log_q)).sum(dim=1).tolist()
+        names = [f"kl_domain_{d}" for d in range(len(self.domains))] + ["kl_pooled"]
+        return dict(zip(names, kls))
+
+    def kl_floors(self) -> dict[str, float]:
+        """KL(p_d || p_pooled) per domain (``kl_floor_domain_d``): the least KL(p_d || q) a
+        single model q of the pooled distribution has; empty when not enumerable."""
+        if self._exact is None:
+            return {}
+        pooled = self._exact[-1]
+        kls = (self._exact[:-1].exp() * (self._exact[:-1] - pooled)).sum(dim=1).tolist()
+        return {f"kl_floor_domain_{d}": kl for d, kl in enumerate(kls)}
 
     def summary_metrics(self) -> dict[str, Any]:
         """For ``summary.json``: the exact KLs of the final global model (:meth:`exact_kls`),
-        the rounds and the number of domain experts of the last round."""
-        metrics: dict[str, Any] = {"rounds": self.step, **self.exact_kls()}
+        their floors (:meth:`kl_floors`), the rounds and the number of domain experts of the
+        last round."""
+        metrics: dict[str, Any] = {"rounds": self.step, **self.exact_kls(), **self.kl_floors()}
         if self.experts is not None:
             metrics["domain_experts"] = int(self.experts.shape[0])
         return metrics

@@ -120,9 +120,14 @@ def init_from_environment(device: torch.device) -> tuple[World, torch.device]:
     return world(), device
 
 
-def shutdown() -> None:
-    """Leave the group (no-op without one)."""
+def shutdown(together: bool = False) -> None:
+    """Leave the group (no-op without one). ``together`` (after work that succeeded on every
+    rank): wait for all ranks first, so that no rank leaves, and its launcher closes the
+    rendezvous store, while another still tears its group down (seen as an abort of a
+    finishing rank of a two-node launch)."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
