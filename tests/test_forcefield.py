@@ -95,9 +95,9 @@ def test_every_force_matches_openmm_reference_in_float64(key: str) -> None:
     assert report.passed
 
 
-def test_villin_with_cmmotionremover_and_salt_matches_openmm() -> None:
-    """Many residue types (villin headpiece, 582 atoms), OBC2 with Debye screening (kappa > 0),
-    and OpenMM's default CMMotionRemover (ignored: no energy)."""
+def _villin_with_salt() -> tuple[openmm.System, np.ndarray]:
+    """OpenMM's villin headpiece test structure (582 atoms, water and ions removed) with
+    amber99sbildn + OBC2 and Debye screening (kappa 1/nm): System and positions in nm."""
     pdb = app.PDBFile(os.path.join(os.path.dirname(app.__file__), "data", "test.pdb"))
     modeller = app.Modeller(pdb.topology, pdb.positions)
     modeller.delete(
@@ -107,10 +107,16 @@ def test_villin_with_cmmotionremover_and_salt_matches_openmm() -> None:
     system = forcefield.createSystem(
         modeller.topology, nonbondedMethod=app.NoCutoff, implicitSolventKappa=1.0 / unit.nanometer
     )
+    return system, np.asarray(modeller.positions.value_in_unit(unit.nanometer))
+
+
+def test_villin_with_cmmotionremover_and_salt_matches_openmm() -> None:
+    """Many residue types (villin headpiece, 582 atoms), OBC2 with Debye screening (kappa > 0),
+    and OpenMM's default CMMotionRemover (ignored: no energy)."""
+    system, x = _villin_with_salt()
     assert any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
     gb = next(f for f in system.getForces() if isinstance(f, openmm.CustomGBForce))
     assert "exp(-kappa" in gb.getEnergyTermParameters(0)[0]
-    x = np.asarray(modeller.positions.value_in_unit(unit.nanometer))
     frames = np.stack([x, x + np.random.default_rng(3).normal(scale=0.02, size=x.shape)])
     report = check_exactness(system, frames)
     assert report.passed, report.to_dict()
@@ -309,8 +315,57 @@ def test_torch_compile_choice_matches_the_plain_force_field(alanine_obc1, alanin
     # fused kernels reorder float32 sums: agreement to float32 rounding of ~1e3 kJ/mol terms
     torch.testing.assert_close(u_compiled, u_plain, rtol=1e-5, atol=1e-3)
     torch.testing.assert_close(f_compiled, f_plain, rtol=1e-4, atol=1e-2)
-    with pytest.raises(BoltzgenError, match="torch, torch-compile, openmm"):
+    with pytest.raises(BoltzgenError, match="torch, torch-autograd, torch-compile, openmm"):
         energy_for_molecule(Molecule(), prefer="fast")
+
+
+@pytest.mark.parametrize("key", [*CATALOG, *PEPTIDES, "villin-salt"])
+def test_analytic_pair_gradients_equal_autograd_in_float64(key: str) -> None:
+    """The hand-written derivatives of the pair terms (Coulomb + LJ, every GB model: OBC1/OBC2 as
+    CustomGBForce and GBSAOBCForce, HCT, GBn, GBn2 with its neck, Debye screening) against
+    autograd of the reference path, on configurations spread wide enough to reach each branch of
+    the descreening integral: energies and forces to 1e-12 relative (measured ~1e-16)."""
+    if key == "villin-salt":
+        system, positions = _villin_with_salt()
+    else:
+        molecule = _molecule(key)
+        system, positions = molecule.system, np.asarray(molecule.positions)
+    forcefield = compile_system(system, 300.0)
+    assert forcefield.analytic_gradients
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.as_tensor(positions)
+    noise = torch.randn(12, *x0.shape, generator=generator, dtype=torch.float64)
+    x = x0 + noise * torch.linspace(0.003, 0.05, 12, dtype=torch.float64)[:, None, None]
+    results = []
+    for analytic in (True, False):
+        forcefield.use_analytic_gradients(analytic)
+        u, f = forcefield.energy_and_forces(x)
+        results.append((u, f))
+    (u_analytic, f_analytic), (u_autograd, f_autograd) = results
+    assert not forcefield.analytic_gradients
+    torch.testing.assert_close(u_analytic, u_autograd, rtol=1e-12, atol=0.0)
+    assert (f_analytic - f_autograd).abs().max() <= 1e-12 * f_autograd.abs().max()
+
+
+def test_second_derivatives_need_the_autograd_path(alanine_obc1, alanine_frames) -> None:
+    """Forces of forces through the analytic pair path are refused in one line that names the
+    way out; the autograd path gives them (a Hessian-vector product against finite differences
+    of the forces, float64)."""
+    system, _ = alanine_obc1
+    forcefield = compile_system(system, 300.0)
+    x = torch.as_tensor(alanine_frames[:2]).requires_grad_(True)
+    with pytest.raises(BoltzgenError, match='use_analytic_gradients\\(False\\).*"torch-autograd"'):
+        torch.autograd.grad(forcefield.potential_energy(x).sum(), x, create_graph=True)
+    forcefield.use_analytic_gradients(False)
+    (gradient,) = torch.autograd.grad(forcefield.potential_energy(x).sum(), x, create_graph=True)
+    direction = torch.randn_like(x)
+    (hessian_vector,) = torch.autograd.grad((gradient * direction).sum(), x)
+    step = 1e-6
+    _, f_plus = forcefield.energy_and_forces(x.detach() + step * direction)
+    _, f_minus = forcefield.energy_and_forces(x.detach() - step * direction)
+    finite_difference = -(f_plus - f_minus) / (2 * step)
+    scale = finite_difference.abs().max()
+    assert (hessian_vector - finite_difference).abs().max() <= 1e-5 * scale
 
 
 def test_energy_for_molecule_falls_back_to_the_bridge_with_a_warning(

@@ -53,10 +53,11 @@ def _molecule(
     energy.
 
     ``energy``: ``"torch"`` (the compiled torch force field; falls back to OpenMM with a warning
-    for unsupported forces), ``"torch-compile"`` (the same through ``torch.compile``: faster,
-    after a compile of 30-80 s per batch shape) or ``"openmm"`` (the OpenMM bridge). The energy's
-    own temperature is
-    the molecule's (K); ``[trainer] temperature`` is in K too.
+    for unsupported forces), ``"torch-autograd"`` (the same, differentiated by autograd
+    throughout: slower, with second derivatives), ``"torch-compile"`` (the autograd path
+    through ``torch.compile``: faster, after a compile of 30-80 s per batch shape) or
+    ``"openmm"`` (the OpenMM bridge). The energy's own temperature is the molecule's (K);
+    ``[trainer] temperature`` is in K too.
     """
     from ..energy.forcefield.molecule_energy import ENERGY_CHOICES, energy_for_molecule
     from ..molecule.spec import molecule_from_spec

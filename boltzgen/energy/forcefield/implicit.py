@@ -33,12 +33,21 @@ import openmm.unit as unit
 import torch
 from torch import Tensor
 
+from .analytic import AnalyticPairEnergy
 from .errors import UnsupportedForceError
 from .nonbonded import COULOMB_CONSTANT
 from .pairs import PairList
 from .term import ForceTerm, column
 
 __all__ = ["NeckIntegral", "GeneralizedBornParameters", "GeneralizedBornTerm"]
+
+
+def _step(x: Tensor) -> Tensor:
+    """The step function [x > 0] as 0/1 in x's dtype, without gradient. Arithmetic (sign,
+    clamp), because comparisons and ``torch.where`` are several times slower than plain
+    elementwise operations on the CPU."""
+    return x.detach().sign().clamp_(min=0.0)
+
 
 #: Offset rho - rho~ and ACE probe radius that OpenMM's GBSAOBCForce hard-codes, nm.
 _OBC_OFFSET = 0.009
@@ -143,9 +152,11 @@ class GeneralizedBornTerm(ForceTerm):
             :func:`~boltzgen.energy.forcefield.custom_gb.read_custom_gb`.
         pairs: The molecule's pair list (the term reads the shared pair distances).
 
-    The two directions of every pair (i descreened by j, j by i) are evaluated as two passes
-    over the P pair distances; the integrals are kept doubled (2 I_ij) until
-    psi_i = (rho~_i / 2) sum_j 2 I_ij.
+    The two directions of every pair (i descreened by j, j by i) are evaluated together, as
+    tensors of shape ``(2, P, batch)``; the integrals are kept doubled (2 I_ij) until
+    psi_i = (rho~_i / 2) sum_j 2 I_ij. Under autograd (when enabled, the default of
+    :class:`TorchForceField`) :meth:`energy_and_gradient` computes dE/dr alongside the energy
+    instead of recording the graph.
     """
 
     uses_pairs = True
@@ -159,6 +170,8 @@ class GeneralizedBornTerm(ForceTerm):
         self.n_atoms = pairs.n_atoms
         self.register_buffer("first", pairs.first.clone(), persistent=False)
         self.register_buffer("second", pairs.second.clone(), persistent=False)
+        # The atom each of the 2P directed integrals descreens: i (direction 0), then j.
+        self.register_buffer("receivers", torch.cat([pairs.first, pairs.second]), persistent=False)
         # Direction 0: atom i descreened by j; direction 1: j by i. Shape (2, P, 1).
         receiver, donor = np.stack([i, j]), np.stack([j, i])
 
@@ -213,40 +226,38 @@ class GeneralizedBornTerm(ForceTerm):
                 "surface", column(p.surface_factor * (radius + p.probe_radius) ** 2 * radius**6)
             )
 
-    def _doubled_integrals(
-        self,
-        r: Tensor,
-        quarter_r: Tensor,
-        inverse_r: Tensor,
-        half_inverse_r: Tensor,
-        direction: int,
-    ) -> Tensor:
-        """2 I of one direction of every pair (0: i by j, 1: j by i), shape ``(P, batch)``."""
-        rho = self.parameter("rho", r)[direction]
-        s = self.parameter("scaled", r)[direction]
-        upper = r + s
-        lower = torch.maximum((r - s).abs(), rho)
+    def _bounds(self, r: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """r - s, U = max(r + s, rho~) and L = max(|r - s|, rho~) of both directions of every
+        pair, each of shape ``(2, P, batch)``. Where r + s < rho~, U = L = rho~ and the integral
+        vanishes, so no mask is needed."""
+        rho = self.parameter("rho", r)
+        s = self.parameter("scaled", r)
+        separation = r - s
+        upper = torch.maximum(r + s, rho)
+        lower = torch.maximum(separation.abs(), rho)
+        return separation, upper, lower
+
+    def _doubled_integrals(self, r: Tensor, inverse_r: Tensor) -> Tensor:
+        """2 I of both directions of every pair (0: i by j, 1: j by i), shape ``(2, P, batch)``."""
+        separation, upper, lower = self._bounds(r)
         inverse_upper, inverse_lower = upper.reciprocal(), lower.reciprocal()
-        difference = inverse_lower - inverse_upper
         # (r/4 - s^2/(4r)) (1/U^2 - 1/L^2) = -(r/4 - s^2/(4r)) (1/L - 1/U)(1/L + 1/U)
-        slope = self.parameter("quarter_scaled2", r)[direction] * inverse_r - quarter_r
-        integral = (
-            difference * (1.0 + slope * (inverse_lower + inverse_upper))
-            + torch.log(lower * inverse_upper) * half_inverse_r
-        )
+        slope = self.parameter("quarter_scaled2", r) * inverse_r - 0.25 * r
+        integral = (inverse_lower - inverse_upper) * (
+            1.0 + slope * (inverse_lower + inverse_upper)
+        ) + torch.log(lower * inverse_upper) * (0.5 * inverse_r)
         if self.inner_correction:
-            inside = (rho < s - r).to(r.dtype)
+            inside = _step(-separation - self.parameter("rho", r))
             integral = integral + inside * (
-                self.parameter("twice_inverse_rho", r)[direction] - 2.0 * inverse_lower
+                self.parameter("twice_inverse_rho", r) - 2.0 * inverse_lower
             )
-        integral = integral * (upper >= rho).to(r.dtype)
         if self.has_neck:
-            offset = r - self.parameter("neck_center", r)[direction]
+            offset = r - self.parameter("neck_center", r)
             offset2 = offset * offset
-            neck = self.parameter("neck_height", r)[direction] / (
+            neck = self.parameter("neck_height", r) / (
                 1.0 + offset2 * (100.0 + 3.0e5 * offset2 * offset2)
             )
-            integral = integral + neck * (r <= self.parameter("neck_reach", r)).to(r.dtype)
+            integral = integral + neck * _step(self.parameter("neck_reach", r) - r)
         return integral
 
     def born_radii(self, pair_distances: Tensor) -> Tensor:
@@ -259,14 +270,10 @@ class GeneralizedBornTerm(ForceTerm):
             Born radii, shape ``(N, batch)``, nm.
         """
         r = pair_distances
-        inverse_r = r.reciprocal()
-        shared = (r, 0.25 * r, inverse_r, 0.5 * inverse_r)
-        doubled = r.new_zeros(self.n_atoms, r.shape[1])
-        doubled = doubled.index_add(
-            0, self.first.to(r.device), self._doubled_integrals(*shared, 0)
-        )
-        doubled = doubled.index_add(
-            0, self.second.to(r.device), self._doubled_integrals(*shared, 1)
+        doubled = r.new_zeros(self.n_atoms, r.shape[1]).index_add(
+            0,
+            self.receivers.to(r.device),
+            self._doubled_integrals(r, r.reciprocal()).flatten(0, 1),
         )
         inverse_rho = self.parameter("inverse_offset_radius", r)
         if self.hct:
@@ -279,6 +286,8 @@ class GeneralizedBornTerm(ForceTerm):
         ).reciprocal()
 
     def forward(self, xt: Tensor, pair_distances: Tensor | None) -> Tensor:
+        if self.uses_analytic_gradient(pair_distances):
+            return AnalyticPairEnergy.apply(pair_distances, self)
         like = pair_distances
         born = self.born_radii(pair_distances)
         inverse_born = born.reciprocal()
@@ -303,3 +312,127 @@ class GeneralizedBornTerm(ForceTerm):
                 self.parameter("surface", like) * inverse_born2 * inverse_born2 * inverse_born2
             ).sum(0)
         return energy
+
+    # -- analytic path: energy and dE/dr in one pass (see analytic.py) ---------------------------
+
+    def _integrals_and_slopes(self, r: Tensor, inverse_r: Tensor) -> tuple[Tensor, Tensor]:
+        """2 I and d(2 I)/dr of both directions of every pair, each of shape ``(2, P, batch)``.
+
+        With a = 1/L, b = 1/U, k = s^2/(4r) - r/4, L' = dL/dr (sign(r - s) where
+        |r - s| > rho~, else 0) and U' = dU/dr ([r + s > rho~]):
+        2 I = a - b + k (a^2 - b^2) + ln(L b)/(2r), and
+        d(2 I)/dr = U' b^2 - L' a^2 + k' (a^2 - b^2) + 2 k (U' b^3 - L' a^3)
+        + (L' a - U' b)/(2r) - ln(L b)/(2r^2), k' = -s^2/(4r^2) - 1/4.
+        """
+        rho = self.parameter("rho", r)
+        quarter_s2 = self.parameter("quarter_scaled2", r)
+        half_inverse_r = 0.5 * inverse_r
+        separation, upper, lower = self._bounds(r)
+        upper_slope = _step(upper - rho)
+        lower_slope = _step(lower - rho).mul_(separation.sign())
+        a, b = lower.reciprocal(), upper.reciprocal()
+        a2, b2 = a * a, b * b
+        a2_minus_b2 = a2 - b2
+        k = quarter_s2 * inverse_r - 0.25 * r
+        log_ratio = torch.log(lower * b)
+        integral = (a - b).add_(k * a2_minus_b2).add_(log_ratio * half_inverse_r)
+        b = b.mul_(upper_slope)  # U' b: every term of the slope in b carries U'
+        slope = (
+            (b * b)
+            .sub_(lower_slope * a2)
+            .add_(a2_minus_b2.mul_(-quarter_s2 * inverse_r * inverse_r - 0.25))
+            .add_((b2 * b).sub_(lower_slope * a2 * a).mul_(2.0 * k))
+            .add_((lower_slope * a).sub_(b).mul_(half_inverse_r))
+            .sub_(log_ratio.mul_(half_inverse_r * inverse_r))
+        )
+        if self.inner_correction:
+            inside = _step(-separation - rho)
+            integral.add_(inside * (self.parameter("twice_inverse_rho", r) - 2.0 * a))
+            slope.add_(inside.mul_(2.0 * lower_slope * a2))
+        if self.has_neck:
+            offset = r - self.parameter("neck_center", r)
+            offset2 = offset * offset
+            denominator = 1.0 + offset2 * (100.0 + 3.0e5 * offset2 * offset2)
+            within = _step(self.parameter("neck_reach", r) - r)
+            neck = self.parameter("neck_height", r) * within / denominator
+            integral.add_(neck)
+            slope.sub_(neck * offset * (200.0 + 1.8e6 * offset2 * offset2) / denominator)
+        return integral, slope
+
+    def _born_radii_and_slopes(self, doubled: Tensor) -> tuple[Tensor, Tensor]:
+        """Born radii B and dB/d(2 I_i) from the summed doubled integrals, shape ``(N, batch)``."""
+        inverse_rho = self.parameter("inverse_offset_radius", doubled)
+        if self.hct:
+            born = (inverse_rho - 0.5 * doubled).reciprocal()
+            return born, 0.5 * born * born
+        half_rho = self.parameter("half_offset_radius", doubled)
+        psi = doubled * half_rho
+        c1, c2, c3 = self.parameter("tanh_coefficients", doubled)
+        tanh = torch.tanh(psi * (c1 + psi * (c2 + psi * c3)))
+        inverse_radius = self.parameter("inverse_radius", doubled)
+        born = (inverse_rho - tanh * inverse_radius).reciprocal()
+        # dB/dD = B^2 (1 - tanh^2) / rho * (c1 + 2 c2 psi + 3 c3 psi^2) * rho~/2
+        slope = (1.0 - tanh * tanh).mul_(c1 + psi * (2.0 * c2 + 3.0 * c3 * psi))
+        return born, slope.mul_(born * born).mul_(inverse_radius * half_rho)
+
+    def energy_and_gradient(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Energies ``(batch,)`` and dE/dr ``(P, batch)`` of distances ``r`` ``(P, batch)``.
+
+        The chain rule of OpenMM's two-pass GB: dE/dr_ij = dE/dr_ij at fixed Born radii +
+        G_i d(2 I_ij)/dr + G_j d(2 I_ji)/dr, with G_i = dE/dB_i dB_i/d(2 I_i) and dE/dB_i
+        summing the self, surface and pair terms of atom i.
+        """
+        first, second = self.first.to(r.device), self.second.to(r.device)
+        receivers = self.receivers.to(r.device)
+        inverse_r = r.reciprocal()
+        integrals, integral_slopes = self._integrals_and_slopes(r, inverse_r)
+        doubled = r.new_zeros(self.n_atoms, r.shape[1]).index_add_(
+            0, receivers, integrals.flatten(0, 1)
+        )
+        born, born_slopes = self._born_radii_and_slopes(doubled)
+        inverse_born = born.reciprocal()
+        product = born.index_select(0, first) * born.index_select(0, second)
+        r2 = r * r
+        quarter_ratio = 0.25 * r2 / product
+        screening = torch.exp(-quarter_ratio)
+        f = torch.sqrt(r2 + product * screening)
+        inverse_f = f.reciprocal()
+        if self.kappa > 0:
+            screened_self = self.parameter("self_solvent", r) * torch.exp(-self.kappa * born)
+            screened_pair = self.parameter("pair_solvent", r) * torch.exp(-self.kappa * f)
+            self_numerator = self.parameter("self_solute", r) + screened_self
+            pair_numerator = self.parameter("pair_solute", r) + screened_pair
+        else:
+            self_numerator = self.parameter("self_polar", r)
+            pair_numerator = self.parameter("pair_polar", r)
+        self_part = self_numerator * inverse_born
+        pair_part = pair_numerator * inverse_f
+        energy = self_part.sum(0) + pair_part.sum(0)
+        if self.has_surface:
+            inverse_born6 = inverse_born * inverse_born
+            inverse_born6.mul_(inverse_born6).mul_(inverse_born * inverse_born)
+            surface = self.parameter("surface", r) * inverse_born6
+            energy = energy + surface.sum(0)
+        # dE/df of the pair part, then f's partials: df/dr = r (1 - e/4)/f and
+        # B_i B_j df/d(B_i B_j) = B_i B_j e (1 + r^2/(4 B_i B_j)) / (2 f), e = screening.
+        energy_slope_f = -pair_part * inverse_f
+        born_slope_self = -self_part * inverse_born
+        if self.kappa > 0:
+            energy_slope_f.sub_(self.kappa * screened_pair * inverse_f)
+            born_slope_self.sub_(self.kappa * screened_self * inverse_born)
+        if self.has_surface:
+            born_slope_self.sub_(6.0 * surface * inverse_born)
+        direct = energy_slope_f * r * inverse_f * (1.0 - 0.25 * screening)
+        pair_born = energy_slope_f.mul_(0.5 * inverse_f * product * screening).mul_(
+            1.0 + quarter_ratio
+        )
+        # dE/dB_i = self and surface part + sum over i's pairs of B_i B_j df/d(B_i B_j) / B_i
+        born_slope = (
+            r.new_zeros(self.n_atoms, r.shape[1])
+            .index_add_(0, receivers, pair_born.expand(2, -1, -1).flatten(0, 1))
+            .mul_(inverse_born)
+            .add_(born_slope_self)
+            .mul_(born_slopes)
+        )
+        gradient = direct.add_(born_slope.index_select(0, first) * integral_slopes[0])
+        return energy, gradient.add_(born_slope.index_select(0, second) * integral_slopes[1])

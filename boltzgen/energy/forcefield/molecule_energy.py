@@ -15,11 +15,11 @@ __all__ = ["ENERGY_CHOICES", "energy_for_molecule"]
 
 
 #: The energies a molecule target can ask for (``[target] energy`` in a config).
-ENERGY_CHOICES = ("torch", "torch-compile", "openmm")
+ENERGY_CHOICES = ("torch", "torch-autograd", "torch-compile", "openmm")
 
 
 def energy_for_molecule(
-    molecule: Any, prefer: Literal["torch", "torch-compile", "openmm"] = "torch"
+    molecule: Any, prefer: Literal["torch", "torch-autograd", "torch-compile", "openmm"] = "torch"
 ) -> Energy:
     """The reduced energy of a molecule at its own temperature.
 
@@ -27,11 +27,13 @@ def energy_for_molecule(
         molecule: A :class:`boltzgen.molecule.Molecule` (anything with ``.system``,
             ``.temperature`` in K and ``.name``).
         prefer: ``"torch"``: the compiled torch force field, falling back (with a one-line
-            warning) to the OpenMM bridge when the System holds an unsupported force;
-            ``"torch-compile"``: the same force field evaluated through ``torch.compile`` (fused
-            kernels, about 2x faster on a CPU; each new batch shape compiles first, 30-80 s on a
-            small CPU, cached on disk by torch); ``"openmm"``: the OpenMM bridge (one process, CPU
-            platform).
+            warning) to the OpenMM bridge when the System holds an unsupported force; its pair
+            terms differentiate with hand-written derivatives (first derivatives only);
+            ``"torch-autograd"``: the same force field differentiated by autograd throughout (the
+            reference path, slower, with second derivatives); ``"torch-compile"``: the
+            autograd path through ``torch.compile`` (fused kernels; each new batch shape
+            compiles first, 30-80 s on a small CPU, cached on disk by torch); ``"openmm"``:
+            the OpenMM bridge (one process, CPU platform).
 
     Returns:
         An :class:`Energy` over positions ``(batch, N, 3)`` in nm.
@@ -43,7 +45,9 @@ def energy_for_molecule(
     if prefer != "openmm":
         try:
             force_field = compile_system(molecule.system, molecule.temperature, molecule=molecule)
-            return force_field.enable_compile() if prefer == "torch-compile" else force_field
+            if prefer == "torch-compile":
+                return force_field.enable_compile()
+            return force_field.use_analytic_gradients(prefer == "torch")
         except UnsupportedForceError as error:
             warnings.warn(f"{molecule.name}: using the OpenMM bridge: {error}", stacklevel=2)
     return OpenMMEnergy.from_molecule(molecule)

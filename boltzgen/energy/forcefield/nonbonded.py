@@ -12,6 +12,7 @@ import openmm
 import openmm.unit as unit
 from torch import Tensor
 
+from .analytic import AnalyticPairEnergy
 from .errors import UnsupportedForceError
 from .pairs import PairList
 from .term import ForceTerm, column
@@ -78,8 +79,23 @@ class CoulombLennardJonesTerm(ForceTerm):
         return cls(column(charge_products), column(sigma), column(epsilon))
 
     def forward(self, xt: Tensor, pair_distances: Tensor | None) -> Tensor:
+        if self.uses_analytic_gradient(pair_distances):
+            return AnalyticPairEnergy.apply(pair_distances, self)
         inverse = pair_distances.reciprocal()
         inverse2 = inverse * inverse
         lj6 = self.parameter("sigma6", xt) * (inverse2 * inverse2 * inverse2)
         lennard_jones = self.parameter("four_epsilon", xt) * lj6 * (lj6 - 1.0)
         return (self.parameter("charge_products", xt) * inverse + lennard_jones).sum(0)
+
+    def energy_and_gradient(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Energies ``(batch,)`` and dE/dr ``(P, batch)`` of distances ``r`` ``(P, batch)``:
+        dE/dr = -(1/r) [k_e q_i q_j / r + 4 eps (12 (sigma/r)^12 - 6 (sigma/r)^6)]."""
+        inverse = r.reciprocal()
+        lj6 = inverse * inverse
+        lj6.mul_(lj6).mul_(inverse * inverse).mul_(self.parameter("sigma6", r))
+        four_epsilon = self.parameter("four_epsilon", r)
+        coulomb = self.parameter("charge_products", r) * inverse
+        energy = (lj6 - 1.0).mul_(lj6).mul_(four_epsilon).add_(coulomb).sum(0)
+        # 4 eps (12 lj6^2 - 6 lj6) = 4 eps lj6 (12 lj6 - 6)
+        gradient = (12.0 * lj6 - 6.0).mul_(lj6).mul_(four_epsilon).add_(coulomb)
+        return energy, gradient.mul_(inverse).neg_()

@@ -31,6 +31,9 @@ class ForceTerm(torch.nn.Module):
 
     force_name: str = ""
     uses_pairs: bool = False
+    #: Pair terms with ``energy_and_gradient`` use it under autograd when this is set
+    #: (:meth:`TorchForceField.use_analytic_gradients`); the autograd path is the reference.
+    analytic_gradient: bool = False
 
     def forward(self, xt: Tensor, pair_distances: Tensor | None) -> Tensor:
         """Energy of each configuration.
@@ -44,6 +47,16 @@ class ForceTerm(torch.nn.Module):
             Energies, shape ``(batch,)``, kJ/mol, dtype and device of ``xt``.
         """
         raise NotImplementedError
+
+    def uses_analytic_gradient(self, pair_distances: Tensor) -> bool:
+        """Whether :meth:`forward` goes through
+        :class:`~boltzgen.energy.forcefield.analytic.AnalyticPairEnergy`: when enabled, a
+        gradient is needed and ``torch.compile`` is not tracing (it fuses the autograd path)."""
+        return (
+            self.analytic_gradient
+            and pair_distances.requires_grad
+            and not torch.compiler.is_compiling()
+        )
 
     def parameter(self, name: str, like: Tensor) -> Tensor:
         """The buffer ``name`` on the device and in the dtype of ``like`` (no copy if they
