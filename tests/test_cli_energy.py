@@ -122,6 +122,8 @@ def test_bench_energy_reports_every_backend(
         ("openmm-bridge", "float64", 256),
         ("torch", "float32", 16),
         ("torch", "float64", 16),
+        ("torch-autograd", "float32", 16),
+        ("torch-autograd", "float64", 16),
     }
     assert all(r["evaluations_per_second"] > 0 for r in rows)
 

@@ -29,8 +29,9 @@ __all__ = ["add_parser", "run_energy_benchmark", "run_md_benchmark"]
 ENERGY_DESCRIPTION = """\
 Energy and force evaluations per second: OpenMM's CPU platform (one thread, one configuration
 per call), the OpenMM bridge with 1 and N worker processes, and the torch force field on the
-CPU at the given batch sizes in float32 and float64 (on the GPU at batch 1e3 to 1e6 when CUDA
-is available), optionally through torch.compile. Prints a table, or one JSON object."""
+CPU at the given batch sizes in float32 and float64, with its analytic pair derivatives (torch)
+and with autograd throughout (torch-autograd); on the GPU at batch 1e3 to 1e6 when CUDA is
+available; optionally through torch.compile. Prints a table, or one JSON object."""
 
 MD_DESCRIPTION = """\
 Replica-steps per second of batched Langevin MD on the torch force field against OpenMM's

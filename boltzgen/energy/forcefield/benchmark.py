@@ -3,8 +3,9 @@ field.
 
 Every measurement counts energy+force evaluations per second of one process: OpenMM's CPU platform
 (one thread) in a ``setPositions`` + ``getState(energy, forces)`` loop, the OpenMM bridge with
-1 and with N worker processes, and :class:`TorchForceField` energies with an
-autograd backward pass at given batch sizes, dtypes and devices.
+1 and with N worker processes, and :class:`TorchForceField` energies with a backward pass at
+given batch sizes, dtypes and devices: ``torch`` (the pair terms' hand-written derivatives, the
+default) and ``torch-autograd`` (autograd throughout, the reference) on the CPU.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def benchmark_molecule(
         system: Its OpenMM System.
         positions: A (minimised) structure, shape ``(N, 3)``, nm.
         temperature: K.
-        batches: Torch CPU batch sizes (float32 and float64 each).
+        batches: Torch CPU batch sizes (float32 and float64 each, ``torch`` and
+            ``torch-autograd``).
         workers: Worker counts of the OpenMM bridge (batch 256, CPU platform).
         gpu_batches: Torch GPU batch sizes, measured when CUDA is available.
         seconds: Minimum duration of each measurement.
@@ -171,7 +173,7 @@ def benchmark_molecule(
     for count in workers:
         rate = _time_bridge(system, temperature, positions, count, seconds)
         rows.append(Measurement(name, "openmm-bridge", "cpu", "float64", 256, count, *rate))
-    runs = [("torch", cpu, batch) for batch in batches]
+    runs = [(backend, cpu, batch) for batch in batches for backend in ("torch", "torch-autograd")]
     if compiled:
         runs.append(("torch-compile", cpu, batches[0]))
     if torch.cuda.is_available():
@@ -182,6 +184,7 @@ def benchmark_molecule(
     for backend, device, batch in runs:
         for dtype in (torch.float32, torch.float64):
             forcefield = compile_system(system, temperature)
+            forcefield.use_analytic_gradients(backend == "torch")
             if backend == "torch-compile":
                 forcefield.enable_compile()
             rate, first = time_torch(forcefield, positions, batch, dtype, device, seconds)
