@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Generator
 
 import torch
 import torch.nn.functional as nnf
@@ -41,9 +42,53 @@ from ..energy.exact import ExactDistribution, check_enumerable, log_weights_by_e
 from ..errors import BoltzgenError
 from .base import Model
 
-__all__ = ["AutoregressiveModel", "MADE", "PixelCNN"]
+__all__ = [
+    "AutoregressiveModel",
+    "MADE",
+    "PixelCNN",
+    "drive_site_streams",
+    "sample_site_mixture",
+]
 
 _VISIBLE_KINDS = ("spin", "binary", "categorical")
+
+
+def drive_site_streams(
+    streams: list[Generator[Tensor, Tensor, None]],
+    choose: Callable[[int, list[Tensor]], Tensor],
+    n_sites: int,
+) -> Tensor:
+    """Run :meth:`AutoregressiveModel.site_logits_stream` generators in lockstep: at site i,
+    ``choose(i, [logits of each stream])`` gives the site's internal values ``(n,)``, which
+    every stream receives. Returns the internal values ``(n, N)``."""
+    logits = [next(stream) for stream in streams]
+    values = []
+    for i in range(n_sites):
+        values.append(choose(i, logits))
+        if i + 1 < n_sites:
+            logits = [stream.send(values[-1]) for stream in streams]
+    return torch.stack(values, 1)
+
+
+@torch.no_grad()
+def sample_site_mixture(
+    first: AutoregressiveModel, second: AutoregressiveModel, alpha: float, n: int
+) -> Tensor:
+    """``n`` states ``(n, N)`` drawn site by site from alpha p_i + (1 - alpha) q_i, the mixture
+    of the conditionals of ``first`` (p) and ``second`` (q) at the prefix drawn so far (both
+    unsymmetrised, same units), with the cached passes of both models; values in ``second``'s
+    convention. Uniforms are drawn up front from torch's global generator (no host
+    synchronisation)."""
+    reference = second._reference()
+    uniforms = torch.rand(n, second.n_sites, device=reference.device, dtype=reference.dtype)
+
+    def choose(i: int, logits: list[Tensor]) -> Tensor:
+        p = first.site_probabilities(logits[0]).to(reference.dtype)
+        q = second.site_probabilities(logits[1])
+        return second.draw_site(alpha * p + (1 - alpha) * q, uniforms[:, i])
+
+    streams = [first.site_logits_stream(n), second.site_logits_stream(n)]
+    return second._values(drive_site_streams(streams, choose, second.n_sites))
 
 
 class AutoregressiveModel(nn.Module, Model):
@@ -51,7 +96,7 @@ class AutoregressiveModel(nn.Module, Model):
 
     Subclasses implement :meth:`_logits` (site features ``(B, N, C)`` -> logits ``(B, N, C)``
     where the logits of site i depend on the features of sites < i only; C =
-    :attr:`channels`) and may override :meth:`_sample_spins` with a faster exact sampler.
+    :attr:`channels`) and may override :meth:`site_logits_stream` with a cached exact version.
 
     Arguments:
         n_sites: Number of units N.
@@ -126,12 +171,24 @@ class AutoregressiveModel(nn.Module, Model):
             return nnf.one_hot(s.long(), self.n_states).to(s.dtype)
         return s[..., None]
 
+    def site_probabilities(self, logits: Tensor) -> Tensor:
+        """One site's conditional from its logits ``(B, C)``: q(s_i = +1) ``(B, 1)`` for
+        two-state units, the K class probabilities ``(B, K)`` for categorical ones."""
+        return torch.softmax(logits, -1) if self.categorical else torch.sigmoid(logits)
+
+    def draw_site(self, probabilities: Tensor, uniforms: Tensor) -> Tensor:
+        """One site's internal values ``(B,)`` (spins +-1, or levels) from its
+        :meth:`site_probabilities` (of this model or a mixture of such) and uniforms ``(B,)``:
+        +1 where the uniform is below q(+1); the number of cumulative class probabilities
+        below it for K states."""
+        if not self.categorical:
+            return torch.where(uniforms < probabilities[:, 0], 1.0, -1.0).to(probabilities.dtype)
+        below = probabilities.cumsum(-1) < uniforms[:, None]
+        return below.sum(-1).clamp(max=self.n_states - 1).to(probabilities.dtype)
+
     def _draw(self, logits: Tensor, uniforms: Tensor) -> Tensor:
         """One site's values ``(B,)`` from its logits ``(B, C)`` and uniforms ``(B,)``."""
-        if not self.categorical:
-            return torch.where(uniforms < torch.sigmoid(logits[:, 0]), 1.0, -1.0)
-        below = torch.softmax(logits, -1).cumsum(-1) < uniforms[:, None]
-        return below.sum(-1).clamp(max=self.n_states - 1).to(logits.dtype)
+        return self.draw_site(self.site_probabilities(logits), uniforms)
 
     def conditional_logits(self, x: Tensor) -> Tensor:
         """Logits of the unsymmetrised q's conditionals per site from states ``(B, N)``:
@@ -163,11 +220,24 @@ class AutoregressiveModel(nn.Module, Model):
             n, self.n_sites, generator=generator, device=reference.device, dtype=reference.dtype
         )
 
-    def _sample_spins(self, uniforms: Tensor) -> Tensor:
-        """Internal values ``(n, N)`` of q from uniforms ``(n, N)`` (:meth:`_draw` per site).
+    def site_logits_stream(self, n: int) -> Generator[Tensor, Tensor, None]:
+        """The unsymmetrised conditionals of q site by site, for a sampler that chooses each
+        site's value itself (:func:`sample_site_mixture`): yields the logits ``(n, C)`` of site
+        0; sending it that site's internal values ``(n,)`` (spins +-1, or levels 0..K-1) yields
+        the logits of site 1, and so on. This version makes a full network pass per site; MADE
+        and the PixelCNN override it with cached passes (a few small products per site)."""
+        s = self._reference().new_zeros(n, self.n_sites)
+        for i in range(self.n_sites):
+            s[:, i] = yield self._logits(self._site_features(s))[:, i]
 
-        Subclasses override it with a cached version that returns the same states."""
-        return self._sample_spins_naive(uniforms)
+    def _sample_spins(self, uniforms: Tensor) -> Tensor:
+        """Internal values ``(n, N)`` of q from uniforms ``(n, N)``: :meth:`_draw` per site on
+        the logits of :meth:`site_logits_stream`."""
+        return drive_site_streams(
+            [self.site_logits_stream(uniforms.shape[0])],
+            lambda i, logits: self._draw(logits[0], uniforms[:, i]),
+            self.n_sites,
+        )
 
     def _sample_spins_naive(self, uniforms: Tensor) -> Tensor:
         s = torch.zeros_like(uniforms)
@@ -297,28 +367,29 @@ class MADE(AutoregressiveModel):
         out = self.output(self._hidden(features.reshape(batch, -1)))
         return out.view(batch, self.n_sites, self.channels)
 
-    def _sample_spins(self, uniforms: Tensor) -> Tensor:
-        n_sites, channels, batch = self.n_sites, self.channels, uniforms.shape[0]
-        s = torch.zeros_like(uniforms)
+    def site_logits_stream(self, n: int) -> Generator[Tensor, Tensor, None]:
+        """Cached: the first layer's pre-activations grow by one site's inputs per site, and
+        (degree-sorted units) site i's logits read only the first ``prefix[i]`` hidden units."""
+        n_sites, channels = self.n_sites, self.channels
         prefix = self.prefix
         if self.depth == 0:
             weight = self.output.masked_weight  # (N C, N C), block strictly lower triangular
-            logits = self.output.bias.expand(batch, n_sites * channels).clone()
+            logits = self.output.bias.expand(n, n_sites * channels).clone()
             for i in range(n_sites):
                 units = slice(i * channels, (i + 1) * channels)
-                s[:, i] = self._draw(logits[:, units], uniforms[:, i])
-                logits.addmm_(self._site_features(s[:, i]), weight[:, units].T)
-            return s
+                value = yield logits[:, units].clone()
+                logits.addmm_(self._site_features(value), weight[:, units].T)
+            return
         first = self.hidden_layers[0]
         first_weight = first.masked_weight  # (W, N C)
-        pre = first.bias.expand(batch, self.width).clone()
+        pre = first.bias.expand(n, self.width).clone()
         out_weight, out_bias = self.output.masked_weight, self.output.bias
         hidden = [(layer.masked_weight, layer.bias) for layer in self.hidden_layers[1:]]
         slopes = [activation.weight for activation in self.activations]
         for i in range(n_sites):
             k, units = prefix[i], slice(i * channels, (i + 1) * channels)
             if k == 0:
-                logit = out_bias[units].expand(batch, channels)
+                logit = out_bias[units].expand(n, channels)
             else:
                 h = nnf.prelu(pre[:, :k], slopes[0][:k])
                 for (weight, bias), slope in zip(hidden, slopes[1:]):
@@ -326,9 +397,8 @@ class MADE(AutoregressiveModel):
                     update = nnf.prelu(nnf.linear(h, weight[:k, :k], bias[:k]), slope[:k])
                     h = h + update if self.residual else update
                 logit = h @ out_weight[units, :k].T + out_bias[units]
-            s[:, i] = self._draw(logit, uniforms[:, i])
-            pre.addmm_(self._site_features(s[:, i]), first_weight[:, units].T)  # new site's inputs
-        return s
+            value = yield logit
+            pre.addmm_(self._site_features(value), first_weight[:, units].T)  # new site's inputs
 
 
 # ============================================================================= PixelCNN
@@ -467,15 +537,14 @@ class PixelCNN(AutoregressiveModel):
         grid = features.view(batch, self.L, self.L, channels).permute(0, 3, 1, 2)
         return self._grid_logits(grid).permute(0, 2, 3, 1).reshape(batch, -1, channels)
 
-    def _sample_spins(self, uniforms: Tensor) -> Tensor:
-        """Cached exact sampler: per row, the rows-above part of every layer at once; per site,
-        only the current-row part of every layer at that site (a few small products)."""
-        L, batch, C = self.L, uniforms.shape[0], self.channels
+    def site_logits_stream(self, n: int) -> Generator[Tensor, Tensor, None]:
+        """Cached: per row, the rows-above part of every layer at once; per site, only the
+        current-row part of every layer at that site (a few small products)."""
+        L, batch, C = self.L, n, self.channels
         channels = [C] + [self.width] * self.depth
-        grids = [uniforms.new_zeros(batch, c, L, L) for c in channels]  # features f_0 .. f_D
-        values = uniforms.new_zeros(batch, L, L)
+        reference = self._reference()
+        grids = [reference.new_zeros(batch, c, L, L) for c in channels]  # features f_0 .. f_D
         halves = [layer.half for layer in self.layers]
-        u = uniforms.view(batch, L, L)
         out_weight, out_bias = self.output.weight[:, :, 0, 0], self.output.bias  # (C, W), (C,)
         if self.wrap is not None:
             wrap_down, wrap_right = self.wrap.weight[:, :C, 0, 0], self.wrap.weight[:, C:, 0, 0]
@@ -510,9 +579,7 @@ class PixelCNN(AutoregressiveModel):
                     grids[index + 1][:, :, r, c] = h
                     if index + 1 < self.depth:
                         rows[index + 1][:, :, halves[index + 1] + c] = h
-                value = self._draw(h @ out_weight.T + out_bias, u[:, r, c])
+                value = yield h @ out_weight.T + out_bias
                 features = self._site_features(value)
-                values[:, r, c] = value
                 grids[0][:, :, r, c] = features
                 rows[0][:, :, halves[0] + c] = features
-        return values.reshape(batch, L * L)

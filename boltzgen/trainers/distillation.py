@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BoltzgenError
+from ..models.autoregressive import sample_site_mixture
 from ..samplers.weights import reverse_ess
 
 __all__ = [
@@ -172,13 +173,6 @@ def _class_index(model: torch.nn.Module, x: Tensor) -> Tensor:
     return (x > 0).long() if model.spin else x.long()
 
 
-def _class_value(model: torch.nn.Module, classes: Tensor) -> Tensor:
-    """Unit values of classes (inverse of :func:`_class_index`), in the classes' dtype."""
-    if getattr(model, "categorical", False) or not model.spin:
-        return classes
-    return 2 * classes - 1
-
-
 def site_divergence(
     divergence: str, teacher_logits: Tensor, student_logits: Tensor, lam: float = 0.1
 ) -> Tensor:
@@ -210,26 +204,17 @@ def _site_log_probs(model: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return logits, chosen[..., 0]
 
 
-@torch.no_grad()
 def teacher_mixed_sample(
     teacher: torch.nn.Module, student: torch.nn.Module, n: int, alpha: float
 ) -> Tensor:
     """``n`` states ``(n, N)`` drawn site by site from p~_i = alpha p_i + (1 - alpha) q_i, the
     mixture of the teacher's and the student's conditionals (MiniLLM's teacher-mixed sampling;
-    alpha = 0: exact student samples). One pass of both networks per site (torch's global
-    generator; no host synchronisation)."""
+    alpha = 0: exact student samples), with the cached site passes of both models
+    (:func:`~boltzgen.models.autoregressive.sample_site_mixture`; torch's global generator, no
+    host synchronisation)."""
     if alpha == 0.0:
         return student.sample(n)
-    reference = next(student.parameters())
-    x = torch.zeros(n, student.n_sites, device=reference.device, dtype=reference.dtype)
-    uniforms = torch.rand_like(x)
-    for i in range(student.n_sites):
-        p_i = class_logits(teacher, x)[:, i].softmax(-1)
-        q_i = class_logits(student, x)[:, i].softmax(-1)
-        below = (alpha * p_i + (1 - alpha) * q_i).cumsum(-1) < uniforms[:, i, None]
-        classes = below.sum(-1).clamp(max=p_i.shape[-1] - 1).to(x.dtype)
-        x[:, i] = _class_value(student, classes)
-    return x
+    return sample_site_mixture(teacher, student, alpha, n)
 
 
 def _check_prefix_weights(prefix_weights: str) -> None:
