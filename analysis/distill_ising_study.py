@@ -79,7 +79,10 @@ PERCENTILE_SAMPLES = 20000
 
 
 def train(template: str, overrides: list[str], run: Path) -> dict[str, Any]:
-    """``boltzgen train`` of a template with overrides, one thread; the run's summary."""
+    """``boltzgen train`` of a template with overrides, one thread; the run's summary (a run
+    that has one already is kept: rerunning the study only trains what is missing)."""
+    if (run / "summary.json").is_file():
+        return json.loads((run / "summary.json").read_text())
     config = run.with_suffix(".toml")
     config.write_text(template_with(template, [*overrides, "trainer.progress=false"]))
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
