@@ -8,7 +8,11 @@ ours with ``resnet=True, depth=2``).
 
 CPU (always): 66 features, 8 couplings, batch 1024. GPU (when CUDA is available): 60 features,
 16 couplings, batches 256/1024/4096; ours eager, ours under ``torch.compile`` (if it compiles),
-and nflows. Reports the median milliseconds per step after warm-up, and parameter counts.
+and nflows. Reports the median milliseconds per step after warm-up, parameter counts, the
+matrix-product FLOPs of one step (``torch.utils.flop_counter``: forward, backward; the splines'
+elementwise work is not counted) and the rate they are done at, beside the machine's rate for
+one GEMM of the conditioners' shape (batch x hidden times hidden x hidden) measured in the same
+run: the fraction of that rate a step reaches, and the time its matrix products alone would take.
 
 Usage::
 
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from boltzgen.energy.base import Energy
 from boltzgen.flows import CouplingFlow, NflowsAdapter
@@ -95,6 +100,28 @@ def median_ms(
     }
 
 
+def step_flops(step: Callable[[], Tensor]) -> int:
+    """Matrix-product FLOPs of one call of ``step`` (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def matmul_gflops(batch: int, hidden: int, device: torch.device, seconds: float = 1.0) -> float:
+    """GFLOP/s of ``(batch x hidden) @ (hidden x hidden)`` in float32 on ``device``."""
+    a = torch.randn(batch, hidden, device=device)
+    b = torch.randn(hidden, hidden, device=device)
+    for _ in range(3):
+        a @ b
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return 2 * batch * hidden * hidden * calls / (time.perf_counter() - start) / 1e9
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -128,7 +155,7 @@ def compare(
     ``torch.compile`` mode such as ``"reduce-overhead"`` (CUDA graphs)."""
     torch.manual_seed(0)
     target = DiagonalGaussian(dim).to(device)
-    steps, counts, rows = {}, {}, []
+    steps, counts, flops, rows = {}, {}, {}, []
     for label, (kind, compiled) in cases.items():
         model = build(kind, dim, layers, args.hidden, args.bins).to(device)
         sample = model.sample_and_log_prob
@@ -148,7 +175,10 @@ def compare(
             )
             continue
         steps[label], counts[label] = step, parameter_count(model)
+        flops[label] = step_flops(step)
+    rate = matmul_gflops(batch, args.hidden, device)
     for label, (ms, cpu_ms) in median_ms(steps, args.steps, args.warmup, device).items():
+        achieved = flops[label] / ms / 1e6
         rows.append(
             {
                 "device": device.type,
@@ -159,6 +189,11 @@ def compare(
                 "params": counts[label],
                 "ms_per_step": round(ms, 2),
                 "cpu_ms_per_step": round(cpu_ms, 2),
+                "gflop_per_step": round(flops[label] / 1e9, 3),
+                "gflops": round(achieved, 2),
+                "matmul_gflops": round(rate, 2),
+                "fraction_of_matmul_rate": round(achieved / rate, 3),
+                "matmul_only_ms": round(flops[label] / rate / 1e6, 2),
             }
         )
     return rows
@@ -206,11 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {machine['torch']}, {machine['threads']} threads, cuda: {machine['cuda']}")
     print(
         f"{'device':<7} {'model':<13} {'dim':>4} {'layers':>6} {'batch':>6} {'params':>10} "
-        f"{'ms/step':>9} {'cpu ms':>9}"
+        f"{'ms/step':>9} {'cpu ms':>9} {'GFLOP':>7} {'GFLOP/s':>8} {'GEMM GFLOP/s':>12} "
+        f"{'fraction':>8} {'GEMM-only ms':>12}"
     )
     for row in rows:
         tail = (
-            f"{row['params']:>10} {row['ms_per_step']:>9.1f} {row['cpu_ms_per_step']:>9.1f}"
+            f"{row['params']:>10} {row['ms_per_step']:>9.1f} {row['cpu_ms_per_step']:>9.1f} "
+            f"{row['gflop_per_step']:>7.2f} {row['gflops']:>8.1f} {row['matmul_gflops']:>12.1f} "
+            f"{row['fraction_of_matmul_rate']:>8.2f} {row['matmul_only_ms']:>12.1f}"
             if "error" not in row
             else f"  failed: {row['error']}"
         )

@@ -53,11 +53,11 @@ TEACHER = [
     "model.depth=4",
     "sample.n=20000",
 ]
-#: The student architecture, shared by every student: a 2 x 8 PixelCNN.
+#: The student architecture, shared by every student: a 2 x 12 PixelCNN.
 STUDENT = [
     'model.name="pixelcnn"',
     "model.depth=2",
-    "model.width=8",
+    "model.width=12",
     "model.half_kernel_size=3",
     "model.hidden_half_kernel_size=1",
     "model.residual=true",
