@@ -18,6 +18,12 @@ and ``samples/samples.pt``:
 - the fraction of the model's samples whose teacher log-density is below the teacher's own 1st
   percentile (MiniLLM's claim: reverse KD avoids them, forward KD spreads mass there).
 
+A teacher trained by reverse KL without Z2 symmetry covers one of the two ordered modes, so the
+study also distils its Z2-symmetrised copy (the same weights with ``model.z2 = true``: q_sym(s) =
+(q(s) + q(-s)) / 2, both modes) by forward and reverse KD (the per-site divergences need
+unsymmetrised conditionals), which asks whether forward KD covers both modes and reverse KD
+keeps one.
+
 Usage::
 
     python analysis/distill_ising_study.py runs/ising16-teacher --out runs/ising16-study \\
@@ -33,15 +39,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 import torch
 
-from boltzgen.samplers.weights import self_normalized_weights
+from boltzgen.samplers.weights import reverse_ess, self_normalized_weights
 from boltzgen.workflow.runs import load_run
 from boltzgen.workflow.templates import template_with
 
@@ -73,6 +85,12 @@ STUDENTS = {
     "reverse KD (score function)": ("distill-ising", ['trainer.divergence="reverse"']),
     "MiniLLM": ("distill-ising", ['trainer.divergence="minillm"']),
     "DKDR": ("distill-ising", ['trainer.divergence="dkdr"']),
+}
+#: Students of the Z2-symmetrised teacher (per-sequence divergences only: its conditionals are
+#: not those of q_sym).
+Z2_STUDENTS = {
+    "forward KD, Z2 teacher": ("distill-ising", ['trainer.divergence="forward"']),
+    "reverse KD, Z2 teacher": ("distill-ising", ['trainer.divergence="reverse"']),
 }
 #: Teacher samples that fix its own 1st log-density percentile.
 PERCENTILE_SAMPLES = 20000
@@ -121,7 +139,7 @@ def table(rows: list[dict[str, Any]], exact: float, target_abs_m: float) -> str:
         cells = [
             row["name"],
             f"{row['parameters']:,}",
-            f"{row['wall_time_s'] / 60:.1f} min",
+            f"{row['wall_time_s'] / 60:.1f} min" if row["wall_time_s"] else "(its weights)",
             f"{row['ess']:.3f}",
             f"{row['free_energy_per_site']:.5f} ({row['free_energy_standard_error']:.1e})",
             f"{row['free_energy_error']:.2e}",
@@ -153,35 +171,97 @@ def main() -> None:
     if args.train_teacher:
         train("van-ising", [*TEACHER, f"trainer.steps={args.teacher_steps}"], teacher_dir)
 
-    def student(item: tuple[str, tuple[str, list[str]]]) -> dict[str, Any]:
-        name, (template, extra) = item
-        run = (args.out / name.split(" (")[0].replace(" ", "-")).resolve()
+    def student(name: str, spec: tuple[str, list[str]], teacher: Path) -> dict[str, Any]:
+        template, extra = spec
+        run = (args.out / name.split(" (")[0].replace(" ", "-").replace(",", "")).resolve()
         overrides = [*STUDENT, *extra, f"trainer.steps={args.steps}", "trainer.batch_size=256"]
         if template == "distill-ising":
-            overrides.append(f'trainer.teacher="{teacher_dir}"')
-        return {"name": name, "run": str(run), **train(template, overrides, run)}
+            overrides.append(f'trainer.teacher="{teacher}"')
+        train(template, overrides, run)
+        return {"name": name, "run": str(run), "teacher": str(teacher)}
 
+    symmetric_dir = symmetrized(teacher_dir, args.out / "teacher-z2")
+    work = [(name, spec, teacher_dir) for name, spec in STUDENTS.items()]
+    work += [(name, spec, symmetric_dir) for name, spec in Z2_STUDENTS.items()]
     with ThreadPoolExecutor(args.jobs) as pool:
-        students = list(pool.map(student, STUDENTS.items()))
-    _, _, teacher = load_run(teacher_dir)
-    with torch.no_grad():
-        own = torch.cat(
-            [teacher.sample_and_log_prob(4096)[1] for _ in range(PERCENTILE_SAMPLES // 4096)]
-        )
-    threshold = float(torch.quantile(own.double(), 0.01))
-    rows = [{"name": "teacher", "run": str(teacher_dir), **_summary(teacher_dir)}, *students]
+        students = list(pool.map(lambda item: student(*item), work))
+    rows = [
+        {"name": "teacher", "run": str(teacher_dir), "teacher": str(teacher_dir)},
+        {
+            "name": "teacher, Z2-symmetrised",
+            "run": str(symmetric_dir),
+            "teacher": str(symmetric_dir),
+        },
+        *students,
+    ]
+    teachers = {
+        str(teacher_dir): load_run(teacher_dir)[2],
+        str(symmetric_dir): load_run(symmetric_dir)[2],
+    }
+    thresholds = {key: low_density_threshold(model) for key, model in teachers.items()}
+    exact = _summary(teacher_dir)["exact_free_energy_per_site"]
     for row in rows:
-        row.update(measures(Path(row["run"]), teacher, threshold))
-        _, _, model = load_run(row["run"])
+        run = Path(row["run"])
+        row.update(sample_statistics(run, exact))
+        row.update(measures(run, teachers[row["teacher"]], thresholds[row["teacher"]]))
+        row["wall_time_s"] = (
+            _summary(run)["wall_time_s"] if (run / "summary.json").is_file() else 0.0
+        )
+        _, _, model = load_run(run)
         row["parameters"] = sum(p.numel() for p in model.parameters())
-    saved = torch.load(teacher_dir / "samples" / "samples.pt", weights_only=True)
+    saved = torch.load(symmetric_dir / "samples" / "samples.pt", weights_only=True)
     weights = torch.as_tensor(self_normalized_weights(saved["log_weights"]))
     target_abs_m = float((weights * magnetization(saved["samples"]).abs()).sum())
-    exact = rows[0]["exact_free_energy_per_site"]
     print(table(rows, exact, target_abs_m))
     if args.json_out:
         result = {"rows": rows, "target_mean_abs_m": target_abs_m, "steps": args.steps}
         args.json_out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def symmetrized(teacher: Path, out: Path) -> Path:
+    """A copy of the teacher run with ``model.z2 = true`` (q_sym(s) = (q(s) + q(-s)) / 2 of the
+    same weights: the collapsed teacher's mode and its mirror image) and 20,000 samples of it in
+    ``samples/samples.pt``."""
+    out = out.resolve()
+    if not (out / "samples" / "samples.pt").is_file():
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        config = (teacher / "config.toml").read_text()
+        if "z2 = false" not in config:
+            sys.exit(f"{teacher}: expected a teacher with z2 = false")
+        (out / "config.toml").write_text(config.replace("z2 = false", "z2 = true"))
+        shutil.copy(teacher / "checkpoints" / "last.pt", out / "checkpoints" / "last.pt")
+        (out / "samples").mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "boltzgen", "sample", str(out), "-n", "20000"]
+        command += ["-o", str(out / "samples" / "samples.pt")]
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL)
+    return out
+
+
+@torch.no_grad()
+def low_density_threshold(teacher: torch.nn.Module) -> float:
+    """The teacher's own 1st percentile of log p, from its samples."""
+    own = torch.cat(
+        [teacher.sample_and_log_prob(4096)[1] for _ in range(PERCENTILE_SAMPLES // 4096)]
+    )
+    return float(torch.quantile(own.double(), 0.01))
+
+
+def sample_statistics(run: Path, exact: float) -> dict[str, float]:
+    """ESS, F_q per site with its s.e. and F_q - F from a run's saved samples (reduced energies
+    u = beta E, so F_q = mean(log q + u) / (beta N))."""
+    saved = torch.load(run / "samples" / "samples.pt", weights_only=True)
+    beta = float(tomllib.loads((run / "config.toml").read_text())["target"]["beta"])
+    cost = (saved["log_q"].double() + saved["reduced_energies"].double()) / (
+        beta * saved["samples"].shape[1]
+    )
+    free_energy = float(cost.mean())
+    return {
+        "ess": float(reverse_ess(saved["log_weights"])),
+        "free_energy_per_site": free_energy,
+        "free_energy_standard_error": float(cost.std() / len(cost) ** 0.5),
+        "free_energy_error": free_energy - exact,
+    }
 
 
 def _summary(run: Path) -> dict[str, Any]:
